@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test of the project: formatting, lints, the workspace's tests.
+# Safe to run on a fresh machine: it installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace

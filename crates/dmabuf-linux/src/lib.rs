@@ -1,0 +1,1 @@
+//! The real Linux backend: dma-heaps, udmabuf, the dma-buf ioctls and sync_file.

@@ -1,0 +1,1 @@
+//! A simulated memory system for reasoning about DMA cache coherency.
