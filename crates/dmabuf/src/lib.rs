@@ -1,2 +1,3 @@
 //! The DMA-buf framework: fences, reservation objects, sync files, and (later) buffer
 //! sharing on the simulated hardware.
+pub mod uapi;
