@@ -1,0 +1,392 @@
+//! The streaming DMA layer: what the kernel's `dma_map_sg`, `dma_sync_*` and
+//! `dma_unmap_sg` do on this hardware.
+//!
+//! For a non-coherent device the arch's profile says which cache maintenance each call
+//! performs (section 5 of the coherency model):
+//!
+//! | call | TO_DEVICE | FROM_DEVICE | BIDIRECTIONAL |
+//! |---|---|---|---|
+//! | map / sync_for_device (`arm64`) | clean | clean | clean |
+//! | map / sync_for_device (`invalidate-before-from-device`) | clean | invalidate | clean |
+//! | unmap / sync_for_cpu (both) | nothing | invalidate | invalidate |
+//!
+//! A coherent device needs none of it. A device that cannot reach a page (its DMA mask,
+//! without an IOMMU) gets a bounce slot: sync_for_device copies the data to it for
+//! TO_DEVICE and BIDIRECTIONAL, sync_for_cpu copies it back for FROM_DEVICE and
+//! BIDIRECTIONAL, and maintenance applies to the slot. Behind an IOMMU the pages are
+//! mapped at a contiguous IOVA range below the mask.
+
+use serde::{Deserialize, Serialize};
+
+use crate::addr::{BusAddr, Iova, PAGE_SIZE, PhysAddr, PhysRange};
+use crate::event::DeviceId;
+use crate::sim::{SimError, Sim};
+
+/// The direction of a DMA transfer (the kernel's `enum dma_data_direction`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DmaDirection {
+    /// `DMA_BIDIRECTIONAL`: the device reads and writes.
+    Bidirectional,
+    /// `DMA_TO_DEVICE`: the device reads.
+    ToDevice,
+    /// `DMA_FROM_DEVICE`: the device writes.
+    FromDevice,
+}
+
+impl DmaDirection {
+    /// The kernel's name.
+    pub fn kernel_name(self) -> &'static str {
+        match self {
+            DmaDirection::Bidirectional => "DMA_BIDIRECTIONAL",
+            DmaDirection::ToDevice => "DMA_TO_DEVICE",
+            DmaDirection::FromDevice => "DMA_FROM_DEVICE",
+        }
+    }
+
+    /// Whether the device may read the buffer.
+    pub fn device_reads(self) -> bool {
+        self != DmaDirection::FromDevice
+    }
+
+    /// Whether the device may write the buffer.
+    pub fn device_writes(self) -> bool {
+        self != DmaDirection::ToDevice
+    }
+}
+
+/// What the arch's streaming DMA layer does for a non-coherent device.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DmaProfile {
+    /// arm64 since Linux 5.19 (and RISC-V since 6.x): clean at map for every direction;
+    /// invalidate at unmap unless TO_DEVICE.
+    Arm64,
+    /// Older kernels and other arches: invalidate (instead of clean) at map for
+    /// FROM_DEVICE; the rest as `arm64`.
+    InvalidateBeforeFromDevice,
+}
+
+/// The maintenance a sync performs on the CPU cache.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SyncOp {
+    /// None.
+    Nothing,
+    /// Clean.
+    Clean,
+    /// Invalidate.
+    Invalidate,
+}
+
+impl DmaProfile {
+    /// What `dma_sync_*_for_device` (and map) does for a direction.
+    pub fn for_device(self, dir: DmaDirection) -> SyncOp {
+        match (self, dir) {
+            (DmaProfile::InvalidateBeforeFromDevice, DmaDirection::FromDevice) => SyncOp::Invalidate,
+            _ => SyncOp::Clean,
+        }
+    }
+
+    /// What `dma_sync_*_for_cpu` (and unmap) does for a direction.
+    pub fn for_cpu(self, dir: DmaDirection) -> SyncOp {
+        match dir {
+            DmaDirection::ToDevice => SyncOp::Nothing,
+            _ => SyncOp::Invalidate,
+        }
+    }
+}
+
+/// Attributes of a map or unmap (the kernel's `DMA_ATTR_*`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct DmaAttrs {
+    /// `DMA_ATTR_SKIP_CPU_SYNC`: map and unmap do no maintenance and no bounce copy; the
+    /// caller syncs the ranges it needs.
+    pub skip_cpu_sync: bool,
+}
+
+/// One segment of a DMA mapping: where the device sees a piece of the buffer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct DmaSegment {
+    /// The address the device drives.
+    pub bus: BusAddr,
+    /// The original pages.
+    pub phys: PhysAddr,
+    /// Length in bytes.
+    pub len: u64,
+    /// The bounce slot the device really uses, when bounced.
+    pub bounce: Option<PhysAddr>,
+}
+
+/// A streaming DMA mapping: a scatter-gather table as one device sees it. Unmap it with
+/// [`Sim::dma_unmap`]; the simulator does not own it, so a leaked mapping is the caller's
+/// to report.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct DmaMapping {
+    /// The device.
+    pub dev: DeviceId,
+    /// The direction it was mapped for.
+    pub dir: DmaDirection,
+    /// The segments, in buffer order.
+    pub segments: Vec<DmaSegment>,
+    /// The IOVA range, when behind an IOMMU.
+    pub iova: Option<(Iova, u64)>,
+}
+
+impl DmaMapping {
+    /// Total length.
+    pub fn len(&self) -> u64 {
+        self.segments.iter().map(|s| s.len).sum()
+    }
+
+    /// Whether the mapping holds no byte.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether any segment is bounced.
+    pub fn is_bounced(&self) -> bool {
+        self.segments.iter().any(|s| s.bounce.is_some())
+    }
+
+    /// Whether the device sees the buffer as one contiguous bus range.
+    pub fn is_contiguous(&self) -> bool {
+        self.segments.windows(2).all(|w| w[0].bus.checked_add(w[0].len) == Some(w[1].bus))
+    }
+
+    /// The bus address of byte `offset` of the buffer, or `None` past the end.
+    pub fn bus_address(&self, offset: u64) -> Option<BusAddr> {
+        let mut o = offset;
+        for s in &self.segments {
+            if o < s.len {
+                return Some(s.bus.add(o));
+            }
+            o -= s.len;
+        }
+        None
+    }
+
+    /// The pieces of buffer range `[offset, offset + len)` as `(bus address, length)`.
+    pub fn bus_ranges(&self, offset: u64, len: u64) -> Vec<(BusAddr, u64)> {
+        self.pieces(offset, len).map(|(s, o, n)| (s.bus.add(o), n)).collect()
+    }
+
+    /// Segments overlapping `[offset, offset + len)`: `(segment, offset in it, length)`.
+    fn pieces(&self, offset: u64, len: u64) -> impl Iterator<Item = (&DmaSegment, u64, u64)> {
+        let end = offset.saturating_add(len);
+        let mut base = 0u64;
+        self.segments.iter().filter_map(move |s| {
+            let (s0, s1) = (base, base + s.len);
+            base = s1;
+            let (a, b) = (offset.max(s0), end.min(s1));
+            (a < b).then_some((s, a - s0, b - a))
+        })
+    }
+}
+
+impl Sim {
+    /// Maps physical pages (`dma_map_sg`) for a device: through its IOMMU, directly, or
+    /// through bounce slots for pages above its DMA mask; then syncs for the device unless
+    /// `attrs.skip_cpu_sync`.
+    pub fn dma_map(
+        &mut self,
+        dev: DeviceId,
+        sg: &[PhysRange],
+        dir: DmaDirection,
+        attrs: DmaAttrs,
+    ) -> Result<DmaMapping, SimError> {
+        let di = dev.index();
+        if di >= self.platform().devices.len() {
+            return Err(SimError::NoSuchDevice(dev));
+        }
+        for r in sg {
+            self.check_in_regions(*r)?;
+            for region in self.platform().regions.iter().enumerate().filter(|(_, g)| g.range().overlaps(r)) {
+                if !self.platform().device_reaches(di, region.0) {
+                    return Err(SimError::Unreachable {
+                        dev: self.platform().devices[di].name.clone(),
+                        addr: r.start,
+                        region: region.1.name.clone(),
+                    });
+                }
+            }
+        }
+        let mut segments = Vec::new();
+        let mut iova = None;
+        if self.platform().devices[di].iommu {
+            let total: u64 = sg.iter().map(|r| r.align_out(PAGE_SIZE).len).sum();
+            let base = self.iommu_map_pages(dev, sg)?;
+            iova = Some((base, total));
+            let mut off = 0;
+            for r in sg {
+                let lead = r.start.raw() % PAGE_SIZE;
+                segments.push(DmaSegment { bus: BusAddr(base.raw() + off + lead), phys: r.start, len: r.len, bounce: None });
+                off += r.align_out(PAGE_SIZE).len;
+            }
+        } else {
+            let max = self.platform().devices[di].max_address();
+            for r in sg {
+                let fits = r.is_empty() || r.end().raw() - 1 <= max;
+                if fits {
+                    segments.push(DmaSegment { bus: BusAddr(r.start.raw()), phys: r.start, len: r.len, bounce: None });
+                    continue;
+                }
+                match self.bounce_alloc(r.len, max) {
+                    Ok(slot) => segments.push(DmaSegment { bus: BusAddr(slot.raw()), phys: r.start, len: r.len, bounce: Some(slot) }),
+                    Err(e) => {
+                        // Nothing is left half-done: free what this call took.
+                        for s in segments.iter().filter_map(|s| s.bounce.map(|b| (b, s.len))) {
+                            let _ = self.bounce_free(s.0, s.1);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        let m = DmaMapping { dev, dir, segments, iova };
+        if !attrs.skip_cpu_sync {
+            self.dma_sync_for_device(&m, 0, m.len())?;
+        }
+        Ok(m)
+    }
+
+    /// Unmaps (`dma_unmap_sg`): syncs for the CPU unless `attrs.skip_cpu_sync`, then frees
+    /// bounce slots and IOVA space.
+    pub fn dma_unmap(&mut self, m: DmaMapping, attrs: DmaAttrs) -> Result<(), SimError> {
+        if !attrs.skip_cpu_sync {
+            self.dma_sync_for_cpu(&m, 0, m.len())?;
+        }
+        for s in &m.segments {
+            if let Some(b) = s.bounce {
+                self.bounce_free(b, s.len)?;
+            }
+        }
+        if let Some((iova, len)) = m.iova {
+            self.iommu_unmap(m.dev, iova, len)?;
+        }
+        Ok(())
+    }
+
+    /// `dma_sync_sg_for_device` on buffer range `[offset, offset + len)`: hands the bytes
+    /// to the device (bounce copy in, then the profile's maintenance).
+    pub fn dma_sync_for_device(&mut self, m: &DmaMapping, offset: u64, len: u64) -> Result<(), SimError> {
+        let coherent = self.platform().devices[m.dev.index()].coherent;
+        let op = self.platform().dma_profile.for_device(m.dir);
+        let pieces: Vec<_> = m.pieces(offset, len).map(|(s, o, n)| (*s, o, n)).collect();
+        for (s, o, n) in pieces {
+            let target = match s.bounce {
+                Some(b) => {
+                    if m.dir.device_reads() {
+                        self.bounce_copy(s.phys.add(o), b.add(o), n)?;
+                    }
+                    b.add(o)
+                }
+                None => s.phys.add(o),
+            };
+            if !coherent {
+                let r = PhysRange { start: target, len: n };
+                match op {
+                    SyncOp::Clean => self.cache_clean(r)?,
+                    SyncOp::Invalidate => self.cache_invalidate(r)?,
+                    SyncOp::Nothing => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `dma_sync_sg_for_cpu` on buffer range `[offset, offset + len)`: hands the bytes back
+    /// to the CPU (the profile's maintenance, then bounce copy out).
+    pub fn dma_sync_for_cpu(&mut self, m: &DmaMapping, offset: u64, len: u64) -> Result<(), SimError> {
+        let coherent = self.platform().devices[m.dev.index()].coherent;
+        let op = self.platform().dma_profile.for_cpu(m.dir);
+        let pieces: Vec<_> = m.pieces(offset, len).map(|(s, o, n)| (*s, o, n)).collect();
+        for (s, o, n) in pieces {
+            let target = s.bounce.unwrap_or(s.phys).add(o);
+            if !coherent && op == SyncOp::Invalidate {
+                self.cache_invalidate(PhysRange { start: target, len: n })?;
+            }
+            if let Some(b) = s.bounce
+                && m.dir.device_writes()
+            {
+                self.bounce_copy(b.add(o), s.phys.add(o), n)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Maps pages into a device's IOMMU at a fresh IOVA range below its DMA mask; ranges
+    /// are rounded out to whole pages. Returns the IOVA of the first page.
+    pub fn iommu_map_pages(&mut self, dev: DeviceId, sg: &[PhysRange]) -> Result<Iova, SimError> {
+        let di = dev.index();
+        let name = self.platform().devices.get(di).map(|d| d.name.clone()).ok_or(SimError::NoSuchDevice(dev))?;
+        let total: u64 = sg.iter().map(|r| r.align_out(PAGE_SIZE).len).sum();
+        let mmu = self.iommus[di].as_mut().ok_or_else(|| SimError::NoIommu { dev: name.clone() })?;
+        let base = mmu.space.alloc(total.max(PAGE_SIZE), PAGE_SIZE).ok_or(SimError::IovaExhausted { dev: name, len: total })?;
+        let mut at = base / PAGE_SIZE;
+        for r in sg {
+            let a = r.align_out(PAGE_SIZE);
+            for i in 0..a.len / PAGE_SIZE {
+                mmu.table.insert(at, a.start.raw() / PAGE_SIZE + i);
+                at += 1;
+            }
+        }
+        Ok(Iova(base))
+    }
+
+    /// Removes an IOMMU mapping made by [`Sim::iommu_map_pages`].
+    pub fn iommu_unmap(&mut self, dev: DeviceId, iova: Iova, len: u64) -> Result<(), SimError> {
+        let di = dev.index();
+        let name = self.platform().devices.get(di).map(|d| d.name.clone()).ok_or(SimError::NoSuchDevice(dev))?;
+        let mmu = self.iommus[di].as_mut().ok_or_else(|| SimError::NoIommu { dev: name.clone() })?;
+        let bad = || SimError::BadIommuUnmap { dev: name.clone(), addr: BusAddr(iova.raw()), len };
+        let pages = len.max(PAGE_SIZE).div_ceil(PAGE_SIZE);
+        let first = iova.raw() / PAGE_SIZE;
+        if !(first..first + pages).all(|p| mmu.table.contains_key(&p)) {
+            return Err(bad());
+        }
+        if !mmu.space.free(first * PAGE_SIZE, pages * PAGE_SIZE) {
+            return Err(bad());
+        }
+        for p in first..first + pages {
+            mmu.table.remove(&p);
+        }
+        Ok(())
+    }
+
+    /// Allocates a bounce slot of `len` bytes at or below `limit` (the device's highest
+    /// address), line aligned.
+    pub fn bounce_alloc(&mut self, len: u64, limit: u64) -> Result<PhysAddr, SimError> {
+        let line = self.line_size();
+        let pool = self.bounce.as_mut().ok_or(SimError::NoBouncePool)?;
+        let size = len.max(1).div_ceil(line) * line;
+        let exhausted = SimError::BounceExhausted { len, limit };
+        if pool.range.start.raw() > limit {
+            return Err(exhausted);
+        }
+        let at = pool.alloc.alloc(size, line).ok_or(exhausted.clone())?;
+        if at + size - 1 > limit {
+            pool.alloc.free(at, size);
+            return Err(exhausted);
+        }
+        pool.slots.insert(at, size);
+        Ok(PhysAddr(at))
+    }
+
+    /// Frees a bounce slot.
+    pub fn bounce_free(&mut self, addr: PhysAddr, len: u64) -> Result<(), SimError> {
+        let line = self.line_size();
+        let pool = self.bounce.as_mut().ok_or(SimError::NoBouncePool)?;
+        let size = len.max(1).div_ceil(line) * line;
+        if pool.slots.get(&addr.raw()) != Some(&size) {
+            return Err(SimError::BadBounceFree { addr, len });
+        }
+        pool.slots.remove(&addr.raw());
+        pool.alloc.free(addr.raw(), size);
+        Ok(())
+    }
+
+    /// Bytes currently held in bounce slots.
+    pub fn bounce_in_use(&self) -> u64 {
+        self.bounce.as_ref().map_or(0, |p| p.slots.values().sum())
+    }
+}

@@ -1,0 +1,254 @@
+//! What the hardware did, reported to an observer, with provenance.
+//!
+//! A sanitizer (or a trace printer, or a test) installs an [`Observer`] when it builds the
+//! simulator. It is told every memory event: accesses with the writes that produced the
+//! bytes they returned, and the hardware's own moves (write-backs, fills, prefetches,
+//! discards, drains, bounce copies) with the writes whose bytes they moved or destroyed.
+//! Without an observer no event is built and no provenance is kept.
+
+use crate::addr::{BusAddr, PhysAddr, PhysRange};
+use crate::store::{ProvRun, WriteId};
+
+/// A DMA master of the platform, by index into [`Platform::devices`](crate::Platform).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct DeviceId(pub u16);
+
+impl DeviceId {
+    /// Index into the platform's device list.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Who performed an access or an operation.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum Agent {
+    /// The CPU.
+    Cpu,
+    /// A DMA master.
+    Device(DeviceId),
+}
+
+/// A cache: the CPU's, or a device's private one.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum CacheId {
+    /// The CPU's write-back cache.
+    Cpu,
+    /// A device's private cache.
+    Device(DeviceId),
+}
+
+/// The memory attribute of a CPU mapping.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemAttr {
+    /// Write-back cacheable.
+    Cached,
+    /// Write-combined: uncached, writes buffered until a barrier.
+    WriteCombine,
+    /// Uncached: every access goes to memory.
+    Uncached,
+}
+
+impl MemAttr {
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            MemAttr::Cached => "cached",
+            MemAttr::WriteCombine => "write-combine",
+            MemAttr::Uncached => "uncached",
+        }
+    }
+}
+
+/// A CPU mapping, as returned by [`Sim::cpu_map`](crate::Sim::cpu_map).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct CpuMapId(pub u32);
+
+/// A cache-maintenance operation.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum MaintOp {
+    /// Write dirty CPU lines back; lines stay valid.
+    Clean,
+    /// Drop CPU lines without writing them back.
+    Invalidate,
+    /// Clean, then drop.
+    CleanInvalidate,
+    /// Write a device cache's dirty lines back.
+    DeviceFlush,
+    /// Drop a device cache's lines.
+    DeviceInvalidate,
+}
+
+/// Why the hardware moved a line.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Cause {
+    /// A maintenance operation the program (or its framework) asked for.
+    Maintenance,
+    /// A freedom the chooser took (the hardware may do this at any time).
+    Freedom,
+    /// The cache was full and replaced the line.
+    Capacity,
+    /// A coherent device's access snooped the line.
+    Snoop,
+    /// An access needed the line (a demand fill).
+    Demand,
+}
+
+/// One memory event.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// The CPU read bytes through a mapping. `prov` is relative to the access.
+    CpuRead {
+        /// The mapping.
+        map: CpuMapId,
+        /// Offset of the access in the mapping.
+        offset: u64,
+        /// Bytes read.
+        len: u64,
+        /// The mapping's attribute.
+        attr: MemAttr,
+        /// Which write produced each byte returned.
+        prov: &'a [ProvRun],
+    },
+    /// The CPU wrote bytes through a mapping.
+    CpuWrite {
+        /// The mapping.
+        map: CpuMapId,
+        /// Offset of the access in the mapping.
+        offset: u64,
+        /// Bytes written.
+        len: u64,
+        /// The mapping's attribute.
+        attr: MemAttr,
+        /// The new write's id.
+        write: WriteId,
+    },
+    /// A device read bytes by DMA. `prov` is relative to the access.
+    DeviceRead {
+        /// The device.
+        dev: DeviceId,
+        /// The first bus address.
+        bus: BusAddr,
+        /// Bytes read.
+        len: u64,
+        /// Which write produced each byte returned.
+        prov: &'a [ProvRun],
+    },
+    /// A device wrote bytes by DMA.
+    DeviceWrite {
+        /// The device.
+        dev: DeviceId,
+        /// The first bus address.
+        bus: BusAddr,
+        /// Bytes written.
+        len: u64,
+        /// The new write's id.
+        write: WriteId,
+    },
+    /// Dirty cache lines were written to memory. `prov` is relative to `range`.
+    WriteBack {
+        /// Whose cache.
+        cache: CacheId,
+        /// The lines.
+        range: PhysRange,
+        /// Why.
+        cause: Cause,
+        /// The writes whose bytes reached memory.
+        prov: &'a [ProvRun],
+    },
+    /// Lines were filled from memory. `prov` is relative to `range`.
+    Fill {
+        /// Whose cache.
+        cache: CacheId,
+        /// The lines.
+        range: PhysRange,
+        /// `Demand` or `Freedom` (a speculative prefetch).
+        cause: Cause,
+        /// The writes whose bytes the lines now hold.
+        prov: &'a [ProvRun],
+    },
+    /// Lines were dropped. `lost` lists the dirty bytes destroyed (relative to `range`):
+    /// data that never reached memory.
+    Discard {
+        /// Whose cache.
+        cache: CacheId,
+        /// The lines.
+        range: PhysRange,
+        /// Why.
+        cause: Cause,
+        /// Dirty bytes destroyed.
+        lost: &'a [ProvRun],
+    },
+    /// The write-combining buffer drained bytes to memory.
+    Drain {
+        /// The bytes' addresses.
+        range: PhysRange,
+        /// The writes drained.
+        prov: &'a [ProvRun],
+    },
+    /// A cache-maintenance operation was issued.
+    Maintenance {
+        /// Which one.
+        op: MaintOp,
+        /// Who issued it (the CPU, or the device whose cache it is).
+        agent: Agent,
+        /// The range, rounded out to whole lines.
+        range: PhysRange,
+    },
+    /// Bytes were copied between original pages and the bounce pool.
+    BounceCopy {
+        /// Source.
+        from: PhysRange,
+        /// Destination.
+        to: PhysAddr,
+        /// The writes copied (relative to `from`).
+        prov: &'a [ProvRun],
+    },
+    /// A page got a second CPU mapping with a different attribute.
+    MismatchedAlias {
+        /// The page.
+        page: PhysAddr,
+        /// The attribute of the mapping that existed.
+        existing: MemAttr,
+        /// The attribute of the new mapping.
+        new: MemAttr,
+        /// The new mapping.
+        map: CpuMapId,
+    },
+}
+
+/// Receives every memory event of a simulation.
+pub trait Observer {
+    /// Called for every event, in order.
+    fn event(&mut self, ev: &Event<'_>);
+
+    /// Whether the simulator should keep byte-precise provenance (costs time and memory).
+    fn wants_provenance(&self) -> bool {
+        true
+    }
+}
+
+impl<T: Observer + ?Sized> Observer for std::rc::Rc<std::cell::RefCell<T>> {
+    fn event(&mut self, ev: &Event<'_>) {
+        self.borrow_mut().event(ev);
+    }
+
+    fn wants_provenance(&self) -> bool {
+        self.borrow().wants_provenance()
+    }
+}
+
+/// An observer that records a one-line description of every event, for tests and traces.
+#[derive(Default, Debug)]
+pub struct EventLog {
+    /// One entry per event.
+    pub lines: Vec<String>,
+}
+
+impl Observer for EventLog {
+    fn event(&mut self, ev: &Event<'_>) {
+        self.lines.push(format!("{ev:?}"));
+    }
+}
