@@ -118,11 +118,7 @@ macro_rules! range_impl {
 
             /// The range `[start, end)`, or `None` if `end < start`.
             pub const fn from_bounds(start: $a, end: $a) -> Option<Self> {
-                if end.0 < start.0 {
-                    None
-                } else {
-                    Some(Self { start, len: end.0 - start.0 })
-                }
+                if end.0 < start.0 { None } else { Some(Self { start, len: end.0 - start.0 }) }
             }
 
             /// One past the last address.
@@ -167,11 +163,7 @@ macro_rules! range_impl {
 
             /// The number of `align`-sized units the range touches.
             pub const fn units(&self, align: u64) -> u64 {
-                if self.len == 0 {
-                    0
-                } else {
-                    self.align_out(align).len / align
-                }
+                if self.len == 0 { 0 } else { self.align_out(align).len / align }
             }
         }
 

@@ -85,9 +85,10 @@ impl SetAssoc {
             return None;
         }
         let set = self.set_of(line);
-        let w = set.clone().find(|&w| self.tags[w] == 0).unwrap_or_else(|| {
-            set.min_by_key(|&w| self.stamps[w]).expect("a set has at least one way")
-        });
+        let w = set
+            .clone()
+            .find(|&w| self.tags[w] == 0)
+            .unwrap_or_else(|| set.min_by_key(|&w| self.stamps[w]).expect("a set has at least one way"));
         let victim = self.tags[w].checked_sub(1);
         self.tags[w] = line + 1;
         self.stamps[w] = self.clock;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::addr::{BusAddr, Iova, PAGE_SIZE, PhysAddr, PhysRange};
 use crate::event::DeviceId;
-use crate::sim::{SimError, Sim};
+use crate::sim::{Sim, SimError};
 
 /// The direction of a DMA transfer (the kernel's `enum dma_data_direction`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
@@ -219,7 +219,12 @@ impl Sim {
             let mut off = 0;
             for r in sg {
                 let lead = r.start.raw() % PAGE_SIZE;
-                segments.push(DmaSegment { bus: BusAddr(base.raw() + off + lead), phys: r.start, len: r.len, bounce: None });
+                segments.push(DmaSegment {
+                    bus: BusAddr(base.raw() + off + lead),
+                    phys: r.start,
+                    len: r.len,
+                    bounce: None,
+                });
                 off += r.align_out(PAGE_SIZE).len;
             }
         } else {
@@ -231,7 +236,12 @@ impl Sim {
                     continue;
                 }
                 match self.bounce_alloc(r.len, max) {
-                    Ok(slot) => segments.push(DmaSegment { bus: BusAddr(slot.raw()), phys: r.start, len: r.len, bounce: Some(slot) }),
+                    Ok(slot) => segments.push(DmaSegment {
+                        bus: BusAddr(slot.raw()),
+                        phys: r.start,
+                        len: r.len,
+                        bounce: Some(slot),
+                    }),
                     Err(e) => {
                         // Nothing is left half-done: free what this call took.
                         for s in segments.iter().filter_map(|s| s.bounce.map(|b| (b, s.len))) {
@@ -321,7 +331,10 @@ impl Sim {
         let name = self.platform().devices.get(di).map(|d| d.name.clone()).ok_or(SimError::NoSuchDevice(dev))?;
         let total: u64 = sg.iter().map(|r| r.align_out(PAGE_SIZE).len).sum();
         let mmu = self.iommus[di].as_mut().ok_or_else(|| SimError::NoIommu { dev: name.clone() })?;
-        let base = mmu.space.alloc(total.max(PAGE_SIZE), PAGE_SIZE).ok_or(SimError::IovaExhausted { dev: name, len: total })?;
+        let base = mmu
+            .space
+            .alloc(total.max(PAGE_SIZE), PAGE_SIZE)
+            .ok_or(SimError::IovaExhausted { dev: name, len: total })?;
         let mut at = base / PAGE_SIZE;
         for r in sg {
             let a = r.align_out(PAGE_SIZE);

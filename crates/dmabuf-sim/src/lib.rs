@@ -56,7 +56,9 @@ mod stats;
 mod store;
 
 pub use addr::{BusAddr, BusRange, Iova, PAGE_SIZE, PhysAddr, PhysRange, Range};
-pub use chooser::{Adversarial, Chooser, Freedom, Lru, Never, OpInfo, OpKind, Seeded, UnknownChooser, chooser_from_name};
+pub use chooser::{
+    Adversarial, Chooser, Freedom, Lru, Never, OpInfo, OpKind, Seeded, UnknownChooser, chooser_from_name,
+};
 pub use dma::{DmaAttrs, DmaDirection, DmaMapping, DmaProfile, DmaSegment, SyncOp};
 pub use event::{Agent, CacheId, Cause, CpuMapId, DeviceId, Event, EventLog, MaintOp, MemAttr, Observer};
 pub use platform::{

@@ -34,12 +34,8 @@ impl ByteSize {
         let split = s.find(|c: char| c.is_ascii_alphabetic() && !s.starts_with("0x")).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
         let num = num.trim().replace('_', "");
-        let n = if let Some(hex) = num.strip_prefix("0x") {
-            u64::from_str_radix(hex, 16)
-        } else {
-            num.parse::<u64>()
-        }
-        .map_err(|_| format!("`{s}` is not a size (examples: 4096, \"64KiB\", \"4GiB\", \"0x1000\")"))?;
+        let n = if let Some(hex) = num.strip_prefix("0x") { u64::from_str_radix(hex, 16) } else { num.parse::<u64>() }
+            .map_err(|_| format!("`{s}` is not a size (examples: 4096, \"64KiB\", \"4GiB\", \"0x1000\")"))?;
         let mult: u64 = match unit.trim() {
             "" | "B" => 1,
             "K" | "KiB" | "KB" => 1 << 10,
@@ -56,7 +52,7 @@ impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
         for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
-            if n != 0 && n % (1u64 << shift) == 0 {
+            if n != 0 && n.is_multiple_of(1u64 << shift) {
                 return write!(f, "{}{unit}", n >> shift);
             }
         }
@@ -79,9 +75,9 @@ impl<'de> Deserialize<'de> for ByteSize {
             Str(String),
         }
         match Raw::deserialize(d)? {
-            Raw::Int(i) => u64::try_from(i)
-                .map(ByteSize)
-                .map_err(|_| serde::de::Error::custom("a size cannot be negative")),
+            Raw::Int(i) => {
+                u64::try_from(i).map(ByteSize).map_err(|_| serde::de::Error::custom("a size cannot be negative"))
+            }
             Raw::Str(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
         }
     }
@@ -150,8 +146,7 @@ impl RegionDesc {
 
     /// Whether the kernel's linear map (cacheable) covers the region.
     pub fn linear_mapped(&self) -> bool {
-        self.linear_map
-            .unwrap_or(matches!(self.kind, RegionKind::Dram | RegionKind::Cma | RegionKind::Bounce))
+        self.linear_map.unwrap_or(matches!(self.kind, RegionKind::Dram | RegionKind::Cma | RegionKind::Bounce))
     }
 }
 
@@ -373,7 +368,8 @@ impl Platform {
     /// Reads a description from a TOML file.
     pub fn from_file(path: &Path) -> Result<Platform, PlatformError> {
         let file = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|e| PlatformError::Io { file: file.clone(), reason: e.to_string() })?;
+        let meta =
+            std::fs::metadata(path).map_err(|e| PlatformError::Io { file: file.clone(), reason: e.to_string() })?;
         // A platform is a page of text; refuse anything that is clearly not one.
         if meta.len() > 1 << 20 {
             return Err(PlatformError::Io { file, reason: "larger than 1 MiB; not a platform description".into() });
@@ -396,8 +392,8 @@ impl Platform {
 
     /// Parses and validates a description; `file` names it in errors.
     pub fn from_toml(text: &str, file: &str) -> Result<Platform, PlatformError> {
-        let p: Platform =
-            toml::from_str(text).map_err(|e| PlatformError::Syntax { file: file.to_string(), message: e.to_string() })?;
+        let p: Platform = toml::from_str(text)
+            .map_err(|e| PlatformError::Syntax { file: file.to_string(), message: e.to_string() })?;
         p.validate(file)?;
         Ok(p)
     }
@@ -429,10 +425,10 @@ impl Platform {
         let d = &self.devices[dev];
         let r = &self.regions[region];
         if r.kind == RegionKind::DeviceLocal {
-            return r.owner.as_deref() == Some(d.name.as_str()) || d.p2p.iter().any(|n| *n == r.name);
+            return r.owner.as_deref() == Some(d.name.as_str()) || d.p2p.contains(&r.name);
         }
         match &d.reaches {
-            Some(list) => list.iter().any(|n| *n == r.name),
+            Some(list) => list.contains(&r.name),
             None => true,
         }
     }
@@ -460,10 +456,10 @@ impl Platform {
             if self.regions[..i].iter().any(|o| o.name == r.name) {
                 return Err(bad(format!("{key}.name"), format!("duplicate region name `{}`", r.name)));
             }
-            if r.size.0 == 0 || r.size.0 % PAGE_SIZE != 0 {
+            if r.size.0 == 0 || !r.size.0.is_multiple_of(PAGE_SIZE) {
                 return Err(bad(format!("{key}.size"), format!("must be a non-zero multiple of {PAGE_SIZE} bytes")));
             }
-            if r.base.0 % PAGE_SIZE != 0 {
+            if !r.base.0.is_multiple_of(PAGE_SIZE) {
                 return Err(bad(format!("{key}.base"), format!("must be aligned to {PAGE_SIZE} bytes")));
             }
             if r.base.0.checked_add(r.size.0).is_none() {

@@ -5,7 +5,7 @@ use rustc_hash::FxHashMap;
 use crate::addr::{BusAddr, PAGE_SIZE, PhysAddr, PhysRange, page_chunks};
 use crate::cache::{LineCache, RangeAlloc, line_mask, runs};
 use crate::chooser::{Chooser, Freedom, Never, OpInfo, OpKind};
-use crate::event::{Agent, Cause, CacheId, CpuMapId, DeviceId, Event, MaintOp, MemAttr, Observer};
+use crate::event::{Agent, CacheId, Cause, CpuMapId, DeviceId, Event, MaintOp, MemAttr, Observer};
 use crate::platform::{Platform, RegionKind};
 use crate::stats::Stats;
 use crate::store::{ProvPage, ProvRun, SparseMem, WriteId, push_run};
@@ -142,11 +142,25 @@ pub struct AliasConflict {
     pub new: MemAttr,
     /// The new mapping.
     pub map: CpuMapId,
+    /// The bytes mapped twice.
+    pub range: PhysRange,
 }
 
 struct CpuMapping {
-    pages: Vec<u64>,
+    /// Page-aligned physical ranges, in mapping order.
+    ranges: Vec<PhysRange>,
+    /// Offset in the mapping of each range's first byte.
+    starts: Vec<u64>,
+    size: u64,
     attr: MemAttr,
+}
+
+impl CpuMapping {
+    /// The physical address of byte `off` (below `size`).
+    fn phys(&self, off: u64) -> u64 {
+        let i = self.starts.partition_point(|&s| s <= off) - 1;
+        self.ranges[i].start.raw() + (off - self.starts[i])
+    }
 }
 
 /// Bytes to write: a slice, or one byte repeated (bulk fills without a buffer).
@@ -239,18 +253,16 @@ impl SimBuilder {
         let bounded = self.chooser.bounded();
         let line = p.line_size;
         let cpu = LineCache::new(if bounded { p.cpu.cache } else { None }, track);
-        let dev_caches = p
-            .devices
-            .iter()
-            .map(|d| d.cache.map(|g| LineCache::new(bounded.then_some(g), track)))
-            .collect();
+        let dev_caches =
+            p.devices.iter().map(|d| d.cache.map(|g| LineCache::new(bounded.then_some(g), track))).collect();
         let iommus = p
             .devices
             .iter()
             .map(|d| {
                 d.iommu.then(|| Iommu {
-                    // IOVA 0 is never handed out, like a NULL DMA address.
-                    space: RangeAlloc::new(PAGE_SIZE, d.max_address().saturating_sub(PAGE_SIZE - 1)),
+                    // IOVA 0 is never handed out, like a NULL DMA address; 2^63 bytes of
+                    // IOVA space is more than any scenario maps and keeps sums in range.
+                    space: RangeAlloc::new(PAGE_SIZE, d.max_address().min(1 << 63) - PAGE_SIZE + 1),
                     table: FxHashMap::default(),
                 })
             })
@@ -268,7 +280,7 @@ impl SimBuilder {
             wc: Vec::new(),
             wc_cap: p.cpu.wc_buffer_lines as usize,
             maps: Vec::new(),
-            page_maps: FxHashMap::default(),
+            cached_ranges: Vec::new(),
             iommus,
             bounce,
             stats: Stats::default(),
@@ -313,8 +325,9 @@ pub struct Sim {
     wc: Vec<WcEntry>,
     wc_cap: usize,
     maps: Vec<Option<CpuMapping>>,
-    /// Live CPU mappings per page frame, by attribute (cached, write-combine, uncached).
-    page_maps: FxHashMap<u64, [u32; 3]>,
+    /// Ranges of live cacheable CPU mappings (what the CPU may prefetch besides the
+    /// linear map).
+    cached_ranges: Vec<(CpuMapId, PhysRange)>,
     pub(crate) iommus: Vec<Option<Iommu>>,
     pub(crate) bounce: Option<BouncePool>,
     pub(crate) stats: Stats,
@@ -326,15 +339,8 @@ pub struct Sim {
     aliases: Vec<AliasConflict>,
 }
 
-fn attr_index(a: MemAttr) -> usize {
-    match a {
-        MemAttr::Cached => 0,
-        MemAttr::WriteCombine => 1,
-        MemAttr::Uncached => 2,
-    }
-}
-
-const ATTRS: [MemAttr; 3] = [MemAttr::Cached, MemAttr::WriteCombine, MemAttr::Uncached];
+/// A piece of an access within one page: (physical address, offset in the access, length).
+pub(crate) type Chunk = (u64, usize, usize);
 
 /// Coalesces page chunks `(address, len)` into ranges.
 fn coalesce(chunks: impl Iterator<Item = (u64, u64)>) -> Vec<PhysRange> {
@@ -480,10 +486,10 @@ impl Sim {
         let l1 = (po + n).div_ceil(line) as u32;
         let mask = line_mask(l0, l1);
         let mut partial = 0;
-        if po % line != 0 {
+        if !po.is_multiple_of(line) {
             partial |= 1u128 << l0;
         }
-        if (po + n) % line != 0 {
+        if !(po + n).is_multiple_of(line) {
             partial |= 1u128 << (l1 - 1);
         }
         (mask, partial)
@@ -672,65 +678,73 @@ impl Sim {
     /// different attribute is a mismatched alias: it is allowed (hardware allows it) and
     /// reported as an event and in [`Sim::alias_conflicts`].
     pub fn cpu_map(&mut self, ranges: &[PhysRange], attr: MemAttr) -> Result<CpuMapId, SimError> {
-        let mut pages = Vec::new();
+        let mut size = 0u64;
+        let mut starts = Vec::with_capacity(ranges.len());
         for r in ranges {
             if !r.start.is_aligned(PAGE_SIZE) || r.len % PAGE_SIZE != 0 {
                 return Err(SimError::Unaligned { range: *r });
             }
             self.check_in_regions(*r)?;
-            pages.extend((0..r.len / PAGE_SIZE).map(|i| r.start.raw() / PAGE_SIZE + i));
+            starts.push(size);
+            size = size.checked_add(r.len).ok_or(SimError::Overflow)?;
         }
         let id = CpuMapId(self.maps.len() as u32);
-        let ai = attr_index(attr);
         let mut conflicts = Vec::new();
-        for &pfn in &pages {
-            let counts = self.page_maps.entry(pfn).or_default();
-            if let Some(other) = (0..3).find(|&i| i != ai && counts[i] > 0) {
-                conflicts.push(AliasConflict { page: PhysAddr(pfn * PAGE_SIZE), existing: ATTRS[other], new: attr, map: id });
+        for other in self.maps.iter().flatten().filter(|m| m.attr != attr) {
+            for a in &other.ranges {
+                for b in ranges {
+                    if let Some(range) = a.intersect(b) {
+                        conflicts.push(AliasConflict {
+                            page: range.start,
+                            existing: other.attr,
+                            new: attr,
+                            map: id,
+                            range,
+                        });
+                    }
+                }
             }
-            counts[ai] += 1;
         }
-        let ranges = coalesce(pages.iter().map(|p| (p * PAGE_SIZE, PAGE_SIZE)));
-        self.maps.push(Some(CpuMapping { pages, attr }));
+        if attr == MemAttr::Cached {
+            self.cached_ranges.extend(ranges.iter().map(|r| (id, *r)));
+        }
+        self.maps.push(Some(CpuMapping { ranges: ranges.to_vec(), starts, size, attr }));
         for c in conflicts {
             self.aliases.push(c);
             self.emit(Event::MismatchedAlias { page: c.page, existing: c.existing, new: c.new, map: c.map });
         }
-        self.after_op(OpInfo { kind: OpKind::CpuMap, agent: Agent::Cpu, attr: Some(attr), ranges, writes_memory: false });
+        let ranges = ranges.to_vec();
+        self.after_op(OpInfo {
+            kind: OpKind::CpuMap,
+            agent: Agent::Cpu,
+            attr: Some(attr),
+            ranges,
+            writes_memory: false,
+        });
         Ok(id)
     }
 
     /// Removes a CPU mapping. Dirty lines stay in the cache (the cache is physically
     /// tagged); pending write-combined writes stay in the buffer until a barrier.
     pub fn cpu_unmap(&mut self, id: CpuMapId) -> Result<(), SimError> {
-        let m = self.maps.get_mut(id.0 as usize).and_then(Option::take).ok_or(SimError::NoSuchMapping(id))?;
-        let ai = attr_index(m.attr);
-        for pfn in m.pages {
-            if let Some(c) = self.page_maps.get_mut(&pfn) {
-                c[ai] = c[ai].saturating_sub(1);
-                if *c == [0; 3] {
-                    self.page_maps.remove(&pfn);
-                }
-            }
-        }
+        self.maps.get_mut(id.0 as usize).and_then(Option::take).ok_or(SimError::NoSuchMapping(id))?;
+        self.cached_ranges.retain(|(m, _)| *m != id);
         Ok(())
     }
 
     /// The size and attribute of a live CPU mapping.
     pub fn cpu_mapping(&self, id: CpuMapId) -> Option<(u64, MemAttr)> {
-        self.maps.get(id.0 as usize)?.as_ref().map(|m| (m.pages.len() as u64 * PAGE_SIZE, m.attr))
+        self.maps.get(id.0 as usize)?.as_ref().map(|m| (m.size, m.attr))
     }
 
     /// Resolves `[offset, offset + len)` of a mapping to physical page chunks.
-    fn resolve(&self, id: CpuMapId, offset: u64, len: u64) -> Result<(MemAttr, Vec<(u64, usize, usize)>), SimError> {
+    fn resolve(&self, id: CpuMapId, offset: u64, len: u64) -> Result<(MemAttr, Vec<Chunk>), SimError> {
         let m = self.maps.get(id.0 as usize).and_then(|m| m.as_ref()).ok_or(SimError::NoSuchMapping(id))?;
-        let size = m.pages.len() as u64 * PAGE_SIZE;
+        let size = m.size;
         if offset.checked_add(len).is_none_or(|e| e > size) {
             return Err(SimError::OutsideMapping { map: id, offset, len, size });
         }
-        let chunks = page_chunks(offset, len)
-            .map(|(va, off, n)| (m.pages[(va / PAGE_SIZE) as usize] * PAGE_SIZE + va % PAGE_SIZE, off, n))
-            .collect();
+        let chunks = page_chunks(offset, len).map(|(va, off, n)| (m.phys(va), off, n)).collect();
         Ok((m.attr, chunks))
     }
 
@@ -755,7 +769,13 @@ impl Sim {
             self.emit(Event::CpuRead { map: id, offset, len, attr, prov: &prov });
         }
         let ranges = coalesce(chunks.iter().map(|&(pa, _, n)| (pa, n as u64)));
-        self.after_op(OpInfo { kind: OpKind::CpuRead, agent: Agent::Cpu, attr: Some(attr), ranges, writes_memory: false });
+        self.after_op(OpInfo {
+            kind: OpKind::CpuRead,
+            agent: Agent::Cpu,
+            attr: Some(attr),
+            ranges,
+            writes_memory: false,
+        });
         Ok(())
     }
 
@@ -988,7 +1008,13 @@ impl Sim {
         count.add(lines, r.len, effective, c.maintenance_op + per_line * lines);
         self.emit(Event::Maintenance { op, agent: Agent::Cpu, range: r });
         let writes_memory = op != MaintOp::Invalidate;
-        self.after_op(OpInfo { kind: OpKind::Maintenance(op), agent: Agent::Cpu, attr: None, ranges: vec![r], writes_memory });
+        self.after_op(OpInfo {
+            kind: OpKind::Maintenance(op),
+            agent: Agent::Cpu,
+            attr: None,
+            ranges: vec![r],
+            writes_memory,
+        });
         Ok(())
     }
 
@@ -1024,7 +1050,7 @@ impl Sim {
 
     /// Translates a device's bus range to physical page chunks `(phys, offset, len)`,
     /// checking its DMA mask, its IOMMU and its reach.
-    pub(crate) fn translate(&self, dev: usize, bus: BusAddr, len: u64) -> Result<Vec<(u64, usize, usize)>, SimError> {
+    pub(crate) fn translate(&self, dev: usize, bus: BusAddr, len: u64) -> Result<Vec<Chunk>, SimError> {
         let d = &self.platform.devices[dev];
         let end = bus.raw().checked_add(len).ok_or(SimError::Overflow)?;
         if len > 0 && end - 1 > d.max_address() {
@@ -1101,7 +1127,13 @@ impl Sim {
             self.emit(Event::DeviceRead { dev, bus, len, prov: &prov });
         }
         let ranges = coalesce(chunks.iter().map(|&(pa, _, n)| (pa, n as u64)));
-        self.after_op(OpInfo { kind: OpKind::DeviceRead, agent: Agent::Device(dev), attr: None, ranges, writes_memory: false });
+        self.after_op(OpInfo {
+            kind: OpKind::DeviceRead,
+            agent: Agent::Device(dev),
+            attr: None,
+            ranges,
+            writes_memory: false,
+        });
         Ok(())
     }
 
@@ -1172,7 +1204,13 @@ impl Sim {
         self.emit(Event::DeviceWrite { dev, bus, len, write: w });
         let ranges = coalesce(chunks.iter().map(|&(pa, _, n)| (pa, n as u64)));
         let writes_memory = !cached;
-        self.after_op(OpInfo { kind: OpKind::DeviceWrite, agent: Agent::Device(dev), attr: None, ranges, writes_memory });
+        self.after_op(OpInfo {
+            kind: OpKind::DeviceWrite,
+            agent: Agent::Device(dev),
+            attr: None,
+            ranges,
+            writes_memory,
+        });
         Ok(w)
     }
 
@@ -1224,7 +1262,13 @@ impl Sim {
         count.add(lines, r.len, effective, c.device_op + per_line * lines);
         self.emit(Event::Maintenance { op, agent: Agent::Device(dev), range: r });
         let writes_memory = op == MaintOp::DeviceFlush;
-        self.after_op(OpInfo { kind: OpKind::Maintenance(op), agent: Agent::Device(dev), attr: None, ranges: vec![r], writes_memory });
+        self.after_op(OpInfo {
+            kind: OpKind::Maintenance(op),
+            agent: Agent::Device(dev),
+            attr: None,
+            ranges: vec![r],
+            writes_memory,
+        });
         Ok(())
     }
 
@@ -1260,7 +1304,13 @@ impl Sim {
         if self.observed() {
             self.emit(Event::BounceCopy { from: src, to, prov: &prov });
         }
-        self.after_op(OpInfo { kind: OpKind::BounceCopy, agent: Agent::Cpu, attr: Some(MemAttr::Cached), ranges: vec![src, dst], writes_memory: false });
+        self.after_op(OpInfo {
+            kind: OpKind::BounceCopy,
+            agent: Agent::Cpu,
+            attr: Some(MemAttr::Cached),
+            ranges: vec![src, dst],
+            writes_memory: false,
+        });
         Ok(())
     }
 
@@ -1269,8 +1319,7 @@ impl Sim {
     /// Whether the CPU may speculatively fill the line at `addr`: it lies in memory the
     /// kernel's linear map covers, or a live cacheable mapping covers its page.
     pub fn prefetchable(&self, addr: PhysAddr) -> bool {
-        let pfn = addr.raw() / PAGE_SIZE;
-        if self.page_maps.get(&pfn).is_some_and(|c| c[0] > 0) {
+        if self.cached_ranges.iter().any(|(_, r)| r.contains(addr)) {
             return true;
         }
         self.platform.region_of(addr).is_some_and(|r| self.platform.regions[r].linear_mapped())
