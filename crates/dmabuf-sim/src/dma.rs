@@ -11,8 +11,9 @@
 //! | unmap / sync_for_cpu (both) | nothing | invalidate | invalidate |
 //!
 //! A coherent device needs none of it. A device that cannot reach a page (its DMA mask,
-//! without an IOMMU) gets a bounce slot: sync_for_device copies the data to it for
-//! TO_DEVICE and BIDIRECTIONAL, sync_for_cpu copies it back for FROM_DEVICE and
+//! without an IOMMU) gets a bounce slot: map fills it from the original for every
+//! direction (as swiotlb does since Linux 5.17), sync_for_device copies the data to it
+//! for TO_DEVICE and BIDIRECTIONAL, sync_for_cpu copies it back for FROM_DEVICE and
 //! BIDIRECTIONAL, and maintenance applies to the slot. Behind an IOMMU the pages are
 //! mapped at a contiguous IOVA range below the mask.
 
@@ -254,6 +255,16 @@ impl Sim {
         }
         let m = DmaMapping { dev, dir, segments, iova };
         if !attrs.skip_cpu_sync {
+            // Since Linux 5.17 swiotlb fills the slot from the original at map for every
+            // direction, so a device that writes only part of a FROM_DEVICE buffer does
+            // not copy stale slot bytes back over the rest at unmap.
+            if dir == DmaDirection::FromDevice {
+                for s in &m.segments {
+                    if let Some(b) = s.bounce {
+                        self.bounce_copy(s.phys, b, s.len)?;
+                    }
+                }
+            }
             self.dma_sync_for_device(&m, 0, m.len())?;
         }
         Ok(m)

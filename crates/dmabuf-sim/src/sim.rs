@@ -528,6 +528,15 @@ impl Sim {
         for (range, prov) in events {
             self.emit(Event::WriteBack { cache: s.id(), range, cause, prov: &prov });
         }
+        // A coherent device's cache writes back through the coherent interconnect, which
+        // takes the lines away from the CPU like any other coherent write.
+        if let Sel::Dev(i) = s
+            && self.platform.devices[i].coherent
+        {
+            for (l0, n) in runs(mask) {
+                self.snoop_invalidate(pfn * PAGE_SIZE + l0 as u64 * self.line, n as usize * line);
+            }
+        }
         count
     }
 
@@ -822,8 +831,36 @@ impl Sim {
         prov.apply(&mut p.prov, po, n, off);
     }
 
+    /// Splits a page chunk into pieces that stay within one line each, when the cache
+    /// `s` is bounded: a line made present for one piece could otherwise be evicted by the
+    /// next before its bytes land.
+    fn line_pieces(&self, s: Sel, pa: u64, n: usize) -> Vec<(u64, usize, usize)> {
+        let bounded = match s {
+            Sel::Cpu => self.cpu.bounded(),
+            Sel::Dev(i) => self.dev_caches[i].as_ref().is_some_and(|c| c.bounded()),
+        };
+        if !bounded {
+            return vec![(pa, 0, n)];
+        }
+        let mut v = Vec::new();
+        let (mut a, end) = (pa, pa + n as u64);
+        while a < end {
+            let e = ((a / self.line + 1) * self.line).min(end);
+            v.push((a, (a - pa) as usize, (e - a) as usize));
+            a = e;
+        }
+        v
+    }
+
     /// A cached read of one page chunk.
-    fn cached_read(&mut self, pa: u64, out: &mut [u8], prov: Option<(&mut Vec<ProvRun>, usize)>) {
+    fn cached_read(&mut self, pa: u64, out: &mut [u8], mut prov: Option<(&mut Vec<ProvRun>, usize)>) {
+        for (a, o, n) in self.line_pieces(Sel::Cpu, pa, out.len()) {
+            let p = prov.as_mut().map(|(v, base)| (&mut **v, *base + o));
+            self.cached_read_piece(a, &mut out[o..o + n], p);
+        }
+    }
+
+    fn cached_read_piece(&mut self, pa: u64, out: &mut [u8], prov: Option<(&mut Vec<ProvRun>, usize)>) {
         let pfn = pa / PAGE_SIZE;
         let po = (pa % PAGE_SIZE) as usize;
         let n = out.len();
@@ -842,6 +879,12 @@ impl Sim {
     /// A cached write of one page chunk: lines become dirty; partly written lines are
     /// filled first (write-allocate).
     fn cached_write(&mut self, pa: u64, n: usize, src: Src<'_>, off: usize, prov: ProvSrc<'_>) {
+        for (a, o, k) in self.line_pieces(Sel::Cpu, pa, n) {
+            self.cached_write_piece(a, k, src, off + o, prov);
+        }
+    }
+
+    fn cached_write_piece(&mut self, pa: u64, n: usize, src: Src<'_>, off: usize, prov: ProvSrc<'_>) {
         let pfn = pa / PAGE_SIZE;
         let po = (pa % PAGE_SIZE) as usize;
         let (mask, partial) = self.chunk_masks(po, n);
@@ -1097,14 +1140,17 @@ impl Sim {
         for &(pa, off, n) in &chunks {
             let out = &mut buf[off..off + n];
             if self.dev_caches[di].is_some() {
-                let pfn = pa / PAGE_SIZE;
-                let po = (pa % PAGE_SIZE) as usize;
-                let (mask, _) = self.chunk_masks(po, n);
-                self.make_present(Sel::Dev(di), pfn, mask, mask);
-                let cp = self.dev_caches[di].as_ref().and_then(|c| c.page(pfn)).expect("lines were just made present");
-                out.copy_from_slice(&cp.data[po..po + n]);
-                if want {
-                    cp.prov.runs(po, n, off as u64, &mut prov);
+                for (a, o, k) in self.line_pieces(Sel::Dev(di), pa, n) {
+                    let pfn = a / PAGE_SIZE;
+                    let po = (a % PAGE_SIZE) as usize;
+                    let (mask, _) = self.chunk_masks(po, k);
+                    self.make_present(Sel::Dev(di), pfn, mask, mask);
+                    let cp =
+                        self.dev_caches[di].as_ref().and_then(|c| c.page(pfn)).expect("lines were just made present");
+                    out[o..o + k].copy_from_slice(&cp.data[po..po + k]);
+                    if want {
+                        cp.prov.runs(po, k, (off + o) as u64, &mut prov);
+                    }
                 }
             } else {
                 self.mem.read(pa, out);
@@ -1187,14 +1233,16 @@ impl Sim {
                 self.snoop_invalidate(pa, n);
             }
             if cached {
-                let pfn = pa / PAGE_SIZE;
-                let po = (pa % PAGE_SIZE) as usize;
-                let (mask, partial) = self.chunk_masks(po, n);
-                self.make_present(Sel::Dev(di), pfn, mask, partial);
-                let cp = self.cache_mut(Sel::Dev(di)).page_or_insert(pfn);
-                src.put(&mut cp.data[po..po + n], off);
-                cp.prov.set(po, n, w);
-                cp.dirty |= mask;
+                for (a, o, k) in self.line_pieces(Sel::Dev(di), pa, n) {
+                    let pfn = a / PAGE_SIZE;
+                    let po = (a % PAGE_SIZE) as usize;
+                    let (mask, partial) = self.chunk_masks(po, k);
+                    self.make_present(Sel::Dev(di), pfn, mask, partial);
+                    let cp = self.cache_mut(Sel::Dev(di)).page_or_insert(pfn);
+                    src.put(&mut cp.data[po..po + k], off + o);
+                    cp.prov.set(po, k, w);
+                    cp.dirty |= mask;
+                }
             } else {
                 self.mem_write(pa, n, src, off, ProvSrc::Id(w));
             }
