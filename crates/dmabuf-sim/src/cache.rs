@@ -114,9 +114,15 @@ impl LineCache {
         LineCache { pages: FxHashMap::default(), capacity: geometry.map(SetAssoc::new), track }
     }
 
-    /// Whether capacity is modelled (callers then go line by line).
+    /// Whether capacity is modelled.
     pub(crate) fn bounded(&self) -> bool {
         self.capacity.is_some()
+    }
+
+    /// Whether making several lines of one page present at once could evict one of them:
+    /// only when consecutive lines of a page share sets (fewer sets than lines per page).
+    pub(crate) fn may_self_evict(&self, lines_per_page: u32) -> bool {
+        self.capacity.as_ref().is_some_and(|c| c.sets < lines_per_page as u64)
     }
 
     pub(crate) fn page(&self, pfn: u64) -> Option<&CachePage> {

@@ -634,33 +634,28 @@ impl Sim {
     }
 
     /// Makes lines `mask` of `pfn` present, filling those in `fill` from memory. With a
-    /// bounded cache, each new line may push out another (written back if dirty).
+    /// bounded cache, each new line may push out another (written back if dirty); callers
+    /// split accesses so that no line of `mask` can push out another ([`Sim::line_pieces`]).
     /// Returns the number of lines that were missing.
     fn make_present(&mut self, s: Sel, pfn: u64, mask: u128, fill: u128) -> u64 {
         let lpp = self.lines_per_page as u64;
         let (valid, _) = self.cache_mut(s).state(pfn);
         let missing = mask & !valid;
-        if !self.cache_mut(s).bounded() {
-            if missing != 0 {
-                self.fill_from_memory(s, pfn, missing & fill, Cause::Demand);
-                self.cache_mut(s).page_or_insert(pfn).valid |= missing;
+        if self.cache_mut(s).bounded() {
+            for (l0, n) in runs(mask) {
+                for l in l0..l0 + n {
+                    let idx = pfn * lpp + l as u64;
+                    if missing >> l & 1 == 0 {
+                        self.cache_mut(s).touch(idx);
+                    } else if let Some(victim) = self.cache_mut(s).insert_tag(idx) {
+                        self.evict(s, victim);
+                    }
+                }
             }
-            return missing.count_ones() as u64;
         }
-        for (l0, n) in runs(mask) {
-            for l in l0..l0 + n {
-                let idx = pfn * lpp + l as u64;
-                if missing >> l & 1 == 0 {
-                    self.cache_mut(s).touch(idx);
-                    continue;
-                }
-                if let Some(victim) = self.cache_mut(s).insert_tag(idx) {
-                    self.evict(s, victim);
-                }
-                let bit = 1u128 << l;
-                self.fill_from_memory(s, pfn, bit & fill, Cause::Demand);
-                self.cache_mut(s).page_or_insert(pfn).valid |= bit;
-            }
+        if missing != 0 {
+            self.fill_from_memory(s, pfn, missing & fill, Cause::Demand);
+            self.cache_mut(s).page_or_insert(pfn).valid |= missing;
         }
         missing.count_ones() as u64
     }
@@ -835,11 +830,12 @@ impl Sim {
     /// `s` is bounded: a line made present for one piece could otherwise be evicted by the
     /// next before its bytes land.
     fn line_pieces(&self, s: Sel, pa: u64, n: usize) -> Vec<(u64, usize, usize)> {
-        let bounded = match s {
-            Sel::Cpu => self.cpu.bounded(),
-            Sel::Dev(i) => self.dev_caches[i].as_ref().is_some_and(|c| c.bounded()),
+        let lpp = self.lines_per_page;
+        let split = match s {
+            Sel::Cpu => self.cpu.may_self_evict(lpp),
+            Sel::Dev(i) => self.dev_caches[i].as_ref().is_some_and(|c| c.may_self_evict(lpp)),
         };
-        if !bounded {
+        if !split {
             return vec![(pa, 0, n)];
         }
         let mut v = Vec::new();
