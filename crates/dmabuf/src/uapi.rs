@@ -251,20 +251,12 @@ pub trait DmaBuf {
     /// Adds the fences of `sync_file` to the buffer (`DMA_BUF_IOCTL_IMPORT_SYNC_FILE`), as
     /// a writer's fence when `flags` writes, else as a reader's fence. Implicitly
     /// synchronised users of the buffer then wait for them.
-    fn import_sync_file(
-        &self,
-        flags: SyncFlags,
-        sync_file: &Self::SyncFile,
-    ) -> Result<(), Self::Error>;
+    fn import_sync_file(&self, flags: SyncFlags, sync_file: &Self::SyncFile) -> Result<(), Self::Error>;
 
     /// Waits until the buffer is ready for `interest` (`poll`: [`SyncFlags::Read`] asks
     /// for `POLLIN`, [`SyncFlags::Write`] for `POLLOUT`, both for either) or the timeout
     /// passes (`None`: no timeout, `Some(ZERO)`: just look), and reports what is ready.
-    fn poll(
-        &self,
-        interest: SyncFlags,
-        timeout: Option<Duration>,
-    ) -> Result<Readiness, Self::Error>;
+    fn poll(&self, interest: SyncFlags, timeout: Option<Duration>) -> Result<Readiness, Self::Error>;
 }
 
 /// The end of a CPU-access bracket: what every guard can do besides giving access to its
@@ -317,10 +309,7 @@ pub trait Mapping {
     fn write_range(&mut self, range: Range<usize>) -> Result<Self::WriteGuard<'_>, Self::Error>;
 
     /// Begins a read-modify-write of the bytes in `range`.
-    fn read_write_range(
-        &mut self,
-        range: Range<usize>,
-    ) -> Result<Self::WriteGuard<'_>, Self::Error>;
+    fn read_write_range(&mut self, range: Range<usize>) -> Result<Self::WriteGuard<'_>, Self::Error>;
 
     /// Begins a read of the whole mapping.
     fn read(&self) -> Result<Self::ReadGuard<'_>, Self::Error> {
@@ -396,14 +385,7 @@ mod tests {
     #[test]
     fn monotonic_time_adds_without_wrapping() {
         let t = MonotonicTime::from_nanos(5);
-        assert_eq!(
-            t.checked_add(Duration::from_nanos(7))
-                .map(MonotonicTime::as_nanos),
-            Some(12)
-        );
-        assert_eq!(
-            MonotonicTime::from_nanos(u64::MAX).checked_add(Duration::from_nanos(1)),
-            None
-        );
+        assert_eq!(t.checked_add(Duration::from_nanos(7)).map(MonotonicTime::as_nanos), Some(12));
+        assert_eq!(MonotonicTime::from_nanos(u64::MAX).checked_add(Duration::from_nanos(1)), None);
     }
 }

@@ -1,0 +1,241 @@
+//! dma-buf heaps: discovery under `/dev/dma_heap` and allocation
+//! (`DMA_HEAP_IOCTL_ALLOC`, drivers/dma-buf/dma-heap.c).
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use dmabuf::uapi;
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::buffer::DmaBuf;
+use crate::error::{Error, Op, Result};
+use crate::sys;
+
+/// Where the kernel puts heap devices.
+pub const DEFAULT_HEAP_DIR: &str = "/dev/dma_heap";
+
+/// The names a CMA heap has had across kernels, newest first: `default_cma_region`
+/// (6.17+), then the device-tree region name of older kernels (`linux,cma`, `reserved`).
+pub const CMA_HEAP_NAMES: [&str; 3] = ["default_cma_region", "linux,cma", "reserved"];
+
+/// The set of heaps in a directory (normally [`DEFAULT_HEAP_DIR`]).
+#[derive(Debug, Clone)]
+pub struct Heaps {
+    dir: PathBuf,
+}
+
+impl Default for Heaps {
+    fn default() -> Self {
+        Heaps::new()
+    }
+}
+
+/// Access mode of the dma-buf fd a heap hands out (`fd_flags`; `O_CLOEXEC` is always set
+/// so buffers do not leak into exec'd programs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FdAccess {
+    /// `O_RDONLY`: the buffer can be mapped for reading only.
+    ReadOnly,
+    /// `O_RDWR`.
+    #[default]
+    ReadWrite,
+}
+
+impl FdAccess {
+    fn fd_flags(self) -> u32 {
+        let access = match self {
+            FdAccess::ReadOnly => OFlags::RDONLY,
+            FdAccess::ReadWrite => OFlags::RDWR,
+        };
+        (access | OFlags::CLOEXEC).bits()
+    }
+}
+
+impl Heaps {
+    /// The heaps in `/dev/dma_heap`.
+    pub fn new() -> Self {
+        Heaps::at(DEFAULT_HEAP_DIR)
+    }
+
+    /// The heaps in another directory (a container's /dev, a test).
+    pub fn at(dir: impl Into<PathBuf>) -> Self {
+        Heaps { dir: dir.into() }
+    }
+
+    /// The heap directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The names of the heaps, sorted.
+    pub fn names(&self) -> Result<Vec<String>> {
+        let no_heaps = |e: std::io::Error| Error::NoHeaps {
+            path: self.dir.clone(),
+            errno: Errno::from_io_error(&e).unwrap_or(Errno::IO),
+        };
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(no_heaps)? {
+            let entry = entry.map_err(no_heaps)?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn not_found(&self, name: &str) -> Error {
+        Error::HeapNotFound { name: name.into(), dir: self.dir.clone(), available: self.names().unwrap_or_default() }
+    }
+
+    /// Opens the heap `name`. A missing heap gives [`Error::HeapNotFound`] listing the
+    /// heaps that exist.
+    pub fn open(&self, name: &str) -> Result<Heap> {
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(self.not_found(name));
+        }
+        let path = self.dir.join(name);
+        match rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => Ok(Heap { fd, name: name.into() }),
+            Err(Errno::NOENT) => Err(self.not_found(name)),
+            Err(errno) => Err(Error::Open { path, errno }),
+        }
+    }
+
+    /// Opens the first heap of `names` that exists (for names that changed between
+    /// kernels, e.g. [`CMA_HEAP_NAMES`]); the error names the one asked for first and
+    /// lists what exists.
+    pub fn open_any(&self, names: &[&str]) -> Result<Heap> {
+        for name in names {
+            match self.open(name) {
+                Err(Error::HeapNotFound { .. }) => continue,
+                other => return other,
+            }
+        }
+        Err(self.not_found(&names.join("|")))
+    }
+}
+
+impl uapi::Heaps for Heaps {
+    type Heap = Heap;
+    type Error = Error;
+
+    fn names(&self) -> Result<Vec<String>> {
+        Heaps::names(self)
+    }
+
+    fn open(&self, name: &str) -> Result<Heap> {
+        Heaps::open(self, name)
+    }
+}
+
+/// An open heap device.
+#[derive(Debug)]
+pub struct Heap {
+    fd: OwnedFd,
+    name: String,
+}
+
+impl Heap {
+    /// The heap's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Allocates a zeroed, read-write buffer of `len` bytes (rounded up to pages by the
+    /// heap).
+    pub fn allocate(&self, len: usize) -> Result<DmaBuf> {
+        self.allocate_with(len, FdAccess::ReadWrite)
+    }
+
+    /// Allocates with the given fd access mode.
+    pub fn allocate_with(&self, len: usize, access: FdAccess) -> Result<DmaBuf> {
+        if len == 0 {
+            // The kernel refuses it too (EINVAL); say why.
+            return Err(Error::ZeroSize);
+        }
+        let fd = sys::dma_heap_alloc(self.fd.as_fd(), len as u64, access.fd_flags(), 0)
+            .map_err(Error::os(Op::DmaHeapIoctlAlloc))?;
+        DmaBuf::from_owned(fd)
+    }
+}
+
+impl AsFd for Heap {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl uapi::Heap for Heap {
+    type Buffer = DmaBuf;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn allocate(&self, len: usize) -> Result<DmaBuf> {
+        Heap::allocate(self, len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("dmabuf-linux-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        dir
+    }
+
+    #[test]
+    fn a_missing_heap_directory_is_reported_as_no_heaps() {
+        let heaps = Heaps::at("/nonexistent/dma_heap");
+        match heaps.names() {
+            Err(Error::NoHeaps { errno, .. }) => assert_eq!(errno, Errno::NOENT),
+            other => panic!("{other:?}"),
+        }
+        let e = heaps.open("system").map(drop).expect_err("no heap");
+        assert!(matches!(&e, Error::HeapNotFound { available, .. } if available.is_empty()));
+    }
+
+    #[test]
+    fn a_missing_heap_is_reported_with_the_heaps_that_exist() {
+        let dir = scratch_dir("names");
+        for n in ["system", "linux,cma"] {
+            std::fs::write(dir.join(n), b"").expect("touch");
+        }
+        let heaps = Heaps::at(&dir);
+        assert_eq!(heaps.names().expect("names"), vec!["linux,cma", "system"]);
+        match heaps.open("default_cma_region") {
+            Err(Error::HeapNotFound { name, available, .. }) => {
+                assert_eq!(name, "default_cma_region");
+                assert_eq!(available, vec!["linux,cma", "system"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Names that would leave the directory are not heaps.
+        assert!(matches!(heaps.open("../x"), Err(Error::HeapNotFound { .. })));
+        // The CMA heap under its older name is found.
+        let cma = heaps.open_any(&CMA_HEAP_NAMES).expect("open_any");
+        assert_eq!(cma.name(), "linux,cma");
+        // A regular file is no heap device: the kernel refuses the ioctl.
+        match cma.allocate(4096) {
+            Err(Error::Os { op: Op::DmaHeapIoctlAlloc, errno }) => assert_eq!(errno, Errno::NOTTY),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(cma.allocate(0), Err(Error::ZeroSize)));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn fd_flags_are_the_ones_the_kernel_accepts() {
+        // DMA_HEAP_VALID_FD_FLAGS = O_CLOEXEC | O_ACCMODE.
+        let valid = (OFlags::CLOEXEC | OFlags::RWMODE).bits();
+        for a in [FdAccess::ReadOnly, FdAccess::ReadWrite] {
+            assert_eq!(a.fd_flags() & !valid, 0);
+            assert_ne!(a.fd_flags() & OFlags::CLOEXEC.bits(), 0);
+        }
+        assert_eq!(FdAccess::ReadWrite.fd_flags() & OFlags::RWMODE.bits(), 2);
+    }
+}
