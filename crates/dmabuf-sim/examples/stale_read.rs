@@ -6,9 +6,7 @@
 //!
 //! Run: `cargo run -p dmabuf-sim --example stale_read [PLATFORM]`
 
-use dmabuf_sim::{
-    Adversarial, BusAddr, DmaAttrs, DmaDirection, MemAttr, PhysAddr, PhysRange, Platform, Sim, Stats,
-};
+use dmabuf_sim::{Adversarial, BusAddr, DmaAttrs, DmaDirection, MemAttr, PhysAddr, PhysRange, Platform, Sim, Stats};
 
 const FRAME: u64 = 64 * 1024;
 
@@ -17,7 +15,12 @@ fn summary(seen: &[u8], want: u8) -> String {
     if good == seen.len() {
         format!("all {} bytes are {want:#04x}: correct", seen.len())
     } else {
-        format!("{} of {} bytes are stale (first byte {:#04x}, expected {want:#04x})", seen.len() - good, seen.len(), seen[0])
+        format!(
+            "{} of {} bytes are stale (first byte {:#04x}, expected {want:#04x})",
+            seen.len() - good,
+            seen.len(),
+            seen[0]
+        )
     }
 }
 
