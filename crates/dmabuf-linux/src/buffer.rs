@@ -401,7 +401,11 @@ fn sync(fd: BorrowedFd<'_>, flags: u64) -> std::result::Result<(), Errno> {
 
 impl<'m> Bracket<'m> {
     fn begin(fd: BorrowedFd<'m>, flags: SyncFlags, deferred: &'m AtomicI32) -> Result<Self> {
-        let pending = deferred.swap(0, Ordering::Relaxed);
+        // A plain load first: the slot is almost always empty, and a swap costs more.
+        let pending = match deferred.load(Ordering::Relaxed) {
+            0 => 0,
+            _ => deferred.swap(0, Ordering::Relaxed),
+        };
         if pending != 0 {
             return Err(Error::DeferredSyncEnd { errno: Errno::from_raw_os_error(pending) });
         }
