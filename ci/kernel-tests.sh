@@ -13,7 +13,7 @@
 # Environment:
 #   DMABUF_KERNEL_CACHE   cache for the kernel package (default ~/.cache/dmabuf-kernel-tests)
 #   DMABUF_KERNEL_DEB     use this linux-image .deb instead of downloading one
-#   DMABUF_QEMU_TIMEOUT   seconds before the guest is declared hung (default 600)
+#   DMABUF_QEMU_TIMEOUT   seconds before the guest is declared hung (default 300)
 #   DMABUF_QEMU_ACCEL     qemu accelerator (default tcg; kvm where /dev/kvm works)
 #
 # Installs what it needs (qemu-system-x86, busybox-static) with apt-get; the kernel is
@@ -190,7 +190,7 @@ log "booting under qemu ($ACCEL)"
 GUEST=$WORK/guest.log
 BOOT=$(date +%s.%N)
 set +e
-timeout "${DMABUF_QEMU_TIMEOUT:-600}" qemu-system-x86_64 -nographic -no-reboot -m 1G -smp 1 \
+timeout "${DMABUF_QEMU_TIMEOUT:-300}" qemu-system-x86_64 -nographic -no-reboot -m 1G -smp 1 \
     -accel "$ACCEL" -nic none -kernel "$VMLINUZ" -initrd "$WORK/initrd.gz" \
     -append "console=ttyS0 panic=-1 quiet loglevel=3 dmabuf.mode=$MODE" \
     </dev/null 2>&1 | tr -d '\r' | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1bc//g' | tee "$GUEST"

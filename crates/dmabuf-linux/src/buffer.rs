@@ -265,6 +265,9 @@ impl TryFrom<OwnedFd> for DmaBuf {
 /// on `EINTR`/`EAGAIN`). Write guards borrow the mapping mutably, so they exclude every
 /// other guard at compile time, and only one mapping of a buffer can exist per process.
 ///
+/// The one way around the bracket is to leak a guard on purpose (`std::mem::forget`), which
+/// skips its `END` as it skips every destructor.
+///
 /// `START` also waits for the fences the access must wait for (implicit sync), so devices
 /// that honour the buffer's fences do not touch the bytes while a guard is alive. Another
 /// process writing to the same buffer through its own mapping without fences is outside
