@@ -4,7 +4,7 @@
 //!
 //! Needs a system heap (and vgem, for a device attached to the buffers so that the sync
 //! ioctls do their real work); `ci/kernel-tests.sh --bench` runs it in a booted kernel.
-//! Counts: `GUARD_WRITE_ROUNDS` (default 15) rounds of alternating batches.
+//! Counts: `GUARD_WRITE_ROUNDS` (default 21) rounds of alternating batches.
 
 use std::hint::black_box;
 use std::os::fd::{AsFd, AsRawFd};
@@ -82,35 +82,47 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let rounds: usize = std::env::var("GUARD_WRITE_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
+    let rounds: usize = std::env::var("GUARD_WRITE_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(21);
     let vgem = Vgem::open().ok();
     if vgem.is_none() {
         println!("guard_write: no vgem: buffers have no attached device");
     }
     let mut worst: f64 = 0.0;
     for (label, size, iters) in [("4 KiB", 4096usize, 2000u32), ("4 MiB", 4 << 20, 20)] {
-        let api_buf = heap.allocate(size).expect("allocate");
-        let raw_buf = heap.allocate(size).expect("allocate");
-        let _attached =
-            vgem.as_ref().map(|v| (v.import(&api_buf).expect("import"), v.import(&raw_buf).expect("import")));
-        let mut map = api_buf.mmap().expect("mmap");
-        let raw = Raw::new(&raw_buf);
-        let (mut api_t, mut raw_t) = (Vec::new(), Vec::new());
-        for round in 0..rounds + 1 {
+        // One buffer for both paths, so they write the same pages: the API's mapping and
+        // a raw mapping of the same dma-buf (never used while a guard is alive).
+        let buf = heap.allocate(size).expect("allocate");
+        let _attached = vgem.as_ref().map(|v| v.import(&buf).expect("import"));
+        let mut map = buf.mmap().expect("mmap");
+        let raw = Raw::new(&buf);
+        let mut api_batch = || {
             let t = Instant::now();
             for i in 0..iters {
                 let mut g = map.write().expect("write guard");
                 g.fill(black_box(i as u8));
                 drop(g);
             }
-            let api = t.elapsed();
+            t.elapsed()
+        };
+        let raw_batch = || {
             let t = Instant::now();
             for i in 0..iters {
                 raw.write(black_box(i as u8));
             }
-            let raw_d = t.elapsed();
+            t.elapsed()
+        };
+        let (mut api_t, mut raw_t) = (Vec::new(), Vec::new());
+        for round in 0..rounds + 1 {
+            // Alternate which path goes first, so neither always follows the other.
+            let (api, raw_d) = if round % 2 == 0 {
+                let a = api_batch();
+                (a, raw_batch())
+            } else {
+                let r = raw_batch();
+                (api_batch(), r)
+            };
             if round > 0 {
-                // Round 0 warms caches and the page tables.
+                // Round 0 warms caches and page tables.
                 api_t.push(per_iter(api, iters));
                 raw_t.push(per_iter(raw_d, iters));
             }

@@ -308,15 +308,18 @@ impl<'buf> Mapping<'buf> {
     }
 
     /// Length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether the mapping is empty.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    #[inline]
     fn check(&self, range: &Range<usize>) -> Result<()> {
         if range.start > range.end || range.end > self.len {
             return Err(Error::RangeOutOfBounds { start: range.start, end: range.end, len: self.len });
@@ -324,6 +327,7 @@ impl<'buf> Mapping<'buf> {
         Ok(())
     }
 
+    #[inline]
     fn begin(&self, flags: SyncFlags, range: &Range<usize>) -> Result<Bracket<'_>> {
         self.check(range)?;
         if flags.writes() && !self.buf.writable {
@@ -333,6 +337,7 @@ impl<'buf> Mapping<'buf> {
     }
 
     /// Begins a read of `range` (`SYNC_START | SYNC_READ`).
+    #[inline]
     pub fn read_range(&self, range: Range<usize>) -> Result<ReadGuard<'_>> {
         let bracket = self.begin(SyncFlags::Read, &range)?;
         // SAFETY: `range` is inside the live mapping (checked); the guard borrows `self`,
@@ -343,6 +348,7 @@ impl<'buf> Mapping<'buf> {
         Ok(ReadGuard { bracket, data })
     }
 
+    #[inline]
     fn write_guard(&mut self, flags: SyncFlags, range: Range<usize>) -> Result<WriteGuard<'_>> {
         let ptr = self.ptr;
         let bracket = self.begin(flags, &range)?;
@@ -355,27 +361,32 @@ impl<'buf> Mapping<'buf> {
     }
 
     /// Begins a write of `range` (`SYNC_START | SYNC_WRITE`).
+    #[inline]
     pub fn write_range(&mut self, range: Range<usize>) -> Result<WriteGuard<'_>> {
         self.write_guard(SyncFlags::Write, range)
     }
 
     /// Begins a read-modify-write of `range` (`SYNC_START | SYNC_RW`).
+    #[inline]
     pub fn read_write_range(&mut self, range: Range<usize>) -> Result<WriteGuard<'_>> {
         self.write_guard(SyncFlags::ReadWrite, range)
     }
 
     /// Begins a read of the whole mapping.
+    #[inline]
     pub fn read(&self) -> Result<ReadGuard<'_>> {
         self.read_range(0..self.len)
     }
 
     /// Begins a write of the whole mapping.
+    #[inline]
     pub fn write(&mut self) -> Result<WriteGuard<'_>> {
         let len = self.len;
         self.write_range(0..len)
     }
 
     /// Begins a read-modify-write of the whole mapping.
+    #[inline]
     pub fn read_write(&mut self) -> Result<WriteGuard<'_>> {
         let len = self.len;
         self.read_write_range(0..len)
@@ -393,6 +404,7 @@ struct Bracket<'m> {
 
 /// `DMA_BUF_IOCTL_SYNC`, retried while the kernel says `EINTR` or `EAGAIN` (as the uapi
 /// documentation asks).
+#[inline]
 fn sync(fd: BorrowedFd<'_>, flags: u64) -> std::result::Result<(), Errno> {
     loop {
         match sys::dma_buf_sync(fd, flags) {
@@ -403,6 +415,7 @@ fn sync(fd: BorrowedFd<'_>, flags: u64) -> std::result::Result<(), Errno> {
 }
 
 impl<'m> Bracket<'m> {
+    #[inline]
     fn begin(fd: BorrowedFd<'m>, flags: SyncFlags, deferred: &'m AtomicI32) -> Result<Self> {
         // A plain load first: the slot is almost always empty, and a swap costs more.
         let pending = match deferred.load(Ordering::Relaxed) {
@@ -417,6 +430,7 @@ impl<'m> Bracket<'m> {
         Ok(Bracket { fd, flags, deferred, open: true })
     }
 
+    #[inline]
     fn end(&mut self) -> Result<()> {
         if !self.open {
             return Ok(());
@@ -428,6 +442,7 @@ impl<'m> Bracket<'m> {
 }
 
 impl Drop for Bracket<'_> {
+    #[inline]
     fn drop(&mut self) {
         if let Err(e) = self.end() {
             // Keep the first failure for the next guard of this mapping.
@@ -446,6 +461,7 @@ pub struct ReadGuard<'m> {
 
 impl ReadGuard<'_> {
     /// Ends the access now and reports the `SYNC_END` result.
+    #[inline]
     pub fn end(mut self) -> Result<()> {
         self.bracket.end()
     }
@@ -454,6 +470,7 @@ impl ReadGuard<'_> {
 impl Deref for ReadGuard<'_> {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         self.data
     }
@@ -469,6 +486,7 @@ pub struct WriteGuard<'m> {
 
 impl WriteGuard<'_> {
     /// Ends the access now and reports the `SYNC_END` result.
+    #[inline]
     pub fn end(mut self) -> Result<()> {
         self.bracket.end()
     }
@@ -482,12 +500,14 @@ impl WriteGuard<'_> {
 impl Deref for WriteGuard<'_> {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         self.data
     }
 }
 
 impl DerefMut for WriteGuard<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         self.data
     }

@@ -343,14 +343,17 @@ unsafe impl Ioctl for Call {
     type Output = IoctlOutput;
     const IS_MUTATING: bool = true;
 
+    #[inline]
     fn opcode(&self) -> Opcode {
         self.opcode
     }
 
+    #[inline]
     fn as_ptr(&mut self) -> *mut c_void {
         self.arg
     }
 
+    #[inline]
     unsafe fn output_from_ptr(out: IoctlOutput, _: *mut c_void) -> Result<IoctlOutput> {
         Ok(out)
     }
@@ -361,6 +364,7 @@ unsafe impl Ioctl for Call {
 /// # Safety
 /// `arg` must be what `opcode` expects on `fd`'s file: a pointer valid for reads (and, for
 /// `_IOR`/`_IOWR`, writes) of the size the opcode encodes, or the integer the ioctl takes.
+#[inline]
 unsafe fn raw_ioctl(fd: BorrowedFd<'_>, opcode: Opcode, arg: *mut c_void) -> Result<IoctlOutput> {
     // SAFETY: forwarded to the caller, see above.
     unsafe { rustix::ioctl::ioctl(fd, Call { opcode, arg }) }
@@ -372,6 +376,7 @@ unsafe fn raw_ioctl(fd: BorrowedFd<'_>, opcode: Opcode, arg: *mut c_void) -> Res
 /// `opcode` must be an ioctl that reads (and possibly writes back) one `T` at its argument
 /// pointer on `fd`'s kind of file. Every opcode in this module encodes `size_of::<T>()`
 /// of its argument, and a driver that does not know the opcode fails with `ENOTTY`.
+#[inline]
 unsafe fn ioctl_with<T>(fd: BorrowedFd<'_>, opcode: Opcode, value: &mut T) -> Result<IoctlOutput> {
     // SAFETY: `value` is a valid, exclusive `T` for the duration of the call; the rest is
     // the caller's obligation.
@@ -398,6 +403,7 @@ pub fn dma_heap_alloc(heap: BorrowedFd<'_>, len: u64, fd_flags: u32, heap_flags:
 }
 
 /// `DMA_BUF_IOCTL_SYNC` with raw flags, one attempt.
+#[inline]
 pub fn dma_buf_sync(buf: BorrowedFd<'_>, flags: u64) -> Result<()> {
     let mut sync = DmaBufSync { flags };
     // SAFETY: DMA_BUF_IOCTL_SYNC reads one dma_buf_sync.
