@@ -190,14 +190,16 @@ impl LineCache {
     }
 }
 
-/// First-fit allocator of address ranges with coalescing (IOVA space, bounce pool).
+/// First-fit allocator of address ranges with coalescing (IOVA space, bounce pool,
+/// a heap's pages).
 #[derive(Debug, Clone)]
-pub(crate) struct RangeAlloc {
+pub struct RangeAlloc {
     free: std::collections::BTreeMap<u64, u64>,
 }
 
 impl RangeAlloc {
-    pub(crate) fn new(start: u64, len: u64) -> Self {
+    /// An allocator handing out `[start, start + len)`.
+    pub fn new(start: u64, len: u64) -> Self {
         let mut free = std::collections::BTreeMap::new();
         if len > 0 {
             free.insert(start, len);
@@ -206,7 +208,7 @@ impl RangeAlloc {
     }
 
     /// Allocates `len` bytes aligned to `align` (a power of two).
-    pub(crate) fn alloc(&mut self, len: u64, align: u64) -> Option<u64> {
+    pub fn alloc(&mut self, len: u64, align: u64) -> Option<u64> {
         let (&start, &flen, at) = self.free.iter().find_map(|(s, l)| {
             let at = s.checked_add(align - 1)? & !(align - 1);
             (at.checked_add(len)? <= s + l).then_some((s, l, at))
@@ -222,7 +224,7 @@ impl RangeAlloc {
     }
 
     /// Returns `[start, start + len)`; false if any of it was not allocated.
-    pub(crate) fn free(&mut self, start: u64, len: u64) -> bool {
+    pub fn free(&mut self, start: u64, len: u64) -> bool {
         let end = start + len;
         if let Some((&s, &l)) = self.free.range(..end).next_back()
             && s + l > start

@@ -179,7 +179,7 @@ impl DmaMapping {
             let (s0, s1) = (base, base + s.len);
             base = s1;
             let (a, b) = (offset.max(s0), end.min(s1));
-            (a < b).then_some((s, a - s0, b - a))
+            (a < b).then(|| (s, a - s0, b - a))
         })
     }
 }

@@ -56,6 +56,7 @@ mod stats;
 mod store;
 
 pub use addr::{BusAddr, BusRange, Iova, PAGE_SIZE, PhysAddr, PhysRange, Range};
+pub use cache::RangeAlloc;
 pub use chooser::{
     Adversarial, Chooser, Freedom, Lru, Never, OpInfo, OpKind, Seeded, UnknownChooser, chooser_from_name,
 };
