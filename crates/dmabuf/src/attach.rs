@@ -1,0 +1,347 @@
+//! Attach-time validation: can this device use this buffer, and how?
+//!
+//! Upstream `dma_buf_attach()` checks nothing: a display controller that cannot reach the
+//! pages, an ISP that needs contiguous memory given scattered pages, a NIC handed VRAM it
+//! has no path to, all attach fine and fail later as corrupted frames or IOMMU faults.
+//! Here the decision is taken once, at attach, from what the platform says about the
+//! device and what the exporter says about the buffer, and a refusal names the rule, the
+//! buffer, the device and what would work instead.
+//!
+//! The rules live here, in one place, not in each exporter (exporters describe their
+//! memory with a [`Backing`]; the framework decides). Under [`AttachPolicy::Linux`] the
+//! same plan is computed but a refusal is only recorded: the attach succeeds, as it does
+//! upstream, and the failure shows later on the simulated hardware.
+
+use dmabuf_sim::{DeviceDesc, MemAttr, PAGE_SIZE, PhysRange, Platform, RegionKind};
+
+/// Whether attach enforces the rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AttachPolicy {
+    /// Refuse, at attach, any combination that cannot work.
+    #[default]
+    Strict,
+    /// Accept everything, as upstream does today, and let it break later.
+    Linux,
+}
+
+/// What an exporter says about the memory behind a buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backing {
+    /// The physical pages, in buffer order (page aligned).
+    pub pages: Vec<PhysRange>,
+    /// The attribute of the exporter's CPU mappings.
+    pub attr: MemAttr,
+}
+
+impl Backing {
+    /// Whether the pages are one physically contiguous range.
+    pub fn is_contiguous(&self) -> bool {
+        self.pages.windows(2).all(|w| w[0].end() == w[1].start)
+    }
+
+    /// Total size.
+    pub fn size(&self) -> u64 {
+        self.pages.iter().map(|r| r.len).sum()
+    }
+}
+
+/// How a device that may use a buffer reaches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachPlan {
+    /// It addresses the pages directly.
+    Direct,
+    /// Through its IOMMU.
+    Iommu,
+    /// Some pages are above its DMA mask: they are bounced through swiotlb (every map
+    /// and sync copies them).
+    Bounce,
+    /// The pages are another device's local memory, reached over a peer-to-peer path.
+    PeerToPeer,
+}
+
+/// Why a device cannot use a buffer. One variant per rule; each names the buffer, the
+/// device and what would work instead.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttachError {
+    /// The device needs physically contiguous memory and has no IOMMU; the pages are
+    /// scattered.
+    #[error(
+        "cannot attach `{buffer}` to `{device}`: the device needs physically contiguous memory (no IOMMU, no scatter-gather) and the buffer's {segments} pages are scattered; allocate it from the `cma` heap"
+    )]
+    NotContiguous {
+        /// The buffer.
+        buffer: String,
+        /// The device.
+        device: String,
+        /// How many discontiguous pieces the buffer has.
+        segments: usize,
+    },
+    /// A page lies in a system-memory region the device has no path to.
+    #[error(
+        "cannot attach `{buffer}` to `{device}`: the buffer lies in region `{region}`, which the device cannot reach; allocate it from memory the device reaches ({reachable})"
+    )]
+    RegionUnreachable {
+        /// The buffer.
+        buffer: String,
+        /// The device.
+        device: String,
+        /// The region.
+        region: String,
+        /// The regions the device reaches.
+        reachable: String,
+    },
+    /// The buffer is another device's local memory and there is no peer-to-peer path.
+    #[error(
+        "cannot attach `{buffer}` to `{device}`: the buffer is in `{owner}`'s local memory `{region}` and `{device}` has no peer-to-peer path to it; migrate it to system memory first (a dynamic exporter can do this on attach) or use a device with a path"
+    )]
+    NoPeerToPeer {
+        /// The buffer.
+        buffer: String,
+        /// The device.
+        device: String,
+        /// The device-local region.
+        region: String,
+        /// The device that owns it.
+        owner: String,
+    },
+    /// The importer does not accept peer-to-peer buffers (it did not set
+    /// `allow_peer2peer`).
+    #[error(
+        "cannot attach `{buffer}` to `{device}`: the buffer is device memory (`{region}`) and the importer did not allow peer-to-peer access; attach as a peer-to-peer capable importer, or migrate the buffer to system memory"
+    )]
+    PeerToPeerNotAllowed {
+        /// The buffer.
+        buffer: String,
+        /// The device.
+        device: String,
+        /// The device-local region.
+        region: String,
+    },
+    /// Pages are above the device's DMA mask, it has no IOMMU, and it cannot work from a
+    /// bounce buffer (a scanout reads continuously; nobody syncs between frames).
+    #[error(
+        "cannot attach `{buffer}` to `{device}`: the buffer reaches {top:#x}, above the device's {bits}-bit DMA mask, the device has no IOMMU and scans out (it cannot use a bounce buffer); allocate below {limit:#x} (for example from the `cma` heap in low memory)"
+    )]
+    BounceRefused {
+        /// The buffer.
+        buffer: String,
+        /// The device.
+        device: String,
+        /// The highest byte of the buffer.
+        top: u64,
+        /// The device's mask in bits.
+        bits: u32,
+        /// The first address it cannot reach.
+        limit: u64,
+    },
+    /// Pages are above the device's DMA mask, it has no IOMMU, and the platform has no
+    /// bounce pool the device can reach.
+    #[error(
+        "cannot attach `{buffer}` to `{device}`: the buffer reaches {top:#x}, above the device's {bits}-bit DMA mask; the device has no IOMMU and no reachable bounce pool; allocate below {limit:#x}"
+    )]
+    AboveDmaMask {
+        /// The buffer.
+        buffer: String,
+        /// The device.
+        device: String,
+        /// The highest byte of the buffer.
+        top: u64,
+        /// The device's mask in bits.
+        bits: u32,
+        /// The first address it cannot reach.
+        limit: u64,
+    },
+    /// A page of the buffer is outside every memory region.
+    #[error("cannot attach `{buffer}` to `{device}`: page {page} is not in any memory region of the platform")]
+    NotInMemory {
+        /// The buffer.
+        buffer: String,
+        /// The device.
+        device: String,
+        /// The page.
+        page: String,
+    },
+}
+
+impl AttachError {
+    /// The rule's short name, as scenarios write it (`expect refused contiguity`).
+    pub fn rule(&self) -> &'static str {
+        match self {
+            AttachError::NotContiguous { .. } => "contiguity",
+            AttachError::RegionUnreachable { .. } => "reachability",
+            AttachError::NoPeerToPeer { .. } => "p2p",
+            AttachError::PeerToPeerNotAllowed { .. } => "p2p-not-allowed",
+            AttachError::BounceRefused { .. } => "bounce",
+            AttachError::AboveDmaMask { .. } => "dma-mask",
+            AttachError::NotInMemory { .. } => "memory",
+        }
+    }
+}
+
+/// What the importer declares at attach (the kernel's `dma_buf_attach_ops` and
+/// `allow_peer2peer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ImporterCaps {
+    /// The importer accepts buffers in another device's local memory.
+    pub allow_peer2peer: bool,
+}
+
+/// Decides whether `dev` can use a buffer with this backing, and how.
+pub fn check_attach(
+    platform: &Platform,
+    buffer: &str,
+    backing: &Backing,
+    dev: usize,
+    caps: ImporterCaps,
+) -> Result<AttachPlan, AttachError> {
+    let d: &DeviceDesc = &platform.devices[dev];
+    let device = d.name.clone();
+    let mut plan = if d.iommu { AttachPlan::Iommu } else { AttachPlan::Direct };
+    for r in &backing.pages {
+        let Some(ri) = platform.region_of(r.start) else {
+            return Err(AttachError::NotInMemory { buffer: buffer.into(), device, page: r.start.to_string() });
+        };
+        let region = &platform.regions[ri];
+        if region.kind == RegionKind::DeviceLocal && region.owner.as_deref() != Some(d.name.as_str()) {
+            if !platform.device_reaches(dev, ri) {
+                return Err(AttachError::NoPeerToPeer {
+                    buffer: buffer.into(),
+                    device,
+                    region: region.name.clone(),
+                    owner: region.owner.clone().unwrap_or_default(),
+                });
+            }
+            if !caps.allow_peer2peer {
+                return Err(AttachError::PeerToPeerNotAllowed {
+                    buffer: buffer.into(),
+                    device,
+                    region: region.name.clone(),
+                });
+            }
+            plan = AttachPlan::PeerToPeer;
+            continue;
+        }
+        if !platform.device_reaches(dev, ri) {
+            let reachable: Vec<&str> = (0..platform.regions.len())
+                .filter(|&i| platform.device_reaches(dev, i))
+                .map(|i| platform.regions[i].name.as_str())
+                .collect();
+            return Err(AttachError::RegionUnreachable {
+                buffer: buffer.into(),
+                device,
+                region: region.name.clone(),
+                reachable: reachable.join(", "),
+            });
+        }
+    }
+    if d.iommu || plan == AttachPlan::PeerToPeer {
+        return Ok(plan);
+    }
+    if d.needs_contiguous && !backing.is_contiguous() {
+        return Err(AttachError::NotContiguous {
+            buffer: buffer.into(),
+            device,
+            segments: count_segments(&backing.pages),
+        });
+    }
+    let max = d.max_address();
+    let top = backing.pages.iter().map(|r| r.end().raw().saturating_sub(1)).max().unwrap_or(0);
+    if top > max {
+        let limit = max.saturating_add(1);
+        if d.scanout {
+            return Err(AttachError::BounceRefused { buffer: buffer.into(), device, top, bits: d.dma_mask, limit });
+        }
+        let pool = platform.regions.iter().position(|r| r.kind == RegionKind::Bounce);
+        let usable = pool.is_some_and(|p| {
+            platform.device_reaches(dev, p) && platform.regions[p].range().start.raw() + PAGE_SIZE - 1 <= max
+        });
+        if !usable {
+            return Err(AttachError::AboveDmaMask { buffer: buffer.into(), device, top, bits: d.dma_mask, limit });
+        }
+        plan = AttachPlan::Bounce;
+    }
+    Ok(plan)
+}
+
+fn count_segments(pages: &[PhysRange]) -> usize {
+    1 + pages.windows(2).filter(|w| w[0].end() != w[1].start).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use dmabuf_sim::PhysAddr;
+
+    use super::*;
+
+    fn pages(list: &[(u64, u64)]) -> Backing {
+        Backing {
+            pages: list.iter().map(|&(a, n)| PhysRange::new(PhysAddr(a), n).unwrap()).collect(),
+            attr: MemAttr::Cached,
+        }
+    }
+
+    fn check(preset: &str, dev: &str, b: &Backing, caps: ImporterCaps) -> Result<AttachPlan, AttachError> {
+        let p = Platform::preset(preset).unwrap();
+        let d = p.device_index(dev).unwrap();
+        check_attach(&p, "frame", b, d, caps)
+    }
+
+    const NONE: ImporterCaps = ImporterCaps { allow_peer2peer: false };
+    const P2P: ImporterCaps = ImporterCaps { allow_peer2peer: true };
+
+    #[test]
+    fn scattered_pages_are_refused_for_a_contiguous_only_device() {
+        let scattered = pages(&[(0x4000_0000, 4096), (0x4010_0000, 4096)]);
+        let e = check("arm64-noncoherent", "isp", &scattered, NONE).unwrap_err();
+        assert_eq!(e.rule(), "contiguity");
+        let msg = e.to_string();
+        assert!(msg.contains("`frame`") && msg.contains("`isp`") && msg.contains("`cma` heap"), "{msg}");
+        let contiguous = pages(&[(0x1_4000_0000, 4096), (0x1_4000_1000, 4096)]);
+        assert_eq!(check("arm64-noncoherent", "isp", &contiguous, NONE), Ok(AttachPlan::Direct));
+        assert_eq!(check("arm64-noncoherent", "vdec", &scattered, NONE), Ok(AttachPlan::Iommu));
+    }
+
+    #[test]
+    fn above_the_mask_bounces_unless_the_device_scans_out() {
+        let high = pages(&[(0x1_0000_0000, 8192)]);
+        assert_eq!(check("arm64-dma32", "legacy-dma", &high, NONE), Ok(AttachPlan::Bounce));
+        let e = check("arm64-dma32", "display", &high, NONE).unwrap_err();
+        assert_eq!(e.rule(), "bounce");
+        assert!(e.to_string().contains("30-bit DMA mask"), "{e}");
+        assert_eq!(check("arm64-dma32", "gpu", &high, NONE), Ok(AttachPlan::Iommu));
+        let low = pages(&[(0x2c00_0000, 8192)]);
+        assert_eq!(check("arm64-dma32", "display", &low, NONE), Ok(AttachPlan::Direct));
+    }
+
+    #[test]
+    fn without_a_bounce_pool_above_the_mask_is_refused() {
+        let mut p = Platform::preset("arm64-dma32").unwrap();
+        p.regions.retain(|r| r.kind != RegionKind::Bounce);
+        let d = p.device_index("legacy-dma").unwrap();
+        let e = check_attach(&p, "frame", &pages(&[(0x1_0000_0000, 4096)]), d, NONE).unwrap_err();
+        assert_eq!(e.rule(), "dma-mask");
+    }
+
+    #[test]
+    fn device_memory_needs_a_peer_to_peer_path_and_an_importer_that_allows_it() {
+        let vram = pages(&[(0x40_0000_0000, 1 << 20)]);
+        assert_eq!(check("x86-pcie", "nic", &vram, P2P), Ok(AttachPlan::PeerToPeer));
+        let e = check("x86-pcie", "nic", &vram, NONE).unwrap_err();
+        assert_eq!(e.rule(), "p2p-not-allowed");
+        let e = check("x86-pcie", "capture", &vram, P2P).unwrap_err();
+        assert_eq!(e.rule(), "p2p");
+        assert!(e.to_string().contains("`dgpu`'s local memory `vram`"), "{e}");
+        assert_eq!(check("x86-pcie", "dgpu", &vram, NONE), Ok(AttachPlan::Iommu), "its own VRAM");
+    }
+
+    #[test]
+    fn unreachable_regions_are_named_with_the_alternatives() {
+        let mut p = Platform::preset("arm64-noncoherent").unwrap();
+        let d = p.device_index("usb").unwrap();
+        p.devices[d].reaches = Some(vec!["dram".into()]);
+        let e = check_attach(&p, "frame", &pages(&[(0x1_4000_0000, 4096)]), d, NONE).unwrap_err();
+        assert_eq!(e.rule(), "reachability");
+        assert!(e.to_string().contains("region `cma`") && e.to_string().contains("(dram)"), "{e}");
+    }
+}

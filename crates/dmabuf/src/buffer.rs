@@ -1,0 +1,1094 @@
+//! Buffers, attachments, mappings and CPU access on the simulated hardware.
+//!
+//! The objects and their kernel names:
+//!
+//! | here | kernel |
+//! |---|---|
+//! | [`System`] | the machine: the simulated hardware plus the framework's state |
+//! | [`Heap::allocate`] | `DMA_HEAP_IOCTL_ALLOC` |
+//! | [`DmaBuf`] (clone / drop) | `struct dma_buf` (`get_dma_buf` / `dma_buf_put`) |
+//! | [`DmaBuf::attach`] / drop of [`Attachment`] | `dma_buf_attach` / `dma_buf_detach` |
+//! | [`Attachment::map`] / drop of [`Mapping`] | `dma_buf_map_attachment` / `dma_buf_unmap_attachment` |
+//! | [`DmaBuf::begin_cpu_access`] / drop of [`CpuAccess`] | `dma_buf_begin_cpu_access` / `dma_buf_end_cpu_access` |
+//! | [`DmaBuf::mmap`], [`UserMapping::sync`] | `mmap` of the fd, `DMA_BUF_IOCTL_SYNC` |
+//!
+//! Brackets and mappings are RAII guards: a mapping unmaps on drop, a CPU access ends on
+//! drop, so the safe API cannot forget them. The raw path stays available
+//! ([`UserMapping::sync`] with any flags, [`UserMapping::read_unsynced`]) because a checker's
+//! users must be able to write the mistakes real programs make; the framework records
+//! each one as a [`Report`].
+//!
+//! Maintenance follows the [`MaintenancePolicy`]: `Linux` does what the upstream system
+//! heap does (a whole-buffer sync of every mapped attachment at every CPU bracket, full
+//! maintenance at map and unmap); `Minimal` maintains only the byte ranges declared
+//! written since the last hand-over, only for non-coherent parties, and nothing at all on
+//! a coherent platform. `Minimal` never looks at the simulator's cache state.
+
+use std::cell::RefCell;
+use std::mem::ManuallyDrop;
+use std::ops::Range;
+use std::rc::Rc;
+
+use dmabuf_sim::{
+    CpuMapId, DeviceId, DmaAttrs, DmaDirection, DmaMapping, PhysRange, Platform, Sim, SimError, Stats, WriteId,
+};
+
+use crate::attach::{AttachError, AttachPlan, AttachPolicy, Backing, ImporterCaps, check_attach};
+use crate::heap::{Exporter, HeapKind, PageAllocator};
+use crate::ranges::RangeSet;
+
+/// Which maintenance the framework performs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MaintenancePolicy {
+    /// What the upstream system heap does: whole buffers, every mapped attachment.
+    Linux,
+    /// Only the ranges declared written since the last hand-over, only for non-coherent
+    /// parties.
+    #[default]
+    Minimal,
+}
+
+/// How a [`System`] behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SystemConfig {
+    /// Whether attach enforces the rules.
+    pub attach: AttachPolicy,
+    /// Which maintenance the framework performs.
+    pub maintenance: MaintenancePolicy,
+}
+
+/// A protocol violation or leak the framework saw (the DMA-API-debug class).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Report {
+    /// The CPU touched an mmap outside a `DMA_BUF_IOCTL_SYNC` bracket.
+    AccessOutsideBracket {
+        /// The buffer.
+        buffer: String,
+        /// The bytes.
+        range: Range<u64>,
+        /// Whether it was a write.
+        write: bool,
+    },
+    /// `DMA_BUF_IOCTL_SYNC` with flags the kernel refuses (EINVAL).
+    BadSyncFlags {
+        /// The buffer.
+        buffer: String,
+        /// The flags.
+        flags: u64,
+    },
+    /// An end without a matching start.
+    DoubleEnd {
+        /// The buffer.
+        buffer: String,
+    },
+    /// A sync end whose direction differs from its start.
+    DirectionMismatch {
+        /// The buffer.
+        buffer: String,
+        /// The direction the bracket started with.
+        started: DmaDirection,
+        /// The direction it ended with.
+        ended: DmaDirection,
+    },
+    /// An attachment refused under `Strict` was let through under the `Linux` policy.
+    AttachAccepted {
+        /// The refusal `Strict` would have given.
+        error: AttachError,
+    },
+    /// Attachments were still attached when the buffer was released.
+    LeakedAttachments {
+        /// The buffer.
+        buffer: String,
+        /// How many.
+        count: usize,
+    },
+    /// Mappings were still mapped when the buffer was released.
+    LeakedMappings {
+        /// The buffer.
+        buffer: String,
+        /// How many.
+        count: usize,
+    },
+}
+
+/// Why a framework call failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// Attach refused a device (under the `Strict` policy).
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    /// The hardware refused an operation.
+    #[error(transparent)]
+    Hardware(#[from] SimError),
+    /// No heap has that name.
+    #[error("no heap `{name}`; heaps: {}", HeapKind::ALL.map(HeapKind::name).join(", "))]
+    NoSuchHeap {
+        /// The name asked for.
+        name: String,
+    },
+    /// The platform has no device with that name.
+    #[error("no device `{name}` on platform {platform}; devices: {known}")]
+    NoSuchDevice {
+        /// The name asked for.
+        name: String,
+        /// The platform.
+        platform: String,
+        /// The devices it has.
+        known: String,
+    },
+    /// The heap could not provide the memory.
+    #[error("heap `{heap}` cannot allocate {size} bytes (ENOMEM)")]
+    OutOfMemory {
+        /// The heap.
+        heap: String,
+        /// The size asked for.
+        size: u64,
+    },
+    /// A zero-sized allocation (the kernel refuses it with EINVAL).
+    #[error("a dma-buf cannot be empty (EINVAL)")]
+    ZeroSize,
+    /// A byte range outside the buffer.
+    #[error("range {start:#x}..{end:#x} is outside buffer `{buffer}` of {size:#x} bytes")]
+    OutOfBounds {
+        /// The buffer.
+        buffer: String,
+        /// First byte.
+        start: u64,
+        /// One past the last byte.
+        end: u64,
+        /// The buffer's size.
+        size: u64,
+    },
+    /// `DMA_BUF_IOCTL_SYNC` flags the kernel refuses.
+    #[error("DMA_BUF_IOCTL_SYNC: flags {flags:#x} are invalid (EINVAL): use READ, WRITE or RW with START or END")]
+    BadSyncFlags {
+        /// The flags.
+        flags: u64,
+    },
+    /// `DMA_BUF_SET_NAME` with a name too long (EINVAL).
+    #[error("DMA_BUF_SET_NAME: `{name}` is longer than 31 bytes (EINVAL)")]
+    NameTooLong {
+        /// The name.
+        name: String,
+    },
+    /// A device access through a mapping the device did not map for that direction.
+    #[error("`{device}` mapped `{buffer}` {mapped:?} and cannot {access} it")]
+    WrongDirection {
+        /// The buffer.
+        buffer: String,
+        /// The device.
+        device: String,
+        /// The mapping's direction.
+        mapped: DmaDirection,
+        /// What it tried.
+        access: &'static str,
+    },
+}
+
+/// `DMA_BUF_SYNC_READ`.
+pub const DMA_BUF_SYNC_READ: u64 = 1;
+/// `DMA_BUF_SYNC_WRITE`.
+pub const DMA_BUF_SYNC_WRITE: u64 = 2;
+/// `DMA_BUF_SYNC_RW`.
+pub const DMA_BUF_SYNC_RW: u64 = 3;
+/// `DMA_BUF_SYNC_START`.
+pub const DMA_BUF_SYNC_START: u64 = 0;
+/// `DMA_BUF_SYNC_END`.
+pub const DMA_BUF_SYNC_END: u64 = 4;
+
+/// Decodes `DMA_BUF_IOCTL_SYNC` flags as the kernel does: any bit outside RW|END, or no
+/// direction, is EINVAL. Returns (is end, direction).
+pub fn decode_sync_flags(flags: u64) -> Option<(bool, DmaDirection)> {
+    if flags & !(DMA_BUF_SYNC_RW | DMA_BUF_SYNC_END) != 0 {
+        return None;
+    }
+    let dir = match flags & DMA_BUF_SYNC_RW {
+        DMA_BUF_SYNC_READ => DmaDirection::FromDevice,
+        DMA_BUF_SYNC_WRITE => DmaDirection::ToDevice,
+        DMA_BUF_SYNC_RW => DmaDirection::Bidirectional,
+        _ => return None,
+    };
+    Some((flags & DMA_BUF_SYNC_END != 0, dir))
+}
+
+struct AttState {
+    dev: usize,
+    plan: AttachPlan,
+    mapping: Option<DmaMapping>,
+    /// Bytes this device wrote since it mapped.
+    written: RangeSet,
+    /// Bytes others changed since this device's cache last looked (device caches only).
+    stale: RangeSet,
+}
+
+struct BufState {
+    name: String,
+    exporter: Box<dyn Exporter>,
+    refs: usize,
+    attachments: Vec<Option<AttState>>,
+    /// The exporter's kernel mapping (vmap), made on first CPU access.
+    kmap: Option<CpuMapId>,
+    /// Bytes the CPU wrote since the last hand-over to a device (Minimal).
+    cpu_dirty: RangeSet,
+    /// Bytes non-coherent devices wrote since the CPU last looked (Minimal).
+    dev_dirty: RangeSet,
+    /// The user-space sync bracket in progress, with the bytes written in it.
+    user_bracket: Option<(DmaDirection, RangeSet)>,
+    released: bool,
+}
+
+struct Inner {
+    sim: Sim,
+    cfg: SystemConfig,
+    pages: PageAllocator,
+    bufs: Vec<BufState>,
+    reports: Vec<Report>,
+}
+
+/// The DMA-buf framework on one simulated machine. Cheap to clone (a shared handle);
+/// single-threaded, like the simulation it drives.
+#[derive(Clone)]
+pub struct System(Rc<RefCell<Inner>>);
+
+impl System {
+    /// The framework on `sim`.
+    pub fn new(sim: Sim, cfg: SystemConfig) -> System {
+        let pages = PageAllocator::new(sim.platform());
+        System(Rc::new(RefCell::new(Inner { sim, cfg, pages, bufs: Vec::new(), reports: Vec::new() })))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> SystemConfig {
+        self.0.borrow().cfg
+    }
+
+    /// Runs `f` on the simulated hardware (to read memory in tests, add freedoms, read stats).
+    pub fn with_sim<R>(&self, f: impl FnOnce(&mut Sim) -> R) -> R {
+        f(&mut self.0.borrow_mut().sim)
+    }
+
+    /// The hardware's counters.
+    pub fn stats(&self) -> Stats {
+        *self.0.borrow().sim.stats()
+    }
+
+    /// The platform.
+    pub fn platform(&self) -> Platform {
+        self.0.borrow().sim.platform().clone()
+    }
+
+    /// Protocol violations and leaks seen so far.
+    pub fn reports(&self) -> Vec<Report> {
+        self.0.borrow().reports.clone()
+    }
+
+    /// A heap by name (`system`, `cma`, `uncached`, or the kernel's other names for CMA).
+    pub fn heap(&self, name: &str) -> Result<Heap, Error> {
+        let kind = HeapKind::from_name(name).ok_or_else(|| Error::NoSuchHeap { name: name.into() })?;
+        Ok(Heap { sys: self.clone(), kind })
+    }
+
+    /// A device by name.
+    pub fn device(&self, name: &str) -> Result<DeviceId, Error> {
+        let inner = self.0.borrow();
+        inner.sim.device(name).ok_or_else(|| Error::NoSuchDevice {
+            name: name.into(),
+            platform: inner.sim.platform().name.clone(),
+            known: inner.sim.platform().devices.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", "),
+        })
+    }
+}
+
+/// A dma-buf heap.
+pub struct Heap {
+    sys: System,
+    kind: HeapKind,
+}
+
+impl Heap {
+    /// Allocates a buffer of `size` bytes (rounded up to pages), zeroed.
+    pub fn allocate(&self, size: u64) -> Result<DmaBuf, Error> {
+        if size == 0 {
+            return Err(Error::ZeroSize);
+        }
+        let mut inner = self.sys.0.borrow_mut();
+        let backing = inner
+            .pages
+            .allocate(self.kind, size)
+            .ok_or_else(|| Error::OutOfMemory { heap: self.kind.name().into(), size })?;
+        // Pages come zeroed: clear them, as the heap does, through the kernel's mapping.
+        let map = inner.sim.cpu_map(&backing.pages, backing.attr)?;
+        inner.sim.cpu_fill(map, 0, backing.size(), 0)?;
+        inner.sim.cpu_unmap(map)?;
+        let id = inner.bufs.len();
+        let exporter = Box::new(PageAllocator::buffer(self.kind, backing));
+        inner.bufs.push(BufState {
+            name: format!("buf{id}"),
+            exporter,
+            refs: 1,
+            attachments: Vec::new(),
+            kmap: None,
+            cpu_dirty: RangeSet::new(),
+            dev_dirty: RangeSet::new(),
+            user_bracket: None,
+            released: false,
+        });
+        // The zeroed lines reach memory before anyone sees the buffer, as the CMA heap
+        // flushes its freshly cleared pages: no device may read another user's old data.
+        // On a platform where every device snoops there is nothing to hand over.
+        inner.sim.cpu_barrier();
+        let any_noncoherent = inner.sim.platform().devices.iter().any(|d| !d.coherent);
+        if any_noncoherent && backing_attr_cached(&inner.bufs[id]) {
+            for p in inner.bufs[id].exporter.backing().pages.clone() {
+                inner.sim.cache_clean(p)?;
+            }
+        }
+        drop(inner);
+        Ok(DmaBuf { sys: self.sys.clone(), id })
+    }
+}
+
+fn backing_attr_cached(b: &BufState) -> bool {
+    b.exporter.needs_cpu_sync()
+}
+
+/// A shared buffer (`struct dma_buf`). Cloning takes a reference; dropping the last one
+/// releases the buffer, reporting attachments or mappings still alive.
+pub struct DmaBuf {
+    sys: System,
+    id: usize,
+}
+
+impl Clone for DmaBuf {
+    fn clone(&self) -> Self {
+        self.sys.0.borrow_mut().bufs[self.id].refs += 1;
+        DmaBuf { sys: self.sys.clone(), id: self.id }
+    }
+}
+
+impl Drop for DmaBuf {
+    fn drop(&mut self) {
+        let Ok(mut inner) = self.sys.0.try_borrow_mut() else { return };
+        let inner = &mut *inner;
+        let b = &mut inner.bufs[self.id];
+        b.refs -= 1;
+        if b.refs > 0 {
+            return;
+        }
+        b.released = true;
+        let live: Vec<_> = b.attachments.iter().flatten().collect();
+        let mapped = live.iter().filter(|a| a.mapping.is_some()).count();
+        let (name, attached) = (b.name.clone(), live.len());
+        if attached > 0 {
+            inner.reports.push(Report::LeakedAttachments { buffer: name.clone(), count: attached });
+        }
+        if mapped > 0 {
+            inner.reports.push(Report::LeakedMappings { buffer: name, count: mapped });
+        }
+        if let Some(m) = b.kmap.take() {
+            let _ = inner.sim.cpu_unmap(m);
+        }
+        // Pages of a leaked mapping stay with the device; only a clean release frees them.
+        if attached == 0 {
+            inner.pages.free(b.exporter.backing());
+        }
+    }
+}
+
+impl DmaBuf {
+    fn with<R>(&self, f: impl FnOnce(&mut Inner, usize) -> R) -> R {
+        f(&mut self.sys.0.borrow_mut(), self.id)
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.with(|i, id| i.bufs[id].exporter.backing().size())
+    }
+
+    /// The name (`DMA_BUF_SET_NAME`; `buf<N>` until set).
+    pub fn name(&self) -> String {
+        self.with(|i, id| i.bufs[id].name.clone())
+    }
+
+    /// The exporter's name.
+    pub fn exporter_name(&self) -> String {
+        self.with(|i, id| i.bufs[id].exporter.name().to_string())
+    }
+
+    /// The physical pages (what an exporter would put in its sg table).
+    pub fn backing(&self) -> Backing {
+        self.with(|i, id| i.bufs[id].exporter.backing().clone())
+    }
+
+    /// `DMA_BUF_SET_NAME`: at most 31 bytes.
+    pub fn set_name(&self, name: &str) -> Result<(), Error> {
+        if name.len() > 31 {
+            return Err(Error::NameTooLong { name: name.into() });
+        }
+        self.with(|i, id| i.bufs[id].name = name.to_string());
+        Ok(())
+    }
+
+    /// The system the buffer lives in.
+    pub fn system(&self) -> &System {
+        &self.sys
+    }
+
+    fn check_range(&self, r: &Range<u64>) -> Result<(), Error> {
+        let size = self.size();
+        if r.start > r.end || r.end > size {
+            return Err(Error::OutOfBounds { buffer: self.name(), start: r.start, end: r.end, size });
+        }
+        Ok(())
+    }
+
+    /// `dma_buf_attach`: checks the device against the buffer. Under `Strict` a
+    /// combination that cannot work is refused here; under `Linux` it is accepted and
+    /// recorded as a [`Report::AttachAccepted`].
+    pub fn attach(&self, dev: DeviceId) -> Result<Attachment, Error> {
+        self.attach_with(dev, ImporterCaps::default())
+    }
+
+    /// `dma_buf_dynamic_attach` with the importer's capabilities.
+    pub fn attach_with(&self, dev: DeviceId, caps: ImporterCaps) -> Result<Attachment, Error> {
+        let idx = self.attach_state(dev, caps)?;
+        // An attachment does not hold a reference on the buffer (as in the kernel, the
+        // importer holds the file): releasing the buffer with attachments left is a leak.
+        Ok(Attachment { buf: ManuallyDrop::new(DmaBuf { sys: self.sys.clone(), id: self.id }), idx })
+    }
+
+    fn attach_state(&self, dev: DeviceId, caps: ImporterCaps) -> Result<usize, Error> {
+        let mut inner = self.sys.0.borrow_mut();
+        let inner = &mut *inner;
+        let platform = inner.sim.platform();
+        if dev.index() >= platform.devices.len() {
+            return Err(SimError::NoSuchDevice(dev).into());
+        }
+        let b = &inner.bufs[self.id];
+        let plan = match check_attach(platform, &b.name, b.exporter.backing(), dev.index(), caps) {
+            Ok(plan) => plan,
+            Err(e) if inner.cfg.attach == AttachPolicy::Strict => return Err(e.into()),
+            Err(e) => {
+                inner.reports.push(Report::AttachAccepted { error: e });
+                if platform.devices[dev.index()].iommu { AttachPlan::Iommu } else { AttachPlan::Direct }
+            }
+        };
+        let b = &mut inner.bufs[self.id];
+        let idx = b.attachments.len();
+        b.attachments.push(Some(AttState {
+            dev: dev.index(),
+            plan,
+            mapping: None,
+            written: RangeSet::new(),
+            stale: RangeSet::new(),
+        }));
+        Ok(idx)
+    }
+
+    /// `dma_buf_begin_cpu_access`: the kernel's CPU bracket. The bytes are read and
+    /// written through the returned guard; dropping it is `dma_buf_end_cpu_access`.
+    pub fn begin_cpu_access(&self, dir: DmaDirection) -> Result<CpuAccess<'_>, Error> {
+        self.begin_cpu_access_partial(dir, 0..self.size())
+    }
+
+    /// `dma_buf_begin_cpu_access_partial` (Android kernels): a bracket declared to touch
+    /// only `range`, so the maintenance can be limited to it. Accesses outside it fail.
+    pub fn begin_cpu_access_partial(&self, dir: DmaDirection, range: Range<u64>) -> Result<CpuAccess<'_>, Error> {
+        self.check_range(&range)?;
+        self.begin_cpu_bracket(dir, range.clone())?;
+        Ok(CpuAccess { buf: self, dir, range, written: RangeSet::new(), ended: false })
+    }
+
+    /// `mmap` of the buffer for user space, with the exporter's attribute.
+    pub fn mmap(&self) -> Result<UserMapping, Error> {
+        let map = self.with(|i, id| {
+            let b = i.bufs[id].exporter.backing().clone();
+            i.sim.cpu_map(&b.pages, b.attr)
+        })?;
+        Ok(UserMapping { buf: self.clone(), map })
+    }
+
+    fn kmap(&self, inner: &mut Inner) -> Result<CpuMapId, Error> {
+        if let Some(m) = inner.bufs[self.id].kmap {
+            return Ok(m);
+        }
+        let b = inner.bufs[self.id].exporter.backing().clone();
+        let m = inner.sim.cpu_map(&b.pages, b.attr)?;
+        inner.bufs[self.id].kmap = Some(m);
+        Ok(m)
+    }
+
+    /// Physical pieces of buffer range `r`.
+    fn phys(&self, inner: &Inner, r: Range<u64>) -> Vec<PhysRange> {
+        let mut out = Vec::new();
+        let mut base = 0u64;
+        for p in &inner.bufs[self.id].exporter.backing().pages {
+            let (s, e) = (r.start.max(base), r.end.min(base + p.len));
+            if s < e {
+                out.push(PhysRange { start: p.start.add(s - base), len: e - s });
+            }
+            base += p.len;
+        }
+        out
+    }
+
+    fn noncoherent(inner: &Inner, dev: usize) -> bool {
+        !inner.sim.platform().devices[dev].coherent
+    }
+
+    /// The start of a CPU bracket (kernel or user space) over `range`.
+    fn begin_cpu_bracket(&self, dir: DmaDirection, range: Range<u64>) -> Result<(), Error> {
+        let mut inner = self.sys.0.borrow_mut();
+        let inner = &mut *inner;
+        let b = &inner.bufs[self.id];
+        if !b.exporter.needs_cpu_sync() {
+            return Ok(());
+        }
+        match inner.cfg.maintenance {
+            MaintenancePolicy::Linux => {
+                // The system heap: dma_sync_sgtable_for_cpu(attachment, dir) for every
+                // attachment that is mapped, whole buffer.
+                let maps: Vec<DmaMapping> = b
+                    .attachments
+                    .iter()
+                    .flatten()
+                    .filter_map(|a| a.mapping.clone())
+                    .map(|mut m| {
+                        m.dir = dir;
+                        m
+                    })
+                    .collect();
+                for m in maps {
+                    inner.sim.dma_sync_for_cpu(&m, 0, m.len())?;
+                }
+            }
+            MaintenancePolicy::Minimal => {
+                // Only what non-coherent devices wrote since the CPU last looked, inside the
+                // bracket's range. For every direction: a partial-line CPU write into a
+                // stale line would merge with stale bytes.
+                let _ = dir;
+                let dirty: Vec<_> = b.dev_dirty.within(range.clone()).iter().collect();
+                for r in dirty {
+                    for p in self.phys(inner, r) {
+                        inner.sim.cache_invalidate(p)?;
+                    }
+                }
+                inner.bufs[self.id].dev_dirty.remove(range);
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of a CPU bracket: `written` are the bytes the CPU declared written in it.
+    fn end_cpu_bracket(&self, dir: DmaDirection, written: &RangeSet) -> Result<(), Error> {
+        let mut inner = self.sys.0.borrow_mut();
+        let inner = &mut *inner;
+        // The end of a bracket is a barrier: write-combined stores reach memory.
+        inner.sim.cpu_barrier();
+        let b = &mut inner.bufs[self.id];
+        for a in b.attachments.iter_mut().flatten() {
+            a.stale.union(written);
+        }
+        if !b.exporter.needs_cpu_sync() {
+            return Ok(());
+        }
+        match inner.cfg.maintenance {
+            MaintenancePolicy::Linux => {
+                let maps: Vec<DmaMapping> = b
+                    .attachments
+                    .iter()
+                    .flatten()
+                    .filter_map(|a| a.mapping.clone())
+                    .map(|mut m| {
+                        m.dir = dir;
+                        m
+                    })
+                    .collect();
+                for m in maps {
+                    inner.sim.dma_sync_for_device(&m, 0, m.len())?;
+                }
+            }
+            MaintenancePolicy::Minimal => {
+                b.cpu_dirty.union(written);
+                // Hand the bytes over now if a non-coherent device holds a long-lived
+                // mapping; otherwise its map will.
+                let devices = &inner.sim.platform().devices;
+                let mapped_noncoherent = inner.bufs[self.id]
+                    .attachments
+                    .iter()
+                    .flatten()
+                    .any(|a| a.mapping.is_some() && !devices[a.dev].coherent);
+                if mapped_noncoherent {
+                    self.clean_cpu_dirty(inner)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Minimal: cleans what the CPU wrote since the last hand-over.
+    fn clean_cpu_dirty(&self, inner: &mut Inner) -> Result<(), Error> {
+        let dirty: Vec<_> = inner.bufs[self.id].cpu_dirty.iter().collect();
+        for r in dirty {
+            for p in self.phys(inner, r) {
+                inner.sim.cache_clean(p)?;
+            }
+        }
+        inner.bufs[self.id].cpu_dirty.clear();
+        Ok(())
+    }
+}
+
+/// A device attached to a buffer (`struct dma_buf_attachment`). Dropping it detaches.
+pub struct Attachment {
+    buf: ManuallyDrop<DmaBuf>,
+    idx: usize,
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        if let Ok(mut inner) = self.buf.sys.0.try_borrow_mut() {
+            inner.bufs[self.buf.id].attachments[self.idx] = None;
+        }
+    }
+}
+
+impl Attachment {
+    /// The buffer.
+    pub fn buffer(&self) -> &DmaBuf {
+        &self.buf
+    }
+
+    /// The device.
+    pub fn device(&self) -> DeviceId {
+        DeviceId(self.state(|a| a.dev) as u16)
+    }
+
+    /// How the device reaches the buffer.
+    pub fn plan(&self) -> AttachPlan {
+        self.state(|a| a.plan)
+    }
+
+    fn state<R>(&self, f: impl FnOnce(&AttState) -> R) -> R {
+        let inner = self.buf.sys.0.borrow();
+        f(inner.bufs[self.buf.id].attachments[self.idx].as_ref().expect("a live handle's attachment exists"))
+    }
+
+    /// `dma_buf_map_attachment`: maps the buffer for the device; the returned mapping
+    /// unmaps on drop. Map is the barrier after which the device sees every CPU write
+    /// that was handed over (ended brackets).
+    pub fn map(&self, dir: DmaDirection) -> Result<Mapping<'_>, Error> {
+        let mut inner = self.buf.sys.0.borrow_mut();
+        let inner = &mut *inner;
+        let id = self.buf.id;
+        let dev = inner.bufs[id].attachments[self.idx].as_ref().map(|a| a.dev).unwrap_or_default();
+        let devid = DeviceId(dev as u16);
+        let backing = inner.bufs[id].exporter.backing().clone();
+        let sync = inner.bufs[id].exporter.needs_cpu_sync();
+        let len = backing.size();
+        let has_cache = inner.sim.device_has_cache(devid);
+        let mapping = match inner.cfg.maintenance {
+            MaintenancePolicy::Linux => {
+                let m = inner.sim.dma_map(devid, &backing.pages, dir, DmaAttrs { skip_cpu_sync: !sync })?;
+                if has_cache {
+                    // The driver starts a job with a clean view: its whole cache goes.
+                    for p in &backing.pages {
+                        inner.sim.device_cache_invalidate(devid, *p)?;
+                    }
+                }
+                m
+            }
+            MaintenancePolicy::Minimal => {
+                let m = inner.sim.dma_map(devid, &backing.pages, dir, DmaAttrs { skip_cpu_sync: true })?;
+                if m.is_bounced() {
+                    // The slot must hold the buffer's bytes: swiotlb's copy in.
+                    inner.sim.dma_sync_for_device(&m, 0, len)?;
+                } else if sync && Self::noncoherent(inner, dev) {
+                    self.buf.clean_cpu_dirty(inner)?;
+                }
+                if has_cache {
+                    let stale: Vec<_> = inner.bufs[id].attachments[self.idx]
+                        .as_ref()
+                        .map(|a| a.stale.iter().collect())
+                        .unwrap_or_default();
+                    for r in stale {
+                        for p in self.buf.phys(inner, r) {
+                            inner.sim.device_cache_invalidate(devid, p)?;
+                        }
+                    }
+                }
+                m
+            }
+        };
+        if let Some(a) = inner.bufs[id].attachments[self.idx].as_mut() {
+            a.mapping = Some(mapping);
+            a.written.clear();
+            a.stale.clear();
+        }
+        Ok(Mapping { att: self, dir })
+    }
+
+    fn unmap(&self) -> Result<(), Error> {
+        let mut inner = self.buf.sys.0.borrow_mut();
+        let inner = &mut *inner;
+        let id = self.buf.id;
+        let Some(a) = inner.bufs[id].attachments[self.idx].as_mut() else { return Ok(()) };
+        let Some(m) = a.mapping.take() else { return Ok(()) };
+        let written = std::mem::take(&mut a.written);
+        let dev = a.dev;
+        let devid = DeviceId(dev as u16);
+        let sync = inner.bufs[id].exporter.needs_cpu_sync();
+        let has_cache = inner.sim.device_has_cache(devid);
+        match inner.cfg.maintenance {
+            MaintenancePolicy::Linux => {
+                if has_cache {
+                    // The driver ends its job by writing its cache back.
+                    for p in &inner.bufs[id].exporter.backing().pages.clone() {
+                        inner.sim.device_cache_flush(devid, *p)?;
+                    }
+                }
+                inner.sim.dma_unmap(m, DmaAttrs { skip_cpu_sync: !sync })?;
+            }
+            MaintenancePolicy::Minimal => {
+                if has_cache {
+                    let seen: Vec<PhysRange> = written.iter().flat_map(|r| bus_phys(&m, r)).collect();
+                    for p in seen {
+                        inner.sim.device_cache_flush(devid, p)?;
+                    }
+                }
+                if m.is_bounced() {
+                    for r in written.iter() {
+                        inner.sim.dma_sync_for_cpu(&m, r.start, r.end - r.start)?;
+                    }
+                } else if sync && Self::noncoherent(inner, dev) {
+                    inner.bufs[id].dev_dirty.union(&written);
+                }
+                inner.sim.dma_unmap(m, DmaAttrs { skip_cpu_sync: true })?;
+            }
+        }
+        // Other devices' caches may hold what this device overwrote.
+        for (i, other) in inner.bufs[id].attachments.iter_mut().enumerate() {
+            if let Some(o) = other
+                && i != self.idx
+            {
+                o.stale.union(&written);
+            }
+        }
+        Ok(())
+    }
+
+    fn noncoherent(inner: &Inner, dev: usize) -> bool {
+        DmaBuf::noncoherent(inner, dev)
+    }
+}
+
+/// The physical addresses a device's cache tags for buffer range `r` of a mapping: the
+/// bounce slot when bounced, the pages otherwise.
+fn bus_phys(m: &DmaMapping, r: Range<u64>) -> Vec<PhysRange> {
+    let mut out = Vec::new();
+    let mut base = 0u64;
+    for s in &m.segments {
+        let (a, b) = (r.start.max(base), r.end.min(base + s.len));
+        if a < b {
+            let start = s.bounce.unwrap_or(s.phys).add(a - base);
+            out.push(PhysRange { start, len: b - a });
+        }
+        base += s.len;
+    }
+    out
+}
+
+/// A mapped attachment (`struct sg_table` as the device sees it). Dropping it unmaps.
+/// Device jobs run through it.
+pub struct Mapping<'a> {
+    att: &'a Attachment,
+    dir: DmaDirection,
+}
+
+impl Drop for Mapping<'_> {
+    fn drop(&mut self) {
+        // An unmap the hardware refuses leaves nothing half-done: the mapping is gone
+        // either way; the error is the framework's to report through the next call.
+        let _ = self.att.unmap();
+    }
+}
+
+impl Mapping<'_> {
+    /// The direction it was mapped for.
+    pub fn direction(&self) -> DmaDirection {
+        self.dir
+    }
+
+    /// The bus addresses the device uses, as `(address, length)` pieces.
+    pub fn sg_table(&self) -> Vec<(dmabuf_sim::BusAddr, u64)> {
+        self.with_mapping(|m| m.bus_ranges(0, m.len()))
+    }
+
+    fn with_mapping<R>(&self, f: impl FnOnce(&DmaMapping) -> R) -> R {
+        let inner = self.att.buf.sys.0.borrow();
+        let a = inner.bufs[self.att.buf.id].attachments[self.att.idx].as_ref().expect("mapped attachment exists");
+        f(a.mapping.as_ref().expect("a live Mapping is mapped"))
+    }
+
+    /// How the device addresses buffer range `r`: through the sg table, or, for a device
+    /// that needs contiguous memory and has no IOMMU, linearly from the first address
+    /// (what such hardware does with whatever it is given).
+    fn pieces(&self, inner: &Inner, r: &Range<u64>) -> Vec<(dmabuf_sim::BusAddr, u64)> {
+        let a = inner.bufs[self.att.buf.id].attachments[self.att.idx].as_ref().expect("mapped attachment exists");
+        let m = a.mapping.as_ref().expect("a live Mapping is mapped");
+        let d = &inner.sim.platform().devices[a.dev];
+        if d.needs_contiguous && !d.iommu {
+            return m.bus_address(0).map(|b| vec![(b.add(r.start), r.end - r.start)]).unwrap_or_default();
+        }
+        m.bus_ranges(r.start, r.end - r.start)
+    }
+
+    /// A device job that reads buffer range `r`; returns the bytes the device saw.
+    pub fn device_read(&self, r: Range<u64>) -> Result<Vec<u8>, Error> {
+        self.att.buf.check_range(&r)?;
+        if !self.dir.device_reads() {
+            return Err(self.wrong("read"));
+        }
+        let dev = self.att.device();
+        let mut inner = self.att.buf.sys.0.borrow_mut();
+        let mut out = vec![0u8; (r.end - r.start) as usize];
+        let mut off = 0usize;
+        for (bus, len) in self.pieces(&inner, &r) {
+            inner.sim.device_read(dev, bus, &mut out[off..off + len as usize])?;
+            off += len as usize;
+        }
+        Ok(out)
+    }
+
+    /// A device job that writes `data` at buffer offset `at`.
+    pub fn device_write(&self, at: u64, data: &[u8]) -> Result<Vec<WriteId>, Error> {
+        let r = at..at.saturating_add(data.len() as u64);
+        self.att.buf.check_range(&r)?;
+        if !self.dir.device_writes() {
+            return Err(self.wrong("write"));
+        }
+        let dev = self.att.device();
+        let mut inner = self.att.buf.sys.0.borrow_mut();
+        let mut ids = Vec::new();
+        let mut off = 0usize;
+        for (bus, len) in self.pieces(&inner, &r) {
+            ids.push(inner.sim.device_write(dev, bus, &data[off..off + len as usize])?);
+            off += len as usize;
+        }
+        if let Some(a) = inner.bufs[self.att.buf.id].attachments[self.att.idx].as_mut() {
+            a.written.insert(r);
+        }
+        Ok(ids)
+    }
+
+    /// A device job that fills buffer range `r` with `byte`.
+    pub fn device_fill(&self, r: Range<u64>, byte: u8) -> Result<(), Error> {
+        let data = vec![byte; (r.end.saturating_sub(r.start)) as usize];
+        self.device_write(r.start, &data).map(|_| ())
+    }
+
+    fn wrong(&self, access: &'static str) -> Error {
+        Error::WrongDirection {
+            buffer: self.att.buf.name(),
+            device: self.att.buf.system().platform().devices[self.att.device().index()].name.clone(),
+            mapped: self.dir,
+            access,
+        }
+    }
+}
+
+/// A kernel CPU-access bracket. Reads and writes go through the exporter's kernel
+/// mapping (vmap); dropping the guard (or [`CpuAccess::end`]) is `dma_buf_end_cpu_access`.
+pub struct CpuAccess<'a> {
+    buf: &'a DmaBuf,
+    dir: DmaDirection,
+    range: Range<u64>,
+    written: RangeSet,
+    ended: bool,
+}
+
+impl CpuAccess<'_> {
+    /// Reads buffer range `r`.
+    pub fn read(&mut self, r: Range<u64>) -> Result<Vec<u8>, Error> {
+        self.check(&r)?;
+        let mut inner = self.buf.sys.0.borrow_mut();
+        let m = self.buf.kmap(&mut inner)?;
+        let mut out = vec![0u8; (r.end - r.start) as usize];
+        inner.sim.cpu_read(m, r.start, &mut out)?;
+        Ok(out)
+    }
+
+    /// Writes `data` at buffer offset `at`.
+    pub fn write(&mut self, at: u64, data: &[u8]) -> Result<WriteId, Error> {
+        let r = at..at.saturating_add(data.len() as u64);
+        self.check(&r)?;
+        let mut inner = self.buf.sys.0.borrow_mut();
+        let m = self.buf.kmap(&mut inner)?;
+        let w = inner.sim.cpu_write(m, at, data)?;
+        self.written.insert(r);
+        Ok(w)
+    }
+
+    /// Fills buffer range `r` with `byte`.
+    pub fn fill(&mut self, r: Range<u64>, byte: u8) -> Result<WriteId, Error> {
+        self.check(&r)?;
+        let mut inner = self.buf.sys.0.borrow_mut();
+        let m = self.buf.kmap(&mut inner)?;
+        let w = inner.sim.cpu_fill(m, r.start, r.end - r.start, byte)?;
+        self.written.insert(r);
+        Ok(w)
+    }
+
+    /// Accesses must stay inside the bracket's declared range.
+    fn check(&self, r: &Range<u64>) -> Result<(), Error> {
+        if r.start < self.range.start || r.end > self.range.end || r.start > r.end {
+            return Err(Error::OutOfBounds {
+                buffer: self.buf.name(),
+                start: r.start,
+                end: r.end,
+                size: self.buf.size(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Ends the bracket, returning any error the maintenance hit.
+    pub fn end(mut self) -> Result<(), Error> {
+        self.ended = true;
+        self.buf.end_cpu_bracket(self.dir, &self.written)
+    }
+}
+
+impl Drop for CpuAccess<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            let _ = self.buf.end_cpu_bracket(self.dir, &self.written);
+        }
+    }
+}
+
+/// A user-space `mmap` of a buffer. Unmaps on drop.
+///
+/// The safe way in is the guards ([`UserMapping::read`], [`UserMapping::write`]), which
+/// issue the sync ioctl around the access. The raw way ([`UserMapping::sync`],
+/// [`UserMapping::read_unsynced`], [`UserMapping::write_unsynced`]) does exactly what a
+/// program asks, and the framework reports what it gets wrong.
+pub struct UserMapping {
+    buf: DmaBuf,
+    map: CpuMapId,
+}
+
+impl Drop for UserMapping {
+    fn drop(&mut self) {
+        if let Ok(mut inner) = self.buf.sys.0.try_borrow_mut() {
+            let _ = inner.sim.cpu_unmap(self.map);
+        }
+    }
+}
+
+impl UserMapping {
+    /// `DMA_BUF_IOCTL_SYNC` with raw flags, as a program issues it. Invalid flags are
+    /// refused with EINVAL (and reported); an END without a START is reported.
+    pub fn sync(&self, flags: u64) -> Result<(), Error> {
+        self.sync_range(flags, 0..self.buf.size())
+    }
+
+    /// The sync ioctl as this crate's guards issue it: the bracket declares the range the
+    /// access will touch (the kernel ioctl has no range; the framework uses it to keep
+    /// `Minimal` maintenance to the bytes involved).
+    fn sync_range(&self, flags: u64, range: Range<u64>) -> Result<(), Error> {
+        let name = self.buf.name();
+        let Some((end, dir)) = decode_sync_flags(flags) else {
+            self.buf.with(|i, _| i.reports.push(Report::BadSyncFlags { buffer: name.clone(), flags }));
+            return Err(Error::BadSyncFlags { flags });
+        };
+        if !end {
+            self.buf.begin_cpu_bracket(dir, range)?;
+            self.buf.with(|i, id| i.bufs[id].user_bracket = Some((dir, RangeSet::new())));
+            return Ok(());
+        }
+        let open = self.buf.with(|i, id| i.bufs[id].user_bracket.take());
+        let written = match open {
+            None => {
+                self.buf.with(|i, _| i.reports.push(Report::DoubleEnd { buffer: name.clone() }));
+                RangeSet::new()
+            }
+            Some((started, written)) => {
+                if started != dir {
+                    self.buf.with(|i, _| {
+                        i.reports.push(Report::DirectionMismatch { buffer: name.clone(), started, ended: dir })
+                    });
+                }
+                written
+            }
+        };
+        self.buf.end_cpu_bracket(dir, &written)
+    }
+
+    /// Reads through the mapping with no bracket check beyond a report.
+    pub fn read_unsynced(&self, at: u64, out: &mut [u8]) -> Result<(), Error> {
+        let r = at..at.saturating_add(out.len() as u64);
+        self.buf.check_range(&r)?;
+        self.note_access(r, false);
+        self.buf.with(|i, _| i.sim.cpu_read(self.map, at, out))?;
+        Ok(())
+    }
+
+    /// Writes through the mapping with no bracket check beyond a report.
+    pub fn write_unsynced(&self, at: u64, data: &[u8]) -> Result<WriteId, Error> {
+        let r = at..at.saturating_add(data.len() as u64);
+        self.buf.check_range(&r)?;
+        self.note_access(r, true);
+        Ok(self.buf.with(|i, _| i.sim.cpu_write(self.map, at, data))?)
+    }
+
+    fn note_access(&self, r: Range<u64>, write: bool) {
+        let name = self.buf.name();
+        self.buf.with(|i, id| match &mut i.bufs[id].user_bracket {
+            Some((_, written)) => {
+                if write {
+                    written.insert(r);
+                }
+            }
+            None => i.reports.push(Report::AccessOutsideBracket { buffer: name, range: r, write }),
+        });
+    }
+
+    /// Reads buffer range `r` inside a READ bracket (SYNC_START|READ before, SYNC_END|READ
+    /// after).
+    pub fn read(&self, r: Range<u64>) -> Result<Vec<u8>, Error> {
+        self.buf.check_range(&r)?;
+        self.sync_range(DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ, r.clone())?;
+        let mut out = vec![0u8; (r.end - r.start) as usize];
+        let res = self.read_unsynced(r.start, &mut out);
+        self.sync_range(DMA_BUF_SYNC_END | DMA_BUF_SYNC_READ, r)?;
+        res.map(|()| out)
+    }
+
+    /// Writes `data` at `at` inside a WRITE bracket.
+    pub fn write(&self, at: u64, data: &[u8]) -> Result<WriteId, Error> {
+        let r = at..at.saturating_add(data.len() as u64);
+        self.buf.check_range(&r)?;
+        self.sync_range(DMA_BUF_SYNC_START | DMA_BUF_SYNC_WRITE, r.clone())?;
+        let res = self.write_unsynced(at, data);
+        self.sync_range(DMA_BUF_SYNC_END | DMA_BUF_SYNC_WRITE, r)?;
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_flags_follow_the_kernel() {
+        assert_eq!(decode_sync_flags(DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ), Some((false, DmaDirection::FromDevice)));
+        assert_eq!(decode_sync_flags(DMA_BUF_SYNC_END | DMA_BUF_SYNC_RW), Some((true, DmaDirection::Bidirectional)));
+        assert_eq!(decode_sync_flags(DMA_BUF_SYNC_WRITE), Some((false, DmaDirection::ToDevice)));
+        assert_eq!(decode_sync_flags(DMA_BUF_SYNC_END), None, "END without a direction");
+        assert_eq!(decode_sync_flags(0), None, "no direction");
+        assert_eq!(decode_sync_flags(8 | DMA_BUF_SYNC_READ), None, "an unknown bit");
+    }
+}

@@ -1,0 +1,201 @@
+//! Exporters: where buffers come from.
+//!
+//! An exporter owns the memory behind a buffer and describes it with a [`Backing`]; the
+//! framework does the rest (attach rules, mapping, maintenance), so the rules live in one
+//! layer and exporters stay thin. The kernel's `dma_buf_ops` callbacks that are really
+//! exporter-specific are the [`Exporter`] trait; `map_dma_buf` and `begin_cpu_access` are
+//! implemented once by the framework from the backing, the way every heap in
+//! `drivers/dma-buf/heaps/` does it with the same few DMA-API calls.
+
+use dmabuf_sim::{MemAttr, PAGE_SIZE, PhysAddr, PhysRange, Platform, RangeAlloc, RegionKind};
+
+use crate::attach::Backing;
+
+/// The exporter-specific part of `struct dma_buf_ops`.
+pub trait Exporter {
+    /// The exporter's name (`exp_name`: `system`, `cma`, `uncached`).
+    fn name(&self) -> &str;
+
+    /// The memory behind the buffer.
+    fn backing(&self) -> &Backing;
+
+    /// Whether CPU brackets and maps need cache maintenance at all. The uncached heap's
+    /// write-combined memory needs none (only a barrier); cached memory does.
+    fn needs_cpu_sync(&self) -> bool {
+        self.backing().attr == MemAttr::Cached
+    }
+}
+
+/// The heaps that ship (the kernel's `/dev/dma_heap/*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HeapKind {
+    /// `system`: scattered cached pages of system DRAM.
+    System,
+    /// `cma` (`default_cma_region`, older `linux,cma`): physically contiguous cached pages
+    /// from the CMA area.
+    Cma,
+    /// `uncached`: system pages mapped write-combined for the CPU. Upstream has this only
+    /// in vendor and Android kernels.
+    Uncached,
+}
+
+impl HeapKind {
+    /// The heap's name as `/dev/dma_heap` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            HeapKind::System => "system",
+            HeapKind::Cma => "cma",
+            HeapKind::Uncached => "uncached",
+        }
+    }
+
+    /// Every heap, for listings and suggestions.
+    pub const ALL: [HeapKind; 3] = [HeapKind::System, HeapKind::Cma, HeapKind::Uncached];
+
+    /// The heap with that name (also the kernel's other names for the CMA heap).
+    pub fn from_name(name: &str) -> Option<HeapKind> {
+        match name {
+            "system" => Some(HeapKind::System),
+            "cma" | "default_cma_region" | "linux,cma" | "reserved" => Some(HeapKind::Cma),
+            "uncached" | "system-uncached" => Some(HeapKind::Uncached),
+            _ => None,
+        }
+    }
+}
+
+/// A buffer from a heap.
+pub struct HeapBuffer {
+    kind: HeapKind,
+    backing: Backing,
+}
+
+impl HeapBuffer {
+    /// Which heap it came from.
+    pub fn kind(&self) -> HeapKind {
+        self.kind
+    }
+}
+
+impl Exporter for HeapBuffer {
+    fn name(&self) -> &str {
+        self.kind.name()
+    }
+
+    fn backing(&self) -> &Backing {
+        &self.backing
+    }
+}
+
+/// Hands out physical pages from the platform's regions: scattered for the system heap
+/// (no two consecutive pages of a buffer are adjacent, like a fragmented buddy
+/// allocator), contiguous for CMA.
+pub(crate) struct PageAllocator {
+    /// DRAM regions, lowest first: `(region range, allocator)`.
+    dram: Vec<(PhysRange, RangeAlloc)>,
+    cma: Option<(PhysRange, RangeAlloc)>,
+}
+
+impl PageAllocator {
+    pub(crate) fn new(p: &Platform) -> Self {
+        let mut dram: Vec<_> = p
+            .regions
+            .iter()
+            .filter(|r| r.kind == RegionKind::Dram)
+            .map(|r| (r.range(), RangeAlloc::new(r.base.0, r.size.0)))
+            .collect();
+        // The system heap prefers high memory, as the buddy allocator's zones do on
+        // machines where low memory is precious (it is what a DMA32 device lacks).
+        dram.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
+        let cma = p
+            .regions
+            .iter()
+            .find(|r| r.kind == RegionKind::Cma)
+            .map(|r| (r.range(), RangeAlloc::new(r.base.0, r.size.0)));
+        PageAllocator { dram, cma }
+    }
+
+    /// Allocates `size` bytes (rounded up to pages) for a heap.
+    pub(crate) fn allocate(&mut self, kind: HeapKind, size: u64) -> Option<Backing> {
+        let size = size.checked_add(PAGE_SIZE - 1)? / PAGE_SIZE * PAGE_SIZE;
+        match kind {
+            HeapKind::Cma => {
+                let (_, a) = self.cma.as_mut()?;
+                let at = a.alloc(size, PAGE_SIZE)?;
+                Some(Backing { pages: vec![PhysRange { start: PhysAddr(at), len: size }], attr: MemAttr::Cached })
+            }
+            HeapKind::System | HeapKind::Uncached => {
+                let attr = if kind == HeapKind::System { MemAttr::Cached } else { MemAttr::WriteCombine };
+                let mut pages: Vec<PhysRange> = Vec::new();
+                let mut holes: Vec<PhysRange> = Vec::new();
+                // One page at a time, holding a one-page hole after each until the buffer
+                // is complete, so its pages are scattered.
+                let mut ok = true;
+                'pages: for _ in 0..size / PAGE_SIZE {
+                    for (_, a) in &mut self.dram {
+                        if let Some(at) = a.alloc(2 * PAGE_SIZE, PAGE_SIZE) {
+                            pages.push(PhysRange { start: PhysAddr(at), len: PAGE_SIZE });
+                            holes.push(PhysRange { start: PhysAddr(at + PAGE_SIZE), len: PAGE_SIZE });
+                            continue 'pages;
+                        }
+                    }
+                    ok = false;
+                    break;
+                }
+                self.free(&Backing { pages: holes, attr });
+                if !ok {
+                    self.free(&Backing { pages, attr });
+                    return None;
+                }
+                Some(Backing { pages, attr })
+            }
+        }
+    }
+
+    /// Returns a backing's pages.
+    pub(crate) fn free(&mut self, b: &Backing) {
+        for r in &b.pages {
+            let owner = self.dram.iter_mut().map(|(g, a)| (*g, a)).chain(self.cma.iter_mut().map(|(g, a)| (*g, a)));
+            for (g, a) in owner {
+                if g.covers(r) {
+                    a.free(r.start.raw(), r.len);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Builds the exporter for a freshly allocated backing.
+    pub(crate) fn buffer(kind: HeapKind, backing: Backing) -> HeapBuffer {
+        HeapBuffer { kind, backing }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_pages_are_scattered_and_cma_pages_contiguous() {
+        let p = Platform::preset("arm64-noncoherent").unwrap();
+        let mut a = PageAllocator::new(&p);
+        let sys = a.allocate(HeapKind::System, 16 * 1024).unwrap();
+        assert_eq!(sys.pages.len(), 4);
+        assert!(!sys.is_contiguous());
+        let cma = a.allocate(HeapKind::Cma, 16 * 1024 + 1).unwrap();
+        assert!(cma.is_contiguous());
+        assert_eq!(cma.size(), 20 * 1024);
+        assert_eq!(p.regions[p.region_of(cma.pages[0].start).unwrap()].name, "cma");
+        let wc = a.allocate(HeapKind::Uncached, 4096).unwrap();
+        assert_eq!(wc.attr, MemAttr::WriteCombine);
+        a.free(&sys);
+        let again = a.allocate(HeapKind::System, 16 * 1024).unwrap();
+        assert_eq!(again.pages[0], sys.pages[0], "freed pages are reused");
+    }
+
+    #[test]
+    fn heap_names_include_the_kernels_aliases() {
+        assert_eq!(HeapKind::from_name("linux,cma"), Some(HeapKind::Cma));
+        assert_eq!(HeapKind::from_name("default_cma_region"), Some(HeapKind::Cma));
+        assert_eq!(HeapKind::from_name("carveout"), None);
+    }
+}
