@@ -83,8 +83,8 @@ else
     log "kernel from ${URI%/} bookworm-backports"
     apt-get "${APTO[@]}" update -qq >/dev/null || die "apt-get update of bookworm-backports"
     PKG=$(apt-cache "${APTO[@]}" depends linux-image-amd64 2>/dev/null |
-          awk '/Depends: linux-image-6\.12\.[0-9.]*\+deb12-amd64$/ { print $2; exit }')
-    [ -n "$PKG" ] || die "no linux-image-6.12.*+deb12-amd64 in bookworm-backports"
+          awk '/Depends: linux-image-[0-9.]*\+deb12-amd64$/ { print $2; exit }')
+    [ -n "$PKG" ] || die "no linux-image-*+deb12-amd64 in bookworm-backports"
     DEB=$(ls "$CACHE"/"$PKG"_*.deb 2>/dev/null | head -1 || true)
     if [ -z "$DEB" ]; then
         (cd "$CACHE" && apt-get "${APTO[@]}" download -qq "$PKG" >/dev/null) || die "download $PKG"
