@@ -10,3 +10,5 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+echo "== kernel tests (dmabuf-linux on a real kernel under qemu)"
+bash ci/kernel-tests.sh
