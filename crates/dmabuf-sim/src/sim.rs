@@ -577,7 +577,7 @@ impl Sim {
     }
 
     /// Loads the lines `mask` of `pfn` into a cache from memory, overlaying the CPU's
-    /// dirty lines when the cache belongs to a coherent device (a snooped fill).
+    /// lines when the cache belongs to a coherent device (a snooped fill).
     fn fill_from_memory(&mut self, s: Sel, pfn: u64, mask: u128, cause: Cause) {
         if mask == 0 {
             return;
@@ -610,7 +610,7 @@ impl Sim {
                 }
             }
             if let Some(cpu_page) = cpu_page {
-                for (d0, dn) in runs(cpu_page.dirty & line_mask(l0, l0 + n)) {
+                for (d0, dn) in runs(cpu_page.valid & line_mask(l0, l0 + n)) {
                     let (d, dl) = (d0 as usize * line, dn as usize * line);
                     cp.data[d..d + dl].copy_from_slice(&cpu_page.data[d..d + dl]);
                     cp.prov.copy_from(&cpu_page.prov, d, d, dl);
@@ -1125,7 +1125,7 @@ impl Sim {
     }
 
     /// A device reads `buf.len()` bytes by DMA from bus address `bus`. A coherent device
-    /// sees the CPU's dirty lines; a non-coherent one sees memory only. A device with a
+    /// sees the CPU's cached lines; a non-coherent one sees memory only. A device with a
     /// private cache reads through it.
     pub fn device_read(&mut self, dev: DeviceId, bus: BusAddr, buf: &mut [u8]) -> Result<(), SimError> {
         let di = self.check_device(dev)?;
@@ -1179,14 +1179,17 @@ impl Sim {
         Ok(())
     }
 
-    /// Overlays the CPU's dirty lines on bytes read from memory (a coherent read).
+    /// Overlays the CPU's lines on bytes read from memory (a coherent read). A snoop that
+    /// hits a line is served by the cache, clean or dirty: on a coherent system the two
+    /// agree, but a clean line left stale by a non-coherent writer reaches coherent readers
+    /// too (the mixed-coherency hazard).
     fn snoop_read(&mut self, pa: u64, out: &mut [u8], prov: Option<&mut Vec<ProvRun>>) {
         let pfn = pa / PAGE_SIZE;
         let po = (pa % PAGE_SIZE) as usize;
         let n = out.len();
         let Some(cp) = self.cpu.page(pfn) else { return };
         let (mask, _) = self.chunk_masks(po, n);
-        let dirty = cp.dirty & mask;
+        let dirty = cp.valid & mask;
         if dirty == 0 {
             return;
         }

@@ -41,7 +41,7 @@ pub struct HwCounts {
     pub freedom_drops: u64,
     /// Lines replaced because a set was full.
     pub capacity_evictions: u64,
-    /// Dirty CPU lines a coherent device's access snooped.
+    /// CPU lines a coherent device's access snooped.
     pub snoops: u64,
     /// Dirty lines destroyed by an invalidate before reaching memory.
     pub dirty_lines_discarded: u64,

@@ -418,3 +418,23 @@ fn eight_gib_of_dram_costs_only_the_pages_touched() {
     s.cpu_fill(m, 0, 10, 2).unwrap();
     assert_eq!(s.resident_pages(), 2);
 }
+
+// 10. Mixed coherency: a stale clean CPU line reaches a coherent reader.
+
+#[test]
+fn coherent_reader_hits_a_line_left_stale_by_a_noncoherent_writer() {
+    for invalidate in [false, true] {
+        let mut s = sim("arm64-mixed");
+        let (hp, acp) = (s.device("fpga-hp").unwrap(), s.device("fpga-acp").unwrap());
+        let r = PhysRange::new(PhysAddr(0x10_0000), 4096).unwrap();
+        let m = s.cpu_map(&[r], MemAttr::Cached).unwrap();
+        let mut v = [0u8; 64];
+        s.cpu_read(m, 0, &mut v).unwrap(); // a clean line of zeros
+        s.device_fill(hp, BusAddr(0x10_0000), 4096, 0xab).unwrap(); // straight to DRAM
+        if invalidate {
+            s.cache_invalidate(r).unwrap();
+        }
+        s.device_read(acp, BusAddr(0x10_0000), &mut v).unwrap();
+        assert_eq!(all(&v, 0xab), invalidate, "the snoop hits the stale line unless it was invalidated");
+    }
+}

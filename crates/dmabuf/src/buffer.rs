@@ -683,16 +683,13 @@ impl Attachment {
         let mut inner = self.buf.sys.0.borrow_mut();
         let inner = &mut *inner;
         let id = self.buf.id;
-        let dev = inner.bufs[id].attachments[self.idx].as_ref().map(|a| a.dev).unwrap_or_default();
-        let devid = DeviceId(dev as u16);
+        let (_, devid) = self.dev(inner);
         let backing = inner.bufs[id].exporter.backing().clone();
         let sync = inner.bufs[id].exporter.needs_cpu_sync();
-        let len = backing.size();
-        let has_cache = inner.sim.device_has_cache(devid);
         let mapping = match inner.cfg.maintenance {
             MaintenancePolicy::Linux => {
                 let m = inner.sim.dma_map(devid, &backing.pages, dir, DmaAttrs { skip_cpu_sync: !sync })?;
-                if has_cache {
+                if inner.sim.device_has_cache(devid) {
                     // The driver starts a job with a clean view: its whole cache goes.
                     for p in &backing.pages {
                         inner.sim.device_cache_invalidate(devid, *p)?;
@@ -701,79 +698,161 @@ impl Attachment {
                 m
             }
             MaintenancePolicy::Minimal => {
-                let m = inner.sim.dma_map(devid, &backing.pages, dir, DmaAttrs { skip_cpu_sync: true })?;
-                if m.is_bounced() {
-                    // The slot must hold the buffer's bytes: swiotlb's copy in.
-                    inner.sim.dma_sync_for_device(&m, 0, len)?;
-                } else if sync && Self::noncoherent(inner, dev) {
-                    self.buf.clean_cpu_dirty(inner)?;
-                }
-                if has_cache {
-                    let stale: Vec<_> = inner.bufs[id].attachments[self.idx]
-                        .as_ref()
-                        .map(|a| a.stale.iter().collect())
-                        .unwrap_or_default();
-                    for r in stale {
-                        for p in self.buf.phys(inner, r) {
-                            inner.sim.device_cache_invalidate(devid, p)?;
-                        }
-                    }
-                }
-                m
+                inner.sim.dma_map(devid, &backing.pages, dir, DmaAttrs { skip_cpu_sync: true })?
             }
         };
+        let len = mapping.len();
         if let Some(a) = inner.bufs[id].attachments[self.idx].as_mut() {
             a.mapping = Some(mapping);
             a.written.clear();
+        }
+        if inner.cfg.maintenance == MaintenancePolicy::Minimal {
+            // A bounce slot starts empty: fill all of it (what swiotlb's map does).
+            self.device_begin(inner, 0..len, true)?;
+        } else if let Some(a) = inner.bufs[id].attachments[self.idx].as_mut() {
             a.stale.clear();
         }
         Ok(Mapping { att: self, dir })
+    }
+
+    fn dev(&self, inner: &Inner) -> (usize, DeviceId) {
+        let dev = inner.bufs[self.buf.id].attachments[self.idx].as_ref().map(|a| a.dev).unwrap_or_default();
+        (dev, DeviceId(dev as u16))
+    }
+
+    /// The device is about to access `range` through its mapping: make what others wrote
+    /// visible to it (Minimal). `fill_slot`: copy the whole range into a bounce slot.
+    fn device_begin(&self, inner: &mut Inner, range: Range<u64>, fill_slot: bool) -> Result<(), Error> {
+        let id = self.buf.id;
+        let (dev, devid) = self.dev(inner);
+        let sync = inner.bufs[id].exporter.needs_cpu_sync();
+        let Some(m) = inner.bufs[id].attachments[self.idx].as_ref().and_then(|a| a.mapping.clone()) else {
+            return Ok(());
+        };
+        if sync && Self::noncoherent(inner, dev) {
+            // Only the CPU's bytes that were not handed over yet, wherever they are: a
+            // clean is cheap to keep exact and leaves nothing dirty for a later eviction.
+            self.buf.clean_cpu_dirty(inner)?;
+        }
+        if sync && !Self::noncoherent(inner, dev) {
+            // A coherent device's reads hit the CPU's lines: drop the ones that went stale
+            // when a non-coherent device wrote memory behind them.
+            let dirty: Vec<_> = inner.bufs[id].dev_dirty.within(range.clone()).iter().collect();
+            for r in dirty {
+                for p in self.buf.phys(inner, r) {
+                    inner.sim.cache_invalidate(p)?;
+                }
+            }
+            inner.bufs[id].dev_dirty.remove(range.clone());
+        }
+        if m.is_bounced() {
+            if fill_slot {
+                inner.sim.dma_sync_for_device(&m, range.start, range.end - range.start)?;
+            } else {
+                let stale: Vec<_> = inner.bufs[id].attachments[self.idx]
+                    .as_ref()
+                    .map(|a| a.stale.within(range.clone()).iter().collect())
+                    .unwrap_or_default();
+                for r in stale {
+                    inner.sim.dma_sync_for_device(&m, r.start, r.end - r.start)?;
+                }
+            }
+        }
+        if inner.sim.device_has_cache(devid) {
+            let stale: Vec<_> = inner.bufs[id].attachments[self.idx]
+                .as_ref()
+                .map(|a| a.stale.within(range.clone()).iter().collect())
+                .unwrap_or_default();
+            for r in stale {
+                for p in bus_phys(&m, r) {
+                    inner.sim.device_cache_invalidate(devid, p)?;
+                }
+            }
+        }
+        if let Some(a) = inner.bufs[id].attachments[self.idx].as_mut() {
+            a.stale.remove(range);
+        }
+        Ok(())
+    }
+
+    /// The device finished accessing `range`: hand what it wrote there to everyone else
+    /// (Minimal). `to_cpu`: also make it ready for the CPU (copy a bounce slot back).
+    fn device_end(&self, inner: &mut Inner, range: Range<u64>) -> Result<(), Error> {
+        let id = self.buf.id;
+        let (dev, devid) = self.dev(inner);
+        let sync = inner.bufs[id].exporter.needs_cpu_sync();
+        let Some(a) = inner.bufs[id].attachments[self.idx].as_mut() else { return Ok(()) };
+        let Some(m) = a.mapping.clone() else { return Ok(()) };
+        let written = a.written.within(range.clone());
+        a.written.remove(range);
+        if written.is_empty() {
+            return Ok(());
+        }
+        if inner.sim.device_has_cache(devid) {
+            for r in written.iter() {
+                for p in bus_phys(&m, r) {
+                    inner.sim.device_cache_flush(devid, p)?;
+                }
+            }
+        }
+        if m.is_bounced() {
+            for r in written.iter() {
+                inner.sim.dma_sync_for_cpu(&m, r.start, r.end - r.start)?;
+            }
+        } else if sync && Self::noncoherent(inner, dev) {
+            inner.bufs[id].dev_dirty.union(&written);
+        }
+        // Every other device may hold (in its cache or its bounce slot) what this one
+        // overwrote.
+        for (i, other) in inner.bufs[id].attachments.iter_mut().enumerate() {
+            if let Some(o) = other
+                && i != self.idx
+            {
+                o.stale.union(&written);
+            }
+        }
+        Ok(())
     }
 
     fn unmap(&self) -> Result<(), Error> {
         let mut inner = self.buf.sys.0.borrow_mut();
         let inner = &mut *inner;
         let id = self.buf.id;
-        let Some(a) = inner.bufs[id].attachments[self.idx].as_mut() else { return Ok(()) };
-        let Some(m) = a.mapping.take() else { return Ok(()) };
-        let written = std::mem::take(&mut a.written);
-        let dev = a.dev;
-        let devid = DeviceId(dev as u16);
+        let (_, devid) = self.dev(inner);
+        let Some(len) = inner.bufs[id].attachments[self.idx].as_ref().and_then(|a| a.mapping.as_ref()).map(|m| m.len())
+        else {
+            return Ok(());
+        };
         let sync = inner.bufs[id].exporter.needs_cpu_sync();
-        let has_cache = inner.sim.device_has_cache(devid);
         match inner.cfg.maintenance {
             MaintenancePolicy::Linux => {
-                if has_cache {
+                let written = inner.bufs[id].attachments[self.idx].as_mut().map(|a| std::mem::take(&mut a.written));
+                if inner.sim.device_has_cache(devid) {
                     // The driver ends its job by writing its cache back.
                     for p in &inner.bufs[id].exporter.backing().pages.clone() {
                         inner.sim.device_cache_flush(devid, *p)?;
                     }
                 }
-                inner.sim.dma_unmap(m, DmaAttrs { skip_cpu_sync: !sync })?;
+                let m = inner.bufs[id].attachments[self.idx].as_mut().and_then(|a| a.mapping.take());
+                if let Some(m) = m {
+                    inner.sim.dma_unmap(m, DmaAttrs { skip_cpu_sync: !sync })?;
+                }
+                if let Some(w) = written {
+                    for (i, other) in inner.bufs[id].attachments.iter_mut().enumerate() {
+                        if let Some(o) = other
+                            && i != self.idx
+                        {
+                            o.stale.union(&w);
+                        }
+                    }
+                }
             }
             MaintenancePolicy::Minimal => {
-                if has_cache {
-                    let seen: Vec<PhysRange> = written.iter().flat_map(|r| bus_phys(&m, r)).collect();
-                    for p in seen {
-                        inner.sim.device_cache_flush(devid, p)?;
-                    }
+                self.device_end(inner, 0..len)?;
+                let m = inner.bufs[id].attachments[self.idx].as_mut().and_then(|a| a.mapping.take());
+                if let Some(m) = m {
+                    inner.sim.dma_unmap(m, DmaAttrs { skip_cpu_sync: true })?;
                 }
-                if m.is_bounced() {
-                    for r in written.iter() {
-                        inner.sim.dma_sync_for_cpu(&m, r.start, r.end - r.start)?;
-                    }
-                } else if sync && Self::noncoherent(inner, dev) {
-                    inner.bufs[id].dev_dirty.union(&written);
-                }
-                inner.sim.dma_unmap(m, DmaAttrs { skip_cpu_sync: true })?;
-            }
-        }
-        // Other devices' caches may hold what this device overwrote.
-        for (i, other) in inner.bufs[id].attachments.iter_mut().enumerate() {
-            if let Some(o) = other
-                && i != self.idx
-            {
-                o.stale.union(&written);
             }
         }
         Ok(())
@@ -889,12 +968,116 @@ impl Mapping<'_> {
         self.device_write(r.start, &data).map(|_| ())
     }
 
+    /// Device-side `begin_access`: the device is about to access `range` through this
+    /// long-lived mapping (IIO and USB gadget streaming keep their mapping and synchronise
+    /// with fences). Makes what others wrote there visible to it. End it with
+    /// [`Mapping::end_access`] (the [`DeviceAccess`] guard does it on drop).
+    pub fn begin_access(&self, range: Range<u64>) -> Result<DeviceAccess<'_, '_>, Error> {
+        self.start_access(range.clone())?;
+        Ok(DeviceAccess { map: self, range, ended: false })
+    }
+
+    fn start_access(&self, range: Range<u64>) -> Result<(), Error> {
+        self.att.buf.check_range(&range)?;
+        let mut inner = self.att.buf.sys.0.borrow_mut();
+        let inner = &mut *inner;
+        match inner.cfg.maintenance {
+            MaintenancePolicy::Linux => {
+                let (_, devid) = self.att.dev(inner);
+                let m = self.with_mapping_in(inner);
+                inner.sim.dma_sync_for_device(&m, range.start, range.end - range.start)?;
+                if inner.sim.device_has_cache(devid) {
+                    for p in bus_phys(&m, range.clone()) {
+                        inner.sim.device_cache_invalidate(devid, p)?;
+                    }
+                }
+            }
+            MaintenancePolicy::Minimal => self.att.device_begin(inner, range, false)?,
+        }
+        Ok(())
+    }
+
+    /// Device-side `end_access`: the device finished with `range`; what it wrote there is
+    /// handed to the CPU and the other devices.
+    pub fn end_access(&self, range: Range<u64>) -> Result<(), Error> {
+        self.att.buf.check_range(&range)?;
+        let mut inner = self.att.buf.sys.0.borrow_mut();
+        let inner = &mut *inner;
+        match inner.cfg.maintenance {
+            MaintenancePolicy::Linux => {
+                let (_, devid) = self.att.dev(inner);
+                let m = self.with_mapping_in(inner);
+                if inner.sim.device_has_cache(devid) {
+                    for p in bus_phys(&m, range.clone()) {
+                        inner.sim.device_cache_flush(devid, p)?;
+                    }
+                }
+                inner.sim.dma_sync_for_cpu(&m, range.start, range.end - range.start)?;
+                let id = self.att.buf.id;
+                let written = inner.bufs[id].attachments[self.att.idx]
+                    .as_mut()
+                    .map(|a| {
+                        let w = a.written.within(range.clone());
+                        a.written.remove(range.clone());
+                        w
+                    })
+                    .unwrap_or_default();
+                for (i, other) in inner.bufs[id].attachments.iter_mut().enumerate() {
+                    if let Some(o) = other
+                        && i != self.att.idx
+                    {
+                        o.stale.union(&written);
+                    }
+                }
+            }
+            MaintenancePolicy::Minimal => self.att.device_end(inner, range)?,
+        }
+        Ok(())
+    }
+
+    /// `sync_device_to_device`: hands `range` from this mapping's device (which wrote it)
+    /// to `to`'s device, doing only what the pair needs: the writer's cache is written
+    /// back, the reader's cache and any CPU line it would snoop are dropped, bounce slots
+    /// are copied; nothing at all between two coherent devices without caches.
+    pub fn sync_to(&self, to: &Mapping<'_>, range: Range<u64>) -> Result<(), Error> {
+        self.end_access(range.clone())?;
+        to.start_access(range)
+    }
+
+    fn with_mapping_in(&self, inner: &Inner) -> DmaMapping {
+        let a = inner.bufs[self.att.buf.id].attachments[self.att.idx].as_ref().expect("mapped attachment exists");
+        a.mapping.clone().expect("a live Mapping is mapped")
+    }
+
     fn wrong(&self, access: &'static str) -> Error {
         Error::WrongDirection {
             buffer: self.att.buf.name(),
             device: self.att.buf.system().platform().devices[self.att.device().index()].name.clone(),
             mapped: self.dir,
             access,
+        }
+    }
+}
+
+/// A device-side access bracket on a long-lived mapping; ends on drop.
+pub struct DeviceAccess<'m, 'a> {
+    map: &'m Mapping<'a>,
+    range: Range<u64>,
+    ended: bool,
+}
+
+impl DeviceAccess<'_, '_> {
+    /// Ends the bracket now, returning any error the maintenance hit.
+    pub fn end(mut self) -> Result<(), Error> {
+        self.ended = true;
+        self.map.end_access(self.range.clone())
+    }
+}
+
+impl Drop for DeviceAccess<'_, '_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            let _ = self.map.end_access(self.range.clone());
         }
     }
 }
