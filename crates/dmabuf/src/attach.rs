@@ -185,6 +185,8 @@ impl AttachError {
 pub struct ImporterCaps {
     /// The importer accepts buffers in another device's local memory.
     pub allow_peer2peer: bool,
+    /// The importer is dynamic: it handles `move_notify` and does not pin the buffer.
+    pub dynamic: bool,
 }
 
 /// Decides whether `dev` can use a buffer with this backing, and how.
@@ -287,8 +289,8 @@ mod tests {
         check_attach(&p, "frame", b, d, caps)
     }
 
-    const NONE: ImporterCaps = ImporterCaps { allow_peer2peer: false };
-    const P2P: ImporterCaps = ImporterCaps { allow_peer2peer: true };
+    const NONE: ImporterCaps = ImporterCaps { allow_peer2peer: false, dynamic: false };
+    const P2P: ImporterCaps = ImporterCaps { allow_peer2peer: true, dynamic: true };
 
     #[test]
     fn scattered_pages_are_refused_for_a_contiguous_only_device() {

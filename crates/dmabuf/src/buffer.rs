@@ -34,7 +34,7 @@ use dmabuf_sim::{
 };
 
 use crate::attach::{AttachError, AttachPlan, AttachPolicy, Backing, ImporterCaps, check_attach};
-use crate::heap::{Exporter, HeapKind, PageAllocator};
+use crate::heap::{DeviceBuffer, Exporter, HeapKind, PageAllocator};
 use crate::ranges::RangeSet;
 
 /// Which maintenance the framework performs.
@@ -173,6 +173,36 @@ pub enum Error {
         /// The name.
         name: String,
     },
+    /// A migration was asked for while an importer pins the buffer.
+    #[error("cannot move `{buffer}`: `{device}` pins it (a static importer, or an explicit pin)")]
+    Pinned {
+        /// The buffer.
+        buffer: String,
+        /// The device that pins it.
+        device: String,
+    },
+    /// A migration was asked for while the buffer is mapped (by a device or the CPU).
+    #[error("cannot move `{buffer}` while it is mapped ({what})")]
+    Busy {
+        /// The buffer.
+        buffer: String,
+        /// Who maps it.
+        what: String,
+    },
+    /// The exporter cannot move its memory.
+    #[error("`{buffer}` comes from `{exporter}`, which cannot migrate buffers")]
+    NotDynamic {
+        /// The buffer.
+        buffer: String,
+        /// The exporter.
+        exporter: String,
+    },
+    /// The device has no local memory to export.
+    #[error("`{device}` has no local memory to export buffers from")]
+    NoLocalMemory {
+        /// The device.
+        device: String,
+    },
     /// A device access through a mapping the device did not map for that direction.
     #[error("`{device}` mapped `{buffer}` {mapped:?} and cannot {access} it")]
     WrongDirection {
@@ -216,6 +246,11 @@ pub fn decode_sync_flags(flags: u64) -> Option<(bool, DmaDirection)> {
 struct AttState {
     dev: usize,
     plan: AttachPlan,
+    caps: ImporterCaps,
+    /// Pins held: a static importer of a dynamic exporter holds one from attach.
+    pins: u32,
+    /// A dynamic importer's `move_notify`.
+    move_notify: Option<Box<dyn FnMut()>>,
     mapping: Option<DmaMapping>,
     /// Bytes this device wrote since it mapped.
     written: RangeSet,
@@ -236,6 +271,8 @@ struct BufState {
     dev_dirty: RangeSet,
     /// The user-space sync bracket in progress, with the bytes written in it.
     user_bracket: Option<(DmaDirection, RangeSet)>,
+    /// Live user-space mappings.
+    mmaps: usize,
     released: bool,
 }
 
@@ -313,17 +350,61 @@ impl Heap {
         if size == 0 {
             return Err(Error::ZeroSize);
         }
-        let mut inner = self.sys.0.borrow_mut();
-        let backing = inner
+        let backing = self
+            .sys
+            .0
+            .borrow_mut()
             .pages
             .allocate(self.kind, size)
             .ok_or_else(|| Error::OutOfMemory { heap: self.kind.name().into(), size })?;
+        self.sys.register(Box::new(PageAllocator::buffer(self.kind, backing)))
+    }
+}
+
+/// A device that exports buffers from its local memory (a dGPU's VRAM driver).
+pub struct DeviceExporter {
+    sys: System,
+    dev: usize,
+}
+
+impl DeviceExporter {
+    /// Allocates a buffer of `size` bytes in the device's local memory, zeroed. The
+    /// exporter is dynamic: it can move the buffer to system memory and back.
+    pub fn allocate(&self, size: u64) -> Result<DmaBuf, Error> {
+        if size == 0 {
+            return Err(Error::ZeroSize);
+        }
+        let mut inner = self.sys.0.borrow_mut();
+        let name = format!("{}-vram", inner.sim.platform().devices[self.dev].name);
+        let backing = inner
+            .pages
+            .allocate_local(self.dev, size)
+            .ok_or_else(|| Error::OutOfMemory { heap: name.clone(), size })?;
+        drop(inner);
+        self.sys.register(Box::new(DeviceBuffer { name, owner: self.dev, backing, in_local: true }))
+    }
+}
+
+impl System {
+    /// The exporter of `device`'s local memory.
+    pub fn device_exporter(&self, device: &str) -> Result<DeviceExporter, Error> {
+        let dev = self.device(device)?.index();
+        if !self.0.borrow().pages.has_local(dev) {
+            return Err(Error::NoLocalMemory { device: device.into() });
+        }
+        Ok(DeviceExporter { sys: self.clone(), dev })
+    }
+
+    /// Makes a buffer of an exporter's freshly allocated memory: zeroes it, as every
+    /// exporter must, and hands it out.
+    fn register(&self, exporter: Box<dyn Exporter>) -> Result<DmaBuf, Error> {
+        let mut inner = self.0.borrow_mut();
+        let backing = exporter.backing().clone();
         // Pages come zeroed: clear them, as the heap does, through the kernel's mapping.
         let map = inner.sim.cpu_map(&backing.pages, backing.attr)?;
         inner.sim.cpu_fill(map, 0, backing.size(), 0)?;
         inner.sim.cpu_unmap(map)?;
         let id = inner.bufs.len();
-        let exporter = Box::new(PageAllocator::buffer(self.kind, backing));
         inner.bufs.push(BufState {
             name: format!("buf{id}"),
             exporter,
@@ -333,6 +414,7 @@ impl Heap {
             cpu_dirty: RangeSet::new(),
             dev_dirty: RangeSet::new(),
             user_bracket: None,
+            mmaps: 0,
             released: false,
         });
         // The zeroed lines reach memory before anyone sees the buffer, as the CMA heap
@@ -346,12 +428,21 @@ impl Heap {
             }
         }
         drop(inner);
-        Ok(DmaBuf { sys: self.sys.clone(), id })
+        Ok(DmaBuf { sys: self.clone(), id })
     }
 }
 
 fn backing_attr_cached(b: &BufState) -> bool {
     b.exporter.needs_cpu_sync()
+}
+
+/// Where a dynamic exporter's buffer lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// System memory (scattered cached pages).
+    System,
+    /// The exporting device's local memory.
+    Device,
 }
 
 /// A shared buffer (`struct dma_buf`). Cloning takes a reference; dropping the last one
@@ -459,13 +550,46 @@ impl DmaBuf {
         Ok(Attachment { buf: ManuallyDrop::new(DmaBuf { sys: self.sys.clone(), id: self.id }), idx })
     }
 
+    /// `dma_buf_dynamic_attach` with `move_notify`: the importer does not pin the buffer;
+    /// when the exporter moves it, `move_notify` is called and the importer must map
+    /// again.
+    pub fn attach_dynamic(
+        &self,
+        dev: DeviceId,
+        allow_peer2peer: bool,
+        move_notify: impl FnMut() + 'static,
+    ) -> Result<Attachment, Error> {
+        let caps = ImporterCaps { allow_peer2peer, dynamic: true };
+        let idx = self.attach_state(dev, caps)?;
+        self.with(|i, id| {
+            if let Some(a) = i.bufs[id].attachments[idx].as_mut() {
+                a.move_notify = Some(Box::new(move_notify));
+            }
+        });
+        Ok(Attachment { buf: ManuallyDrop::new(DmaBuf { sys: self.sys.clone(), id: self.id }), idx })
+    }
+
     fn attach_state(&self, dev: DeviceId, caps: ImporterCaps) -> Result<usize, Error> {
+        if dev.index() >= self.sys.platform().devices.len() {
+            return Err(SimError::NoSuchDevice(dev).into());
+        }
+        // A dynamic exporter moves the buffer where the new importer can reach it (to
+        // system memory), unless someone pins it where it is.
+        let (refused, dynamic) = self.with(|inner, id| {
+            let b = &inner.bufs[id];
+            let r = check_attach(inner.sim.platform(), &b.name, b.exporter.backing(), dev.index(), caps);
+            (r.err(), b.exporter.is_dynamic())
+        });
+        if let Some(e) = refused
+            && dynamic
+            && matches!(e, AttachError::NoPeerToPeer { .. } | AttachError::PeerToPeerNotAllowed { .. })
+            && self.can_migrate().is_ok()
+        {
+            self.migrate(Placement::System)?;
+        }
         let mut inner = self.sys.0.borrow_mut();
         let inner = &mut *inner;
         let platform = inner.sim.platform();
-        if dev.index() >= platform.devices.len() {
-            return Err(SimError::NoSuchDevice(dev).into());
-        }
         let b = &inner.bufs[self.id];
         let plan = match check_attach(platform, &b.name, b.exporter.backing(), dev.index(), caps) {
             Ok(plan) => plan,
@@ -477,9 +601,15 @@ impl DmaBuf {
         };
         let b = &mut inner.bufs[self.id];
         let idx = b.attachments.len();
+        // A static importer of a dynamic exporter pins the buffer for as long as it is
+        // attached.
+        let pins = u32::from(b.exporter.is_dynamic() && !caps.dynamic);
         b.attachments.push(Some(AttState {
             dev: dev.index(),
             plan,
+            caps,
+            pins,
+            move_notify: None,
             mapping: None,
             written: RangeSet::new(),
             stale: RangeSet::new(),
@@ -505,7 +635,11 @@ impl DmaBuf {
     pub fn mmap(&self) -> Result<UserMapping, Error> {
         let map = self.with(|i, id| {
             let b = i.bufs[id].exporter.backing().clone();
-            i.sim.cpu_map(&b.pages, b.attr)
+            let m = i.sim.cpu_map(&b.pages, b.attr);
+            if m.is_ok() {
+                i.bufs[id].mmaps += 1;
+            }
+            m
         })?;
         Ok(UserMapping { buf: self.clone(), map })
     }
@@ -518,6 +652,127 @@ impl DmaBuf {
         let m = inner.sim.cpu_map(&b.pages, b.attr)?;
         inner.bufs[self.id].kmap = Some(m);
         Ok(m)
+    }
+
+    /// Whether the buffer may move now: a dynamic exporter, nobody pinning, nothing
+    /// mapped.
+    pub fn can_migrate(&self) -> Result<(), Error> {
+        self.with(|inner, id| {
+            let b = &inner.bufs[id];
+            let devices = &inner.sim.platform().devices;
+            if !b.exporter.is_dynamic() {
+                return Err(Error::NotDynamic { buffer: b.name.clone(), exporter: b.exporter.name().into() });
+            }
+            if let Some(a) = b.attachments.iter().flatten().find(|a| a.pins > 0) {
+                return Err(Error::Pinned { buffer: b.name.clone(), device: devices[a.dev].name.clone() });
+            }
+            if let Some(a) = b.attachments.iter().flatten().find(|a| a.mapping.is_some()) {
+                return Err(Error::Busy {
+                    buffer: b.name.clone(),
+                    what: format!("mapped by `{}`", devices[a.dev].name),
+                });
+            }
+            if b.mmaps > 0 || b.user_bracket.is_some() {
+                return Err(Error::Busy { buffer: b.name.clone(), what: "mmapped by user space".into() });
+            }
+            Ok(())
+        })
+    }
+
+    /// Moves a dynamic exporter's buffer to system memory or back to its device's local
+    /// memory. The owner device copies the bytes by DMA; every dynamic importer gets
+    /// `move_notify`. Refused while pinned or mapped, or when an attached importer could
+    /// not reach the new place.
+    pub fn migrate(&self, to: Placement) -> Result<(), Error> {
+        self.can_migrate()?;
+        let notify = {
+            let mut inner = self.sys.0.borrow_mut();
+            let inner = &mut *inner;
+            let id = self.id;
+            let Some(owner) = inner.bufs[id].exporter.exporting_device() else {
+                let b = &inner.bufs[id];
+                return Err(Error::NotDynamic { buffer: b.name.clone(), exporter: b.exporter.name().into() });
+            };
+            let old = inner.bufs[id].exporter.backing().clone();
+            if inner.bufs[id].exporter.owner().is_some() == (to == Placement::Device) {
+                return Ok(());
+            }
+            let size = old.size();
+            let new = match to {
+                Placement::System => inner.pages.allocate(HeapKind::System, size),
+                Placement::Device => inner.pages.allocate_local(owner, size),
+            }
+            .ok_or_else(|| Error::OutOfMemory { heap: format!("{to:?}"), size })?;
+            // Every importer must reach the new place.
+            let name = inner.bufs[id].name.clone();
+            for a in inner.bufs[id].attachments.iter().flatten() {
+                if let Err(e) = check_attach(inner.sim.platform(), &name, &new, a.dev, a.caps) {
+                    inner.pages.free(&new);
+                    return Err(e.into());
+                }
+            }
+            // The owner's copy engine moves the bytes, through the streaming DMA API.
+            let o = DeviceId(owner as u16);
+            let src = inner.sim.dma_map(o, &old.pages, DmaDirection::ToDevice, DmaAttrs::default())?;
+            let dst = inner.sim.dma_map(o, &new.pages, DmaDirection::FromDevice, DmaAttrs::default())?;
+            // The copy engine's cache may hold lines others have since overwritten, and
+            // its writes land in that cache: drop it before, write it back after.
+            for p in &old.pages {
+                inner.sim.device_cache_invalidate(o, *p)?;
+            }
+            let mut bytes = vec![0u8; size as usize];
+            let mut off = 0usize;
+            for (bus, n) in src.bus_ranges(0, size) {
+                inner.sim.device_read(o, bus, &mut bytes[off..off + n as usize])?;
+                off += n as usize;
+            }
+            off = 0;
+            for (bus, n) in dst.bus_ranges(0, size) {
+                inner.sim.device_write(o, bus, &bytes[off..off + n as usize])?;
+                off += n as usize;
+            }
+            for p in &new.pages {
+                inner.sim.device_cache_flush(o, *p)?;
+            }
+            inner.sim.dma_unmap(src, DmaAttrs::default())?;
+            inner.sim.dma_unmap(dst, DmaAttrs::default())?;
+            if let Some(m) = inner.bufs[id].kmap.take() {
+                inner.sim.cpu_unmap(m)?;
+            }
+            inner.pages.free(&old);
+            inner.bufs[id].exporter.set_backing(new.clone());
+            for a in inner.bufs[id].attachments.iter_mut().flatten() {
+                if let Ok(plan) = check_attach(inner.sim.platform(), &name, &new, a.dev, a.caps) {
+                    a.plan = plan;
+                }
+            }
+            // Ranges tracked against the old pages mean nothing now.
+            inner.bufs[id].cpu_dirty.clear();
+            inner.bufs[id].dev_dirty.clear();
+            let mut notify = Vec::new();
+            for (i, a) in inner.bufs[id].attachments.iter_mut().enumerate() {
+                if let Some(a) = a
+                    && let Some(f) = a.move_notify.take()
+                {
+                    notify.push((i, f));
+                }
+            }
+            notify
+        };
+        // Called without the framework borrowed: an importer may map again from it.
+        let mut back = Vec::new();
+        for (i, mut f) in notify {
+            f();
+            back.push((i, f));
+        }
+        self.with(|inner, id| {
+            for (i, f) in back {
+                if let Some(a) = inner.bufs[id].attachments[i].as_mut() {
+                    a.move_notify = Some(f);
+                }
+            }
+        });
+        Ok(())
     }
 
     /// Physical pieces of buffer range `r`.
@@ -669,6 +924,22 @@ impl Attachment {
     /// How the device reaches the buffer.
     pub fn plan(&self) -> AttachPlan {
         self.state(|a| a.plan)
+    }
+
+    /// `dma_buf_pin`: the buffer may not move until [`Attachment::unpin`].
+    pub fn pin(&self) {
+        let mut inner = self.buf.sys.0.borrow_mut();
+        if let Some(a) = inner.bufs[self.buf.id].attachments[self.idx].as_mut() {
+            a.pins += 1;
+        }
+    }
+
+    /// `dma_buf_unpin`.
+    pub fn unpin(&self) {
+        let mut inner = self.buf.sys.0.borrow_mut();
+        if let Some(a) = inner.bufs[self.buf.id].attachments[self.idx].as_mut() {
+            a.pins = a.pins.saturating_sub(1);
+        }
     }
 
     fn state<R>(&self, f: impl FnOnce(&AttState) -> R) -> R {
@@ -1167,6 +1438,8 @@ impl Drop for UserMapping {
     fn drop(&mut self) {
         if let Ok(mut inner) = self.buf.sys.0.try_borrow_mut() {
             let _ = inner.sim.cpu_unmap(self.map);
+            let b = &mut inner.bufs[self.buf.id];
+            b.mmaps = b.mmaps.saturating_sub(1);
         }
     }
 }

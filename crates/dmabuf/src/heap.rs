@@ -24,6 +24,63 @@ pub trait Exporter {
     fn needs_cpu_sync(&self) -> bool {
         self.backing().attr == MemAttr::Cached
     }
+
+    /// Whether the exporter can move the buffer's memory (it implements `pin`/`unpin`
+    /// and calls `move_notify`): a dynamic exporter.
+    fn is_dynamic(&self) -> bool {
+        false
+    }
+
+    /// Replaces the memory after a migration (only called on dynamic exporters).
+    fn set_backing(&mut self, backing: Backing) {
+        let _ = backing;
+    }
+
+    /// The device whose local memory the buffer lives in now, if any.
+    fn owner(&self) -> Option<usize> {
+        None
+    }
+
+    /// The device that exports the buffer (and copies it when it migrates), if any.
+    fn exporting_device(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// A buffer exported by a device from its local memory (a dGPU's VRAM), which it can
+/// migrate to system memory and back: a dynamic exporter.
+pub struct DeviceBuffer {
+    pub(crate) name: String,
+    pub(crate) owner: usize,
+    pub(crate) backing: Backing,
+    pub(crate) in_local: bool,
+}
+
+impl Exporter for DeviceBuffer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn backing(&self) -> &Backing {
+        &self.backing
+    }
+
+    fn is_dynamic(&self) -> bool {
+        true
+    }
+
+    fn set_backing(&mut self, backing: Backing) {
+        self.in_local = backing.attr == MemAttr::WriteCombine;
+        self.backing = backing;
+    }
+
+    fn owner(&self) -> Option<usize> {
+        self.in_local.then_some(self.owner)
+    }
+
+    fn exporting_device(&self) -> Option<usize> {
+        Some(self.owner)
+    }
 }
 
 /// The heaps that ship (the kernel's `/dev/dma_heap/*`).
@@ -93,6 +150,8 @@ pub(crate) struct PageAllocator {
     /// DRAM regions, lowest first: `(region range, allocator)`.
     dram: Vec<(PhysRange, RangeAlloc)>,
     cma: Option<(PhysRange, RangeAlloc)>,
+    /// Device-local regions: `(owner device, range, allocator)`.
+    local: Vec<(usize, PhysRange, RangeAlloc)>,
 }
 
 impl PageAllocator {
@@ -111,7 +170,30 @@ impl PageAllocator {
             .iter()
             .find(|r| r.kind == RegionKind::Cma)
             .map(|r| (r.range(), RangeAlloc::new(r.base.0, r.size.0)));
-        PageAllocator { dram, cma }
+        let local = p
+            .regions
+            .iter()
+            .filter(|r| r.kind == RegionKind::DeviceLocal)
+            .filter_map(|r| {
+                let owner = p.device_index(r.owner.as_deref()?)?;
+                Some((owner, r.range(), RangeAlloc::new(r.base.0, r.size.0)))
+            })
+            .collect();
+        PageAllocator { dram, cma, local }
+    }
+
+    /// Allocates `size` bytes of `owner`'s local memory, contiguous; the CPU maps it
+    /// write-combined through the device's BAR.
+    pub(crate) fn allocate_local(&mut self, owner: usize, size: u64) -> Option<Backing> {
+        let size = size.checked_add(PAGE_SIZE - 1)? / PAGE_SIZE * PAGE_SIZE;
+        let (_, _, a) = self.local.iter_mut().find(|(o, _, _)| *o == owner)?;
+        let at = a.alloc(size, PAGE_SIZE)?;
+        Some(Backing { pages: vec![PhysRange { start: PhysAddr(at), len: size }], attr: MemAttr::WriteCombine })
+    }
+
+    /// Whether `owner` has local memory.
+    pub(crate) fn has_local(&self, owner: usize) -> bool {
+        self.local.iter().any(|(o, _, _)| *o == owner)
     }
 
     /// Allocates `size` bytes (rounded up to pages) for a heap.
@@ -154,7 +236,12 @@ impl PageAllocator {
     /// Returns a backing's pages.
     pub(crate) fn free(&mut self, b: &Backing) {
         for r in &b.pages {
-            let owner = self.dram.iter_mut().map(|(g, a)| (*g, a)).chain(self.cma.iter_mut().map(|(g, a)| (*g, a)));
+            let owner = self
+                .dram
+                .iter_mut()
+                .map(|(g, a)| (*g, a))
+                .chain(self.cma.iter_mut().map(|(g, a)| (*g, a)))
+                .chain(self.local.iter_mut().map(|(_, g, a)| (*g, a)));
             for (g, a) in owner {
                 if g.covers(r) {
                     a.free(r.start.raw(), r.len);

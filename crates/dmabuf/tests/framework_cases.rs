@@ -356,3 +356,68 @@ fn device_to_device_sync_costs_nothing_between_coherent_devices() {
     assert_eq!(sys.stats().device_flush.ops, 1);
     assert_eq!(sys.stats().clean.ops + sys.stats().invalidate.ops, 1, "one clean of the zeroed pages at allocation");
 }
+
+/// A NIC importing dGPU VRAM: allowed with a peer-to-peer path; without one, refused
+/// while the buffer is pinned, migrated (with move_notify delivered) when it can move;
+/// under the Linux attach policy the attach passes and the map fails on the hardware.
+#[test]
+fn nic_imports_vram_over_p2p_and_a_device_without_a_path_migrates_it() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use dmabuf::attach::AttachPlan;
+    use dmabuf::buffer::Placement;
+
+    let sys = system("x86-pcie", AttachPolicy::Strict, MaintenancePolicy::Minimal);
+    let (dgpu, nic, cap) = (sys.device("dgpu").unwrap(), sys.device("nic").unwrap(), sys.device("capture").unwrap());
+    let vram = sys.device_exporter("dgpu").unwrap().allocate(FRAME).unwrap();
+    vram.set_name("tensor").unwrap();
+    let own = vram.attach(dgpu).unwrap();
+    {
+        let m = own.map(DmaDirection::FromDevice).unwrap();
+        m.device_fill(0..FRAME, 0x7a).unwrap();
+    }
+    drop(own);
+
+    // The NIC has a path and accepts peer-to-peer buffers.
+    let moved = Rc::new(Cell::new(0));
+    let seen = moved.clone();
+    let a_nic = vram.attach_dynamic(nic, true, move || seen.set(seen.get() + 1)).unwrap();
+    assert_eq!(a_nic.plan(), AttachPlan::PeerToPeer);
+    {
+        let m = a_nic.map(DmaDirection::ToDevice).unwrap();
+        assert!(all(&m.device_read(0..FRAME).unwrap(), 0x7a));
+    }
+    // A static importer without p2p support is refused while the NIC pins the buffer.
+    a_nic.pin();
+    let Err(Error::Attach(e)) = vram.attach(cap) else { panic!("pinned in VRAM: must be refused") };
+    assert_eq!(e.rule(), "p2p");
+    a_nic.unpin();
+    // Unpinned, the exporter migrates to system memory and tells the NIC.
+    let a_cap = vram.attach(cap).unwrap();
+    assert_eq!(moved.get(), 1, "move_notify delivered");
+    assert_eq!(a_cap.plan(), AttachPlan::Iommu);
+    assert_eq!(a_nic.plan(), AttachPlan::Iommu, "the NIC now reaches it in system memory");
+    {
+        let m = a_cap.map(DmaDirection::ToDevice).unwrap();
+        assert!(all(&m.device_read(0..FRAME).unwrap(), 0x7a), "the bytes moved with the buffer");
+    }
+    // The capture card pins it now: it cannot go back to VRAM.
+    assert!(matches!(vram.migrate(Placement::Device), Err(Error::Pinned { .. })));
+    drop(a_cap);
+    vram.migrate(Placement::Device).unwrap();
+    assert_eq!(moved.get(), 2);
+    let m = a_nic.map(DmaDirection::ToDevice).unwrap();
+    assert!(all(&m.device_read(0..FRAME).unwrap(), 0x7a));
+    drop(m);
+    drop(a_nic);
+
+    // Under the Linux attach policy the attach passes and the hardware refuses later.
+    let sys = system("x86-pcie", AttachPolicy::Linux, MaintenancePolicy::Minimal);
+    let (dgpu, cap) = (sys.device("dgpu").unwrap(), sys.device("capture").unwrap());
+    let vram = sys.device_exporter("dgpu").unwrap().allocate(FRAME).unwrap();
+    let pin = vram.attach(dgpu).unwrap(); // a static importer: pins it in VRAM
+    let a_cap = vram.attach(cap).unwrap();
+    assert!(matches!(a_cap.map(DmaDirection::ToDevice), Err(Error::Hardware(_))));
+    drop((pin, a_cap));
+}
