@@ -34,7 +34,7 @@ use dmabuf_sim::{
 };
 
 use crate::attach::{AttachError, AttachPlan, AttachPolicy, Backing, ImporterCaps, check_attach};
-use crate::heap::{DeviceBuffer, Exporter, HeapKind, PageAllocator};
+use crate::heap::{DeviceBuffer, Exporter, HeapKind, PageAllocator, UdmabufBuffer};
 use crate::ranges::RangeSet;
 
 /// Which maintenance the framework performs.
@@ -197,6 +197,12 @@ pub enum Error {
         /// The exporter.
         exporter: String,
     },
+    /// `UDMABUF_CREATE` refused the request (EINVAL), for the reason given.
+    #[error("UDMABUF_CREATE: {reason} (EINVAL)")]
+    Udmabuf {
+        /// Which of udmabuf's rules was broken.
+        reason: String,
+    },
     /// The device has no local memory to export.
     #[error("`{device}` has no local memory to export buffers from")]
     NoLocalMemory {
@@ -274,6 +280,23 @@ struct BufState {
     /// Live user-space mappings.
     mmaps: usize,
     released: bool,
+}
+
+impl BufState {
+    fn new(exporter: Box<dyn Exporter>, id: usize) -> Self {
+        BufState {
+            name: format!("buf{id}"),
+            exporter,
+            refs: 1,
+            attachments: Vec::new(),
+            kmap: None,
+            cpu_dirty: RangeSet::new(),
+            dev_dirty: RangeSet::new(),
+            user_bracket: None,
+            mmaps: 0,
+            released: false,
+        }
+    }
 }
 
 struct Inner {
@@ -385,7 +408,101 @@ impl DeviceExporter {
     }
 }
 
+/// A memfd: anonymous user memory (cached system pages) that udmabuf can export.
+pub struct Memfd {
+    sys: System,
+    backing: Backing,
+    map: CpuMapId,
+    sealed_shrink: bool,
+}
+
+impl Memfd {
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.backing.size()
+    }
+
+    /// `fcntl(F_ADD_SEALS, F_SEAL_SHRINK)`: udmabuf refuses memory that could shrink
+    /// under the device.
+    pub fn seal_shrink(&mut self) {
+        self.sealed_shrink = true;
+    }
+
+    /// Writes through the process's own (cached) mapping of the memory.
+    pub fn write(&self, at: u64, data: &[u8]) -> Result<WriteId, Error> {
+        Ok(self.sys.0.borrow_mut().sim.cpu_write(self.map, at, data)?)
+    }
+
+    /// Reads through the process's own mapping.
+    pub fn read(&self, at: u64, out: &mut [u8]) -> Result<(), Error> {
+        Ok(self.sys.0.borrow_mut().sim.cpu_read(self.map, at, out)?)
+    }
+
+    /// `UDMABUF_CREATE`: a dma-buf over `[offset, offset + size)` of the memfd. The kernel's
+    /// rules: the memfd is sealed against shrinking, offset and size are page aligned and
+    /// non-zero, and the range lies inside the memfd. The buffer aliases the memfd's pages
+    /// (the same cached attribute, so no mismatched alias).
+    pub fn udmabuf(&self, offset: u64, size: u64) -> Result<DmaBuf, Error> {
+        let bad = |reason: &str| Err(Error::Udmabuf { reason: reason.into() });
+        if !self.sealed_shrink {
+            return bad("the memfd is not sealed with F_SEAL_SHRINK");
+        }
+        if size == 0 {
+            return bad("size is zero");
+        }
+        if !offset.is_multiple_of(dmabuf_sim::PAGE_SIZE) || !size.is_multiple_of(dmabuf_sim::PAGE_SIZE) {
+            return bad("offset and size must be multiples of the page size");
+        }
+        if offset.checked_add(size).is_none_or(|e| e > self.size()) {
+            return bad("the range runs past the end of the memfd");
+        }
+        let (first, count) = ((offset / dmabuf_sim::PAGE_SIZE) as usize, (size / dmabuf_sim::PAGE_SIZE) as usize);
+        let mut pages = Vec::new();
+        for r in &self.backing.pages {
+            for i in 0..r.len / dmabuf_sim::PAGE_SIZE {
+                pages.push(PhysRange { start: r.start.add(i * dmabuf_sim::PAGE_SIZE), len: dmabuf_sim::PAGE_SIZE });
+            }
+        }
+        let backing = Backing { pages: pages[first..first + count].to_vec(), attr: self.backing.attr };
+        Ok(self.sys.adopt(Box::new(UdmabufBuffer { backing })))
+    }
+}
+
+impl Drop for Memfd {
+    fn drop(&mut self) {
+        if let Ok(mut inner) = self.sys.0.try_borrow_mut() {
+            let _ = inner.sim.cpu_unmap(self.map);
+            // A real memfd lives while a udmabuf holds its pages; the model keeps the
+            // pages allocated for the rest of the simulation instead of tracking that.
+        }
+    }
+}
+
 impl System {
+    /// `memfd_create` and `ftruncate(size)`: zeroed anonymous memory, mapped cached.
+    pub fn memfd(&self, size: u64) -> Result<Memfd, Error> {
+        if size == 0 {
+            return Err(Error::ZeroSize);
+        }
+        let mut inner = self.0.borrow_mut();
+        let backing = inner
+            .pages
+            .allocate(HeapKind::System, size)
+            .ok_or_else(|| Error::OutOfMemory { heap: "memfd".into(), size })?;
+        let map = inner.sim.cpu_map(&backing.pages, backing.attr)?;
+        inner.sim.cpu_fill(map, 0, backing.size(), 0)?;
+        Ok(Memfd { sys: self.clone(), backing, map, sealed_shrink: false })
+    }
+
+    /// Wraps memory that already has content (a udmabuf's pages) as a buffer, without
+    /// clearing it.
+    fn adopt(&self, exporter: Box<dyn Exporter>) -> DmaBuf {
+        let mut inner = self.0.borrow_mut();
+        let id = inner.bufs.len();
+        inner.bufs.push(BufState::new(exporter, id));
+        DmaBuf { sys: self.clone(), id }
+    }
+
     /// The exporter of `device`'s local memory.
     pub fn device_exporter(&self, device: &str) -> Result<DeviceExporter, Error> {
         let dev = self.device(device)?.index();
@@ -405,18 +522,7 @@ impl System {
         inner.sim.cpu_fill(map, 0, backing.size(), 0)?;
         inner.sim.cpu_unmap(map)?;
         let id = inner.bufs.len();
-        inner.bufs.push(BufState {
-            name: format!("buf{id}"),
-            exporter,
-            refs: 1,
-            attachments: Vec::new(),
-            kmap: None,
-            cpu_dirty: RangeSet::new(),
-            dev_dirty: RangeSet::new(),
-            user_bracket: None,
-            mmaps: 0,
-            released: false,
-        });
+        inner.bufs.push(BufState::new(exporter, id));
         // The zeroed lines reach memory before anyone sees the buffer, as the CMA heap
         // flushes its freshly cleared pages: no device may read another user's old data.
         // On a platform where every device snoops there is nothing to hand over.

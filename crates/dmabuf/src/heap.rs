@@ -143,6 +143,21 @@ impl Exporter for HeapBuffer {
     }
 }
 
+/// A dma-buf made by udmabuf over a memfd's pages.
+pub struct UdmabufBuffer {
+    pub(crate) backing: Backing,
+}
+
+impl Exporter for UdmabufBuffer {
+    fn name(&self) -> &str {
+        "udmabuf"
+    }
+
+    fn backing(&self) -> &Backing {
+        &self.backing
+    }
+}
+
 /// Hands out physical pages from the platform's regions: scattered for the system heap
 /// (no two consecutive pages of a buffer are adjacent, like a fragmented buddy
 /// allocator), contiguous for CMA.

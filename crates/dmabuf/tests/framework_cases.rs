@@ -421,3 +421,45 @@ fn nic_imports_vram_over_p2p_and_a_device_without_a_path_migrates_it() {
     assert!(matches!(a_cap.map(DmaDirection::ToDevice), Err(Error::Hardware(_))));
     drop((pin, a_cap));
 }
+
+/// udmabuf: a dma-buf over a memfd's pages, with the kernel's rules; the pages alias the
+/// memfd, and CPU writes through the memfd still need a bracket before a non-coherent
+/// device reads them.
+#[test]
+fn udmabuf_follows_the_kernels_rules_and_aliases_the_memfd() {
+    for policy in POLICIES {
+        let sys = system("arm64-noncoherent", AttachPolicy::Strict, policy);
+        let mut memfd = sys.memfd(8 * 4096).unwrap();
+        let refused = |r: Result<dmabuf::buffer::DmaBuf, Error>| match r {
+            Err(Error::Udmabuf { reason }) => reason,
+            _ => panic!("must be refused"),
+        };
+        assert!(refused(memfd.udmabuf(0, 4096)).contains("F_SEAL_SHRINK"));
+        memfd.seal_shrink();
+        assert!(refused(memfd.udmabuf(100, 4096)).contains("page size"));
+        assert!(refused(memfd.udmabuf(0, 4000)).contains("page size"));
+        assert!(refused(memfd.udmabuf(4096, 8 * 4096)).contains("past the end"));
+        assert!(refused(memfd.udmabuf(0, 0)).contains("zero"));
+        let buf = memfd.udmabuf(2 * 4096, 4 * 4096).unwrap();
+        assert_eq!(buf.size(), 4 * 4096);
+        assert_eq!(buf.exporter_name(), "udmabuf");
+
+        memfd.write(2 * 4096, &[0x55; 4096]).unwrap();
+        let user = buf.mmap().unwrap();
+        assert!(all(&user.read(0..4096).unwrap(), 0x55), "the same pages, seen through the dma-buf");
+        assert!(sys.with_sim(|s| s.alias_conflicts().is_empty()));
+
+        // The memfd write was never handed over: the Minimal policy, which only knows what
+        // was declared, leaves it in the CPU cache; Linux's whole-buffer clean at map hides it.
+        let vdec = sys.device("vdec").unwrap();
+        let att = buf.attach(vdec).unwrap();
+        memfd.write(3 * 4096, &[0x66; 4096]).unwrap();
+        let m = att.map(DmaDirection::ToDevice).unwrap();
+        let seen = m.device_read(4096..2 * 4096).unwrap();
+        assert_eq!(all(&seen, 0x66), policy == MaintenancePolicy::Linux, "{policy:?}");
+        drop(m);
+        user.write(4096, &[0x67; 4096]).unwrap(); // bracketed through the dma-buf
+        let m = att.map(DmaDirection::ToDevice).unwrap();
+        assert!(all(&m.device_read(4096..2 * 4096).unwrap(), 0x67), "{policy:?}");
+    }
+}
