@@ -152,6 +152,18 @@ pub enum AttachError {
         /// The first address it cannot reach.
         limit: u64,
     },
+    /// The exporter refused the device for a reason of its own.
+    #[error("cannot attach `{buffer}` to `{device}`: exporter `{exporter}` refuses: {reason}")]
+    RefusedByExporter {
+        /// The buffer.
+        buffer: String,
+        /// The device.
+        device: String,
+        /// The exporter.
+        exporter: String,
+        /// Its reason.
+        reason: String,
+    },
     /// A page of the buffer is outside every memory region.
     #[error("cannot attach `{buffer}` to `{device}`: page {page} is not in any memory region of the platform")]
     NotInMemory {
@@ -175,6 +187,7 @@ impl AttachError {
             AttachError::BounceRefused { .. } => "bounce",
             AttachError::AboveDmaMask { .. } => "dma-mask",
             AttachError::NotInMemory { .. } => "memory",
+            AttachError::RefusedByExporter { .. } => "exporter",
         }
     }
 }

@@ -203,6 +203,14 @@ pub enum Error {
         /// Which of udmabuf's rules was broken.
         reason: String,
     },
+    /// The exporter refused a user mapping.
+    #[error("mmap of `{buffer}` refused by its exporter: {reason}")]
+    MmapRefused {
+        /// The buffer.
+        buffer: String,
+        /// The exporter's reason.
+        reason: String,
+    },
     /// The device has no local memory to export.
     #[error("`{device}` has no local memory to export buffers from")]
     NoLocalMemory {
@@ -279,6 +287,14 @@ struct BufState {
     user_bracket: Option<(DmaDirection, RangeSet)>,
     /// Live user-space mappings.
     mmaps: usize,
+    /// Kernel CPU brackets in progress, and what vmap writes declared inside them.
+    kernel_brackets: u32,
+    kernel_written: RangeSet,
+    /// Live kernel mappings (vmap).
+    vmaps: u32,
+    /// Whether the framework frees the backing at release (heap and device memory), or
+    /// the memory belongs to someone else (a udmabuf's memfd, a custom exporter).
+    owns_pages: bool,
     released: bool,
 }
 
@@ -294,6 +310,10 @@ impl BufState {
             dev_dirty: RangeSet::new(),
             user_bracket: None,
             mmaps: 0,
+            kernel_brackets: 0,
+            kernel_written: RangeSet::new(),
+            vmaps: 0,
+            owns_pages: false,
             released: false,
         }
     }
@@ -494,6 +514,13 @@ impl System {
         Ok(Memfd { sys: self.clone(), backing, map, sealed_shrink: false })
     }
 
+    /// `dma_buf_export`: makes a buffer of a custom exporter's memory (a test's stand-in
+    /// for a driver's objects). The memory stays the exporter's: it is neither cleared
+    /// nor freed by the framework.
+    pub fn export(&self, exporter: Box<dyn Exporter>) -> DmaBuf {
+        self.adopt(exporter)
+    }
+
     /// Wraps memory that already has content (a udmabuf's pages) as a buffer, without
     /// clearing it.
     fn adopt(&self, exporter: Box<dyn Exporter>) -> DmaBuf {
@@ -523,6 +550,7 @@ impl System {
         inner.sim.cpu_unmap(map)?;
         let id = inner.bufs.len();
         inner.bufs.push(BufState::new(exporter, id));
+        inner.bufs[id].owns_pages = true;
         // The zeroed lines reach memory before anyone sees the buffer, as the CMA heap
         // flushes its freshly cleared pages: no device may read another user's old data.
         // On a platform where every device snoops there is nothing to hand over.
@@ -549,6 +577,10 @@ pub enum Placement {
     System,
     /// The exporting device's local memory.
     Device,
+}
+
+fn total_pins(b: &BufState) -> u32 {
+    b.attachments.iter().flatten().map(|a| a.pins).sum()
 }
 
 /// A shared buffer (`struct dma_buf`). Cloning takes a reference; dropping the last one
@@ -587,8 +619,9 @@ impl Drop for DmaBuf {
         if let Some(m) = b.kmap.take() {
             let _ = inner.sim.cpu_unmap(m);
         }
+        b.exporter.release();
         // Pages of a leaked mapping stay with the device; only a clean release frees them.
-        if attached == 0 {
+        if attached == 0 && b.owns_pages {
             inner.pages.free(b.exporter.backing());
         }
     }
@@ -705,11 +738,24 @@ impl DmaBuf {
                 if platform.devices[dev.index()].iommu { AttachPlan::Iommu } else { AttachPlan::Direct }
             }
         };
+        let desc = inner.sim.platform().devices[dev.index()].clone();
         let b = &mut inner.bufs[self.id];
+        if let Err(reason) = b.exporter.attach(&desc) {
+            return Err(AttachError::RefusedByExporter {
+                buffer: b.name.clone(),
+                device: desc.name,
+                exporter: b.exporter.name().into(),
+                reason,
+            }
+            .into());
+        }
         let idx = b.attachments.len();
         // A static importer of a dynamic exporter pins the buffer for as long as it is
         // attached.
         let pins = u32::from(b.exporter.is_dynamic() && !caps.dynamic);
+        if pins > 0 && total_pins(b) == 0 {
+            b.exporter.pin();
+        }
         b.attachments.push(Some(AttState {
             dev: dev.index(),
             plan,
@@ -734,11 +780,25 @@ impl DmaBuf {
     pub fn begin_cpu_access_partial(&self, dir: DmaDirection, range: Range<u64>) -> Result<CpuAccess<'_>, Error> {
         self.check_range(&range)?;
         self.begin_cpu_bracket(dir, range.clone())?;
+        self.with(|i, id| i.bufs[id].kernel_brackets += 1);
         Ok(CpuAccess { buf: self, dir, range, written: RangeSet::new(), ended: false })
+    }
+
+    /// `dma_buf_vmap`: a kernel mapping of the whole buffer.
+    pub fn vmap(&self) -> Result<Vmap<'_>, Error> {
+        let mut inner = self.sys.0.borrow_mut();
+        self.kmap(&mut inner)?;
+        let b = &mut inner.bufs[self.id];
+        b.vmaps += 1;
+        b.exporter.vmap();
+        Ok(Vmap { buf: self })
     }
 
     /// `mmap` of the buffer for user space, with the exporter's attribute.
     pub fn mmap(&self) -> Result<UserMapping, Error> {
+        if let Err(reason) = self.with(|i, id| i.bufs[id].exporter.mmap()) {
+            return Err(Error::MmapRefused { buffer: self.name(), reason });
+        }
         let map = self.with(|i, id| {
             let b = i.bufs[id].exporter.backing().clone();
             let m = i.sim.cpu_map(&b.pages, b.attr);
@@ -777,6 +837,9 @@ impl DmaBuf {
                     buffer: b.name.clone(),
                     what: format!("mapped by `{}`", devices[a.dev].name),
                 });
+            }
+            if b.vmaps > 0 {
+                return Err(Error::Busy { buffer: b.name.clone(), what: "vmapped by the kernel".into() });
             }
             if b.mmaps > 0 || b.user_bracket.is_some() {
                 return Err(Error::Busy { buffer: b.name.clone(), what: "mmapped by user space".into() });
@@ -899,8 +962,15 @@ impl DmaBuf {
         !inner.sim.platform().devices[dev].coherent
     }
 
-    /// The start of a CPU bracket (kernel or user space) over `range`.
+    /// The start of a CPU bracket (kernel or user space) over `range`: the policy's
+    /// maintenance, then the exporter's hook.
     fn begin_cpu_bracket(&self, dir: DmaDirection, range: Range<u64>) -> Result<(), Error> {
+        self.begin_cpu_maintenance(dir, range)?;
+        self.with(|i, id| i.bufs[id].exporter.begin_cpu_access(dir));
+        Ok(())
+    }
+
+    fn begin_cpu_maintenance(&self, dir: DmaDirection, range: Range<u64>) -> Result<(), Error> {
         let mut inner = self.sys.0.borrow_mut();
         let inner = &mut *inner;
         let b = &inner.bufs[self.id];
@@ -944,6 +1014,12 @@ impl DmaBuf {
 
     /// The end of a CPU bracket: `written` are the bytes the CPU declared written in it.
     fn end_cpu_bracket(&self, dir: DmaDirection, written: &RangeSet) -> Result<(), Error> {
+        let r = self.end_cpu_maintenance(dir, written);
+        self.with(|i, id| i.bufs[id].exporter.end_cpu_access(dir));
+        r
+    }
+
+    fn end_cpu_maintenance(&self, dir: DmaDirection, written: &RangeSet) -> Result<(), Error> {
         let mut inner = self.sys.0.borrow_mut();
         let inner = &mut *inner;
         // The end of a bracket is a barrier: write-combined stores reach memory.
@@ -1011,7 +1087,15 @@ pub struct Attachment {
 impl Drop for Attachment {
     fn drop(&mut self) {
         if let Ok(mut inner) = self.buf.sys.0.try_borrow_mut() {
-            inner.bufs[self.buf.id].attachments[self.idx] = None;
+            let inner = &mut *inner;
+            let b = &mut inner.bufs[self.buf.id];
+            if let Some(a) = b.attachments[self.idx].take() {
+                let desc = &inner.sim.platform().devices[a.dev];
+                if a.pins > 0 && total_pins(b) == 0 {
+                    b.exporter.unpin();
+                }
+                b.exporter.detach(desc);
+            }
         }
     }
 }
@@ -1035,7 +1119,11 @@ impl Attachment {
     /// `dma_buf_pin`: the buffer may not move until [`Attachment::unpin`].
     pub fn pin(&self) {
         let mut inner = self.buf.sys.0.borrow_mut();
-        if let Some(a) = inner.bufs[self.buf.id].attachments[self.idx].as_mut() {
+        let b = &mut inner.bufs[self.buf.id];
+        if total_pins(b) == 0 {
+            b.exporter.pin();
+        }
+        if let Some(a) = b.attachments[self.idx].as_mut() {
             a.pins += 1;
         }
     }
@@ -1043,8 +1131,14 @@ impl Attachment {
     /// `dma_buf_unpin`.
     pub fn unpin(&self) {
         let mut inner = self.buf.sys.0.borrow_mut();
-        if let Some(a) = inner.bufs[self.buf.id].attachments[self.idx].as_mut() {
-            a.pins = a.pins.saturating_sub(1);
+        let b = &mut inner.bufs[self.buf.id];
+        if let Some(a) = b.attachments[self.idx].as_mut()
+            && a.pins > 0
+        {
+            a.pins -= 1;
+            if total_pins(b) == 0 {
+                b.exporter.unpin();
+            }
         }
     }
 
@@ -1089,6 +1183,8 @@ impl Attachment {
         } else if let Some(a) = inner.bufs[id].attachments[self.idx].as_mut() {
             a.stale.clear();
         }
+        let desc = &inner.sim.platform().devices[devid.index()];
+        inner.bufs[id].exporter.map(desc, dir);
         Ok(Mapping { att: self, dir })
     }
 
@@ -1201,6 +1297,7 @@ impl Attachment {
             return Ok(());
         };
         let sync = inner.bufs[id].exporter.needs_cpu_sync();
+        let dir = inner.bufs[id].attachments[self.idx].as_ref().and_then(|a| a.mapping.as_ref()).map(|m| m.dir);
         match inner.cfg.maintenance {
             MaintenancePolicy::Linux => {
                 let written = inner.bufs[id].attachments[self.idx].as_mut().map(|a| std::mem::take(&mut a.written));
@@ -1231,6 +1328,10 @@ impl Attachment {
                     inner.sim.dma_unmap(m, DmaAttrs { skip_cpu_sync: true })?;
                 }
             }
+        }
+        if let Some(dir) = dir {
+            let desc = &inner.sim.platform().devices[devid.index()];
+            inner.bufs[id].exporter.unmap(desc, dir);
         }
         Ok(())
     }
@@ -1517,6 +1618,16 @@ impl CpuAccess<'_> {
     /// Ends the bracket, returning any error the maintenance hit.
     pub fn end(mut self) -> Result<(), Error> {
         self.ended = true;
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<(), Error> {
+        let vmap_written = self.buf.with(|i, id| {
+            let b = &mut i.bufs[id];
+            b.kernel_brackets = b.kernel_brackets.saturating_sub(1);
+            if b.kernel_brackets == 0 { std::mem::take(&mut b.kernel_written) } else { b.kernel_written.clone() }
+        });
+        self.written.union(&vmap_written);
         self.buf.end_cpu_bracket(self.dir, &self.written)
     }
 }
@@ -1524,7 +1635,64 @@ impl CpuAccess<'_> {
 impl Drop for CpuAccess<'_> {
     fn drop(&mut self) {
         if !self.ended {
-            let _ = self.buf.end_cpu_bracket(self.dir, &self.written);
+            let _ = self.finish();
+        }
+    }
+}
+
+/// A kernel mapping of a buffer (`dma_buf_vmap`). Kernel code reads and writes through
+/// it inside brackets it opens itself ([`DmaBuf::begin_cpu_access`]); an access outside
+/// any bracket is reported. Dropping it is `dma_buf_vunmap`.
+pub struct Vmap<'a> {
+    buf: &'a DmaBuf,
+}
+
+impl Vmap<'_> {
+    fn note(&self, r: Range<u64>, write: bool) {
+        let name = self.buf.name();
+        self.buf.with(|i, id| {
+            let b = &mut i.bufs[id];
+            if b.kernel_brackets > 0 {
+                if write {
+                    b.kernel_written.insert(r);
+                }
+            } else if let Some((_, w)) = &mut b.user_bracket {
+                if write {
+                    w.insert(r);
+                }
+            } else {
+                i.reports.push(Report::AccessOutsideBracket { buffer: name, range: r, write });
+            }
+        });
+    }
+
+    /// Reads at `at`.
+    pub fn read(&self, at: u64, out: &mut [u8]) -> Result<(), Error> {
+        let r = at..at.saturating_add(out.len() as u64);
+        self.buf.check_range(&r)?;
+        self.note(r, false);
+        let mut inner = self.buf.sys.0.borrow_mut();
+        let m = self.buf.kmap(&mut inner)?;
+        Ok(inner.sim.cpu_read(m, at, out)?)
+    }
+
+    /// Writes `data` at `at`.
+    pub fn write(&self, at: u64, data: &[u8]) -> Result<WriteId, Error> {
+        let r = at..at.saturating_add(data.len() as u64);
+        self.buf.check_range(&r)?;
+        self.note(r, true);
+        let mut inner = self.buf.sys.0.borrow_mut();
+        let m = self.buf.kmap(&mut inner)?;
+        Ok(inner.sim.cpu_write(m, at, data)?)
+    }
+}
+
+impl Drop for Vmap<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut inner) = self.buf.sys.0.try_borrow_mut() {
+            let b = &mut inner.bufs[self.buf.id];
+            b.vmaps = b.vmaps.saturating_sub(1);
+            b.exporter.vunmap();
         }
     }
 }

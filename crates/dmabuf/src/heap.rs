@@ -2,16 +2,19 @@
 //!
 //! An exporter owns the memory behind a buffer and describes it with a [`Backing`]; the
 //! framework does the rest (attach rules, mapping, maintenance), so the rules live in one
-//! layer and exporters stay thin. The kernel's `dma_buf_ops` callbacks that are really
-//! exporter-specific are the [`Exporter`] trait; `map_dma_buf` and `begin_cpu_access` are
-//! implemented once by the framework from the backing, the way every heap in
-//! `drivers/dma-buf/heaps/` does it with the same few DMA-API calls.
+//! layer and exporters stay thin. The [`Exporter`] trait mirrors `struct dma_buf_ops`:
+//! for each callback the framework first does the generic part (the attach rules, the
+//! streaming-DMA map and the policy's maintenance, the way every heap in
+//! `drivers/dma-buf/heaps/` does it with the same few DMA-API calls), then calls the
+//! exporter's hook for what only the exporter knows. A hook may refuse where the kernel's
+//! may fail (`attach`, `mmap`); the others observe. [`crate::buffer::System::export`]
+//! takes any exporter, so a test can stand in for a DRM driver's GEM objects.
 
-use dmabuf_sim::{MemAttr, PAGE_SIZE, PhysAddr, PhysRange, Platform, RangeAlloc, RegionKind};
+use dmabuf_sim::{DeviceDesc, DmaDirection, MemAttr, PAGE_SIZE, PhysAddr, PhysRange, Platform, RangeAlloc, RegionKind};
 
 use crate::attach::Backing;
 
-/// The exporter-specific part of `struct dma_buf_ops`.
+/// `struct dma_buf_ops`: what an exporter provides and the hooks it gets.
 pub trait Exporter {
     /// The exporter's name (`exp_name`: `system`, `cma`, `uncached`).
     fn name(&self) -> &str;
@@ -45,6 +48,58 @@ pub trait Exporter {
     fn exporting_device(&self) -> Option<usize> {
         None
     }
+
+    /// `attach`: called after the framework's rules accepted `device`; an `Err` refuses
+    /// the attachment with the exporter's reason.
+    fn attach(&mut self, device: &DeviceDesc) -> Result<(), String> {
+        let _ = device;
+        Ok(())
+    }
+
+    /// `detach`.
+    fn detach(&mut self, device: &DeviceDesc) {
+        let _ = device;
+    }
+
+    /// `pin`: the buffer must stay where it is (first pin).
+    fn pin(&mut self) {}
+
+    /// `unpin`: the last pin is gone.
+    fn unpin(&mut self) {}
+
+    /// `map_dma_buf`: called after the framework mapped the pages for `device`.
+    fn map(&mut self, device: &DeviceDesc, dir: DmaDirection) {
+        let _ = (device, dir);
+    }
+
+    /// `unmap_dma_buf`: called after the framework unmapped.
+    fn unmap(&mut self, device: &DeviceDesc, dir: DmaDirection) {
+        let _ = (device, dir);
+    }
+
+    /// `begin_cpu_access`: called after the framework's maintenance for the bracket.
+    fn begin_cpu_access(&mut self, dir: DmaDirection) {
+        let _ = dir;
+    }
+
+    /// `end_cpu_access`: called after the framework's maintenance for the bracket.
+    fn end_cpu_access(&mut self, dir: DmaDirection) {
+        let _ = dir;
+    }
+
+    /// `mmap`: an `Err` refuses the user mapping.
+    fn mmap(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// `vmap`: the kernel mapped the buffer.
+    fn vmap(&mut self) {}
+
+    /// `vunmap`.
+    fn vunmap(&mut self) {}
+
+    /// `release`: the last reference went; the framework frees the backing afterwards.
+    fn release(&mut self) {}
 }
 
 /// A buffer exported by a device from its local memory (a dGPU's VRAM), which it can

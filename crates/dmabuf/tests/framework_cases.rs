@@ -463,3 +463,99 @@ fn udmabuf_follows_the_kernels_rules_and_aliases_the_memfd() {
         assert!(all(&m.device_read(4096..2 * 4096).unwrap(), 0x67), "{policy:?}");
     }
 }
+
+/// A custom exporter (a test's stand-in for a driver's GEM objects) sees every
+/// `dma_buf_ops` hook at the right moment and may refuse an attach or an mmap.
+#[test]
+fn custom_exporter_gets_every_hook() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use dmabuf::attach::Backing;
+    use dmabuf::heap::Exporter;
+    use dmabuf_sim::DeviceDesc;
+
+    struct Gem {
+        backing: Backing,
+        log: Rc<RefCell<Vec<String>>>,
+    }
+    impl Exporter for Gem {
+        fn name(&self) -> &str {
+            "gem"
+        }
+        fn backing(&self) -> &Backing {
+            &self.backing
+        }
+        fn attach(&mut self, d: &DeviceDesc) -> Result<(), String> {
+            self.log.borrow_mut().push(format!("attach {}", d.name));
+            if d.name == "usb" { Err("no USB on this object".into()) } else { Ok(()) }
+        }
+        fn detach(&mut self, d: &DeviceDesc) {
+            self.log.borrow_mut().push(format!("detach {}", d.name));
+        }
+        fn map(&mut self, d: &DeviceDesc, dir: DmaDirection) {
+            self.log.borrow_mut().push(format!("map {} {dir:?}", d.name));
+        }
+        fn unmap(&mut self, d: &DeviceDesc, _: DmaDirection) {
+            self.log.borrow_mut().push(format!("unmap {}", d.name));
+        }
+        fn begin_cpu_access(&mut self, dir: DmaDirection) {
+            self.log.borrow_mut().push(format!("begin_cpu_access {dir:?}"));
+        }
+        fn end_cpu_access(&mut self, _: DmaDirection) {
+            self.log.borrow_mut().push("end_cpu_access".into());
+        }
+        fn mmap(&mut self) -> Result<(), String> {
+            Err("not mappable".into())
+        }
+        fn vmap(&mut self) {
+            self.log.borrow_mut().push("vmap".into());
+        }
+        fn vunmap(&mut self) {
+            self.log.borrow_mut().push("vunmap".into());
+        }
+        fn release(&mut self) {
+            self.log.borrow_mut().push("release".into());
+        }
+    }
+
+    let sys = system("arm64-noncoherent", AttachPolicy::Strict, MaintenancePolicy::Minimal);
+    // The object's memory: pages held by a CMA buffer for the whole test.
+    let memory = sys.heap("cma").unwrap().allocate(2 * 4096).unwrap();
+    let pages = memory.backing();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let buf = sys.export(Box::new(Gem { backing: pages, log: log.clone() }));
+    let Err(Error::Attach(e)) = buf.attach(sys.device("usb").unwrap()) else { panic!("the exporter refuses") };
+    assert_eq!(e.rule(), "exporter");
+    assert!(matches!(buf.mmap(), Err(Error::MmapRefused { .. })));
+    {
+        let att = buf.attach(sys.device("gpu").unwrap()).unwrap();
+        let m = att.map(DmaDirection::ToDevice).unwrap();
+        drop(m);
+    }
+    {
+        let v = buf.vmap().unwrap();
+        v.write(0, &[1; 16]).unwrap(); // outside a bracket: reported
+        let cpu = buf.begin_cpu_access(DmaDirection::ToDevice).unwrap();
+        v.write(16, &[2; 16]).unwrap(); // inside: declared written
+        cpu.end().unwrap();
+    }
+    drop(buf);
+    let outside = sys.reports().iter().filter(|r| matches!(r, Report::AccessOutsideBracket { .. })).count();
+    assert_eq!(outside, 1);
+    assert_eq!(
+        *log.borrow(),
+        [
+            "attach usb",
+            "attach gpu",
+            "map gpu ToDevice",
+            "unmap gpu",
+            "detach gpu",
+            "vmap",
+            "begin_cpu_access ToDevice",
+            "end_cpu_access",
+            "vunmap",
+            "release"
+        ]
+    );
+}
