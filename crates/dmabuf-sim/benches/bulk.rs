@@ -50,7 +50,7 @@ fn main() {
     let platform = Platform::preset("arm64-noncoherent").unwrap();
     let traffic = 6 * len as u64;
 
-    let memcpy = best_of(3, || {
+    let memcpy = best_of(5, || {
         let t = Instant::now();
         for _ in 0..6 {
             dst.copy_from_slice(black_box(&src));
@@ -74,7 +74,7 @@ fn main() {
     for (cname, make) in choosers {
         for observed in [false, true] {
             let mut events = 0;
-            let t = best_of(3, || {
+            let t = best_of(5, || {
                 let mut b = Sim::builder(platform.clone()).chooser_boxed(make());
                 if observed {
                     b = b.observer(Counting(0));

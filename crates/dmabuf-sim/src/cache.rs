@@ -80,17 +80,28 @@ impl SetAssoc {
     /// Records `line` as present; returns the line it replaced, if the set was full.
     fn insert(&mut self, line: u64) -> Option<u64> {
         self.clock += 1;
-        if let Some(w) = self.find(line) {
-            self.stamps[w] = self.clock;
-            return None;
-        }
+        let tag = line + 1;
+        // One pass over the set: the line itself, else an empty way, else the LRU way.
         let set = self.set_of(line);
-        let w = set
-            .clone()
-            .find(|&w| self.tags[w] == 0)
-            .unwrap_or_else(|| set.min_by_key(|&w| self.stamps[w]).expect("a set has at least one way"));
+        let (mut empty, mut lru, mut oldest) = (None, set.start, u64::MAX);
+        for w in set {
+            let t = self.tags[w];
+            if t == tag {
+                self.stamps[w] = self.clock;
+                return None;
+            }
+            if t == 0 {
+                if empty.is_none() {
+                    empty = Some(w);
+                }
+            } else if self.stamps[w] < oldest {
+                oldest = self.stamps[w];
+                lru = w;
+            }
+        }
+        let w = empty.unwrap_or(lru);
         let victim = self.tags[w].checked_sub(1);
-        self.tags[w] = line + 1;
+        self.tags[w] = tag;
         self.stamps[w] = self.clock;
         victim
     }
@@ -107,11 +118,17 @@ pub(crate) struct LineCache {
     pub(crate) pages: FxHashMap<u64, CachePage>,
     capacity: Option<SetAssoc>,
     track: bool,
+    /// Page blocks that held no line any more, kept for reuse: the bytes of invalid
+    /// lines are never read, so a recycled block needs no clearing.
+    spare: Vec<Box<[u8; PAGE]>>,
 }
+
+/// Spare page blocks kept per cache (16 MiB of blocks at most).
+const MAX_SPARE: usize = 4096;
 
 impl LineCache {
     pub(crate) fn new(geometry: Option<CacheGeometry>, track: bool) -> Self {
-        LineCache { pages: FxHashMap::default(), capacity: geometry.map(SetAssoc::new), track }
+        LineCache { pages: FxHashMap::default(), capacity: geometry.map(SetAssoc::new), track, spare: Vec::new() }
     }
 
     /// Whether capacity is modelled.
@@ -135,10 +152,11 @@ impl LineCache {
 
     pub(crate) fn page_or_insert(&mut self, pfn: u64) -> &mut CachePage {
         let track = self.track;
+        let spare = &mut self.spare;
         self.pages.entry(pfn).or_insert_with(|| CachePage {
             valid: 0,
             dirty: 0,
-            data: zero_page(),
+            data: spare.pop().unwrap_or_else(zero_page),
             prov: if track { ProvPage::uniform(WriteId::INITIAL) } else { ProvPage::default() },
         })
     }
@@ -150,8 +168,11 @@ impl LineCache {
 
     /// Forgets the page block once it holds no line, so walks stay proportional to use.
     pub(crate) fn release_if_empty(&mut self, pfn: u64) {
-        if self.pages.get(&pfn).is_some_and(|p| p.valid == 0) {
-            self.pages.remove(&pfn);
+        if self.pages.get(&pfn).is_some_and(|p| p.valid == 0)
+            && let Some(p) = self.pages.remove(&pfn)
+            && self.spare.len() < MAX_SPARE
+        {
+            self.spare.push(p.data);
         }
     }
 

@@ -665,14 +665,21 @@ impl Sim {
         let lpp = self.lines_per_page as u64;
         let (pfn, l) = (idx / lpp, (idx % lpp) as u32);
         let bit = 1u128 << l;
-        self.write_back(s, pfn, bit, Cause::Capacity);
+        self.stats.hw.capacity_evictions += 1;
+        let (_, dirty) = self.cache_mut(s).state(pfn);
+        // The common case, a clean victim with nobody watching, in one lookup; the rest
+        // goes through the write-back path that reports and snoops.
+        if dirty & bit != 0 || self.observed() || matches!(s, Sel::Dev(_)) {
+            self.write_back(s, pfn, bit, Cause::Capacity);
+        }
         let cache = self.cache_mut(s);
         if let Some(cp) = cache.page_mut(pfn) {
             cp.valid &= !bit;
             cp.dirty &= !bit;
+            if cp.valid == 0 {
+                cache.release_if_empty(pfn);
+            }
         }
-        cache.release_if_empty(pfn);
-        self.stats.hw.capacity_evictions += 1;
     }
 
     // ----- CPU mappings -----------------------------------------------------------------
