@@ -1,0 +1,11 @@
+//! The checker: scenarios, the sanitizer and their reports.
+//!
+//! A *scenario* ([`scenario`]) is a small program in a litmus-test-like language: one step
+//! a line, agents named by the platform, buffers named by the scenario. The *runner*
+//! executes it on the simulated framework (`dmabuf` over `dmabuf-sim`) with the
+//! *sanitizer* watching: it builds happens-before from program order, job submission and
+//! fences, and compares the bytes every access really returned with the latest write
+//! that happens before it (spec §7). Its findings name the scenario lines involved and the
+//! missing step.
+
+pub mod scenario;

@@ -1,0 +1,10 @@
+//! The scenario language: its syntax tree and its parser.
+//!
+//! The grammar, with an example of every construct, is in `docs/scenario-language.md`
+//! at the root of the repository.
+
+pub mod ast;
+mod parse;
+
+pub use ast::*;
+pub use parse::{ParseError, parse, parse_file};
