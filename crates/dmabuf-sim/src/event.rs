@@ -157,6 +157,9 @@ pub enum Event<'a> {
         cause: Cause,
         /// The writes whose bytes reached memory.
         prov: &'a [ProvRun],
+        /// The writes whose bytes memory held before, now overwritten: where one of them
+        /// is newer than what replaced it, that write is lost.
+        replaced: &'a [ProvRun],
     },
     /// Lines were filled from memory. `prov` is relative to `range`.
     Fill {

@@ -502,7 +502,7 @@ impl Sim {
         let line = self.line as usize;
         let observed = self.observed();
         let mut count = 0u64;
-        let mut events: Vec<(PhysRange, Vec<ProvRun>)> = Vec::new();
+        let mut events: Vec<(PhysRange, Vec<ProvRun>, Vec<ProvRun>)> = Vec::new();
         let cache = match s {
             Sel::Cpu => &mut self.cpu,
             Sel::Dev(i) => self.dev_caches[i].as_mut().expect("selected device has a cache"),
@@ -515,18 +515,22 @@ impl Sim {
         let mp = self.mem.page_mut(pfn);
         for (l0, n) in runs(mask) {
             let (o, len) = (l0 as usize * line, n as usize * line);
+            let mut replaced = Vec::new();
+            if observed {
+                mp.prov.runs(o, len, 0, &mut replaced);
+            }
             mp.data[o..o + len].copy_from_slice(&cp.data[o..o + len]);
             mp.prov.copy_from(&cp.prov, o, o, len);
             count += n as u64;
             if observed {
                 let mut p = Vec::new();
                 cp.prov.runs(o, len, 0, &mut p);
-                events.push((PhysRange { start: PhysAddr(pfn * PAGE_SIZE + o as u64), len: len as u64 }, p));
+                events.push((PhysRange { start: PhysAddr(pfn * PAGE_SIZE + o as u64), len: len as u64 }, p, replaced));
             }
         }
         cp.dirty &= !mask;
-        for (range, prov) in events {
-            self.emit(Event::WriteBack { cache: s.id(), range, cause, prov: &prov });
+        for (range, prov, replaced) in events {
+            self.emit(Event::WriteBack { cache: s.id(), range, cause, prov: &prov, replaced: &replaced });
         }
         // A coherent device's cache writes back through the coherent interconnect, which
         // takes the lines away from the CPU like any other coherent write.

@@ -110,6 +110,37 @@ pub enum Report {
         /// How many.
         count: usize,
     },
+    /// An unmap of an attachment that is not mapped.
+    UnmapNotMapped {
+        /// The buffer.
+        buffer: String,
+        /// The device.
+        device: String,
+    },
+    /// A device accessed a buffer through an attachment it has not mapped.
+    DeviceAccessUnmapped {
+        /// The buffer.
+        buffer: String,
+        /// The device.
+        device: String,
+    },
+    /// A device accessed a mapping against its direction (a write through a TO_DEVICE
+    /// mapping, a read through a FROM_DEVICE one).
+    DeviceDirection {
+        /// The buffer.
+        buffer: String,
+        /// The device.
+        device: String,
+        /// The mapping's direction.
+        mapped: DmaDirection,
+        /// What it did: "read" or "write".
+        access: &'static str,
+    },
+    /// A vunmap of a buffer that is not vmapped.
+    VunmapNotMapped {
+        /// The buffer.
+        buffer: String,
+    },
 }
 
 /// Why a framework call failed.
@@ -217,6 +248,22 @@ pub enum Error {
         /// The device.
         device: String,
     },
+    /// A map of an attachment that is already mapped.
+    #[error("`{device}` has already mapped `{buffer}`: unmap it first")]
+    AlreadyMapped {
+        /// The buffer.
+        buffer: String,
+        /// The device.
+        device: String,
+    },
+    /// An unmap, or a device access, of an attachment that is not mapped.
+    #[error("`{device}` has not mapped `{buffer}`")]
+    NotMapped {
+        /// The buffer.
+        buffer: String,
+        /// The device.
+        device: String,
+    },
     /// A device access through a mapping the device did not map for that direction.
     #[error("`{device}` mapped `{buffer}` {mapped:?} and cannot {access} it")]
     WrongDirection {
@@ -290,6 +337,8 @@ struct BufState {
     /// Kernel CPU brackets in progress, and what vmap writes declared inside them.
     kernel_brackets: u32,
     kernel_written: RangeSet,
+    /// Directions of brackets opened with the unguarded `begin_cpu_access_raw`.
+    raw_brackets: Vec<DmaDirection>,
     /// Live kernel mappings (vmap).
     vmaps: u32,
     /// Whether the framework frees the backing at release (heap and device memory), or
@@ -312,6 +361,7 @@ impl BufState {
             mmaps: 0,
             kernel_brackets: 0,
             kernel_written: RangeSet::new(),
+            raw_brackets: Vec::new(),
             vmaps: 0,
             owns_pages: false,
             released: false,
@@ -784,13 +834,132 @@ impl DmaBuf {
         Ok(CpuAccess { buf: self, dir, range, written: RangeSet::new(), ended: false })
     }
 
-    /// `dma_buf_vmap`: a kernel mapping of the whole buffer.
-    pub fn vmap(&self) -> Result<Vmap<'_>, Error> {
+    /// `dma_buf_begin_cpu_access` without a guard, as kernel code calls it: the bracket
+    /// stays open until [`DmaBuf::end_cpu_access_raw`]. Accesses in between go through a
+    /// [`Vmap`]. This path exists to express what real code gets wrong; the guard of
+    /// [`DmaBuf::begin_cpu_access`] is the safe one.
+    pub fn begin_cpu_access_raw(&self, dir: DmaDirection, range: Range<u64>) -> Result<(), Error> {
+        self.check_range(&range)?;
+        self.begin_cpu_bracket(dir, range)?;
+        self.with(|i, id| {
+            let b = &mut i.bufs[id];
+            b.kernel_brackets += 1;
+            b.raw_brackets.push(dir);
+        });
+        Ok(())
+    }
+
+    /// `dma_buf_end_cpu_access` without a guard. An end with no bracket open, or with
+    /// another direction than its begin, is reported; the exporter's end runs anyway, as
+    /// in the kernel.
+    pub fn end_cpu_access_raw(&self, dir: DmaDirection) -> Result<(), Error> {
+        let name = self.name();
+        let written = self.with(|i, id| {
+            let b = &mut i.bufs[id];
+            match b.raw_brackets.pop() {
+                None => {
+                    i.reports.push(Report::DoubleEnd { buffer: name });
+                    RangeSet::new()
+                }
+                Some(started) => {
+                    if started != dir {
+                        i.reports.push(Report::DirectionMismatch { buffer: name, started, ended: dir });
+                    }
+                    b.kernel_brackets = b.kernel_brackets.saturating_sub(1);
+                    if b.kernel_brackets == 0 {
+                        std::mem::take(&mut b.kernel_written)
+                    } else {
+                        b.kernel_written.clone()
+                    }
+                }
+            }
+        });
+        self.end_cpu_bracket(dir, &written)
+    }
+
+    /// `dma_buf_vmap` without a guard: the mapping stays until [`DmaBuf::vunmap_raw`].
+    pub fn vmap_raw(&self) -> Result<(), Error> {
         let mut inner = self.sys.0.borrow_mut();
         self.kmap(&mut inner)?;
         let b = &mut inner.bufs[self.id];
         b.vmaps += 1;
         b.exporter.vmap();
+        Ok(())
+    }
+
+    /// `dma_buf_vunmap` without a guard; a vunmap of what is not vmapped is reported.
+    pub fn vunmap_raw(&self) -> Result<(), Error> {
+        let name = self.name();
+        let ok = self.with(|i, id| {
+            let b = &mut i.bufs[id];
+            if b.vmaps == 0 {
+                i.reports.push(Report::VunmapNotMapped { buffer: name });
+                return false;
+            }
+            b.vmaps -= 1;
+            b.exporter.vunmap();
+            true
+        });
+        if ok { Ok(()) } else { Err(Error::NotMapped { buffer: self.name(), device: "the kernel (vmap)".into() }) }
+    }
+
+    /// Whether the kernel holds a vmap of the buffer.
+    pub fn is_vmapped(&self) -> bool {
+        self.with(|i, id| i.bufs[id].vmaps > 0)
+    }
+
+    /// A CPU read through the kernel mapping, as code holding a vmap does it: inside a
+    /// bracket or reported.
+    pub fn kernel_read(&self, at: u64, out: &mut [u8]) -> Result<(), Error> {
+        let r = at..at.saturating_add(out.len() as u64);
+        self.check_range(&r)?;
+        self.note_kernel_access(r, false);
+        let mut inner = self.sys.0.borrow_mut();
+        let m = self.kmap(&mut inner)?;
+        Ok(inner.sim.cpu_read(m, at, out)?)
+    }
+
+    /// A CPU write through the kernel mapping: inside a bracket or reported.
+    pub fn kernel_write(&self, at: u64, data: &[u8]) -> Result<WriteId, Error> {
+        let r = at..at.saturating_add(data.len() as u64);
+        self.check_range(&r)?;
+        self.note_kernel_access(r, true);
+        let mut inner = self.sys.0.borrow_mut();
+        let m = self.kmap(&mut inner)?;
+        Ok(inner.sim.cpu_write(m, at, data)?)
+    }
+
+    /// A CPU fill of `r` with `byte` through the kernel mapping: inside a bracket or
+    /// reported.
+    pub fn kernel_fill(&self, r: Range<u64>, byte: u8) -> Result<WriteId, Error> {
+        self.check_range(&r)?;
+        self.note_kernel_access(r.clone(), true);
+        let mut inner = self.sys.0.borrow_mut();
+        let m = self.kmap(&mut inner)?;
+        Ok(inner.sim.cpu_fill(m, r.start, r.end - r.start, byte)?)
+    }
+
+    fn note_kernel_access(&self, r: Range<u64>, write: bool) {
+        let name = self.name();
+        self.with(|i, id| {
+            let b = &mut i.bufs[id];
+            if b.kernel_brackets > 0 {
+                if write {
+                    b.kernel_written.insert(r);
+                }
+            } else if let Some((_, w)) = &mut b.user_bracket {
+                if write {
+                    w.insert(r);
+                }
+            } else {
+                i.reports.push(Report::AccessOutsideBracket { buffer: name, range: r, write });
+            }
+        });
+    }
+
+    /// `dma_buf_vmap`: a kernel mapping of the whole buffer.
+    pub fn vmap(&self) -> Result<Vmap<'_>, Error> {
+        self.vmap_raw()?;
         Ok(Vmap { buf: self })
     }
 
@@ -1151,6 +1320,26 @@ impl Attachment {
     /// unmaps on drop. Map is the barrier after which the device sees every CPU write
     /// that was handed over (ended brackets).
     pub fn map(&self, dir: DmaDirection) -> Result<Mapping<'_>, Error> {
+        self.map_raw(dir)?;
+        Ok(Mapping { att: self, dir })
+    }
+
+    /// The direction the attachment is mapped for, if it is mapped.
+    pub fn mapped_direction(&self) -> Option<DmaDirection> {
+        self.state(|a| a.mapping.as_ref().map(|m| m.dir))
+    }
+
+    fn device_name(&self) -> String {
+        self.buf.system().platform().devices[self.device().index()].name.clone()
+    }
+
+    /// `dma_buf_map_attachment` without a guard: the mapping stays until
+    /// [`Attachment::unmap_raw`]. For programs that keep mappings across calls, and for
+    /// expressing what real code gets wrong; [`Attachment::map`] is the safe path.
+    pub fn map_raw(&self, dir: DmaDirection) -> Result<(), Error> {
+        if self.mapped_direction().is_some() {
+            return Err(Error::AlreadyMapped { buffer: self.buf.name(), device: self.device_name() });
+        }
         let mut inner = self.buf.sys.0.borrow_mut();
         let inner = &mut *inner;
         let id = self.buf.id;
@@ -1185,7 +1374,170 @@ impl Attachment {
         }
         let desc = &inner.sim.platform().devices[devid.index()];
         inner.bufs[id].exporter.map(desc, dir);
-        Ok(Mapping { att: self, dir })
+        Ok(())
+    }
+
+    /// `dma_buf_unmap_attachment` without a guard. An unmap of what is not mapped is
+    /// reported and refused.
+    pub fn unmap_raw(&self) -> Result<(), Error> {
+        if self.mapped_direction().is_none() {
+            let (buffer, device) = (self.buf.name(), self.device_name());
+            self.buf
+                .with(|i, _| i.reports.push(Report::UnmapNotMapped { buffer: buffer.clone(), device: device.clone() }));
+            return Err(Error::NotMapped { buffer, device });
+        }
+        self.unmap()
+    }
+
+    /// The mapping a device access goes through: a missing one, or one of the wrong
+    /// direction, is reported and refused.
+    fn mapping_for(&self, access: &'static str) -> Result<DmaDirection, Error> {
+        let (buffer, device) = (self.buf.name(), self.device_name());
+        let Some(mapped) = self.mapped_direction() else {
+            self.buf.with(|i, _| {
+                i.reports.push(Report::DeviceAccessUnmapped { buffer: buffer.clone(), device: device.clone() })
+            });
+            return Err(Error::NotMapped { buffer, device });
+        };
+        let ok = match access {
+            "read" => mapped.device_reads(),
+            "write" => mapped.device_writes(),
+            _ => true,
+        };
+        if !ok {
+            self.buf.with(|i, _| {
+                i.reports.push(Report::DeviceDirection {
+                    buffer: buffer.clone(),
+                    device: device.clone(),
+                    mapped,
+                    access,
+                })
+            });
+            return Err(Error::WrongDirection { buffer, device, mapped, access });
+        }
+        Ok(mapped)
+    }
+
+    /// How the device addresses buffer range `r`: through the sg table, or, for a device
+    /// that needs contiguous memory and has no IOMMU, linearly from the first address
+    /// (what such hardware does with whatever it is given).
+    fn pieces(&self, inner: &Inner, r: &Range<u64>) -> Vec<(dmabuf_sim::BusAddr, u64)> {
+        let Some(a) = inner.bufs[self.buf.id].attachments[self.idx].as_ref() else { return Vec::new() };
+        let Some(m) = a.mapping.as_ref() else { return Vec::new() };
+        let d = &inner.sim.platform().devices[a.dev];
+        if d.needs_contiguous && !d.iommu {
+            return m.bus_address(0).map(|b| vec![(b.add(r.start), r.end - r.start)]).unwrap_or_default();
+        }
+        m.bus_ranges(r.start, r.end - r.start)
+    }
+
+    /// A device job that reads buffer range `r` through the attachment's current
+    /// mapping; returns the bytes the device saw. No mapping, or a FROM_DEVICE one, is
+    /// reported and refused.
+    pub fn device_read_raw(&self, r: Range<u64>) -> Result<Vec<u8>, Error> {
+        self.buf.check_range(&r)?;
+        self.mapping_for("read")?;
+        let dev = self.device();
+        let mut inner = self.buf.sys.0.borrow_mut();
+        let mut out = vec![0u8; (r.end - r.start) as usize];
+        let mut off = 0usize;
+        for (bus, len) in self.pieces(&inner, &r) {
+            inner.sim.device_read(dev, bus, &mut out[off..off + len as usize])?;
+            off += len as usize;
+        }
+        Ok(out)
+    }
+
+    /// A device job that writes `data` at buffer offset `at` through the current
+    /// mapping. No mapping, or a TO_DEVICE one, is reported and refused.
+    pub fn device_write_raw(&self, at: u64, data: &[u8]) -> Result<Vec<WriteId>, Error> {
+        let r = at..at.saturating_add(data.len() as u64);
+        self.buf.check_range(&r)?;
+        self.mapping_for("write")?;
+        let dev = self.device();
+        let mut inner = self.buf.sys.0.borrow_mut();
+        let mut ids = Vec::new();
+        let mut off = 0usize;
+        for (bus, len) in self.pieces(&inner, &r) {
+            ids.push(inner.sim.device_write(dev, bus, &data[off..off + len as usize])?);
+            off += len as usize;
+        }
+        if let Some(a) = inner.bufs[self.buf.id].attachments[self.idx].as_mut() {
+            a.written.insert(r);
+        }
+        Ok(ids)
+    }
+
+    /// Device-side `begin_access` on the current mapping, without a guard.
+    pub fn begin_access_raw(&self, range: Range<u64>) -> Result<(), Error> {
+        self.buf.check_range(&range)?;
+        self.mapping_for("access")?;
+        let mut inner = self.buf.sys.0.borrow_mut();
+        let inner = &mut *inner;
+        match inner.cfg.maintenance {
+            MaintenancePolicy::Linux => {
+                let (_, devid) = self.dev(inner);
+                let Some(m) = self.current_mapping(inner) else { return Ok(()) };
+                inner.sim.dma_sync_for_device(&m, range.start, range.end - range.start)?;
+                if inner.sim.device_has_cache(devid) {
+                    for p in bus_phys(&m, range.clone()) {
+                        inner.sim.device_cache_invalidate(devid, p)?;
+                    }
+                }
+            }
+            MaintenancePolicy::Minimal => self.device_begin(inner, range, false)?,
+        }
+        Ok(())
+    }
+
+    /// Device-side `end_access` on the current mapping, without a guard: what the
+    /// device wrote in `range` is handed to the CPU and the other devices.
+    pub fn end_access_raw(&self, range: Range<u64>) -> Result<(), Error> {
+        self.buf.check_range(&range)?;
+        self.mapping_for("access")?;
+        let mut inner = self.buf.sys.0.borrow_mut();
+        let inner = &mut *inner;
+        match inner.cfg.maintenance {
+            MaintenancePolicy::Linux => {
+                let (_, devid) = self.dev(inner);
+                let Some(m) = self.current_mapping(inner) else { return Ok(()) };
+                if inner.sim.device_has_cache(devid) {
+                    for p in bus_phys(&m, range.clone()) {
+                        inner.sim.device_cache_flush(devid, p)?;
+                    }
+                }
+                inner.sim.dma_sync_for_cpu(&m, range.start, range.end - range.start)?;
+                let id = self.buf.id;
+                let written = inner.bufs[id].attachments[self.idx]
+                    .as_mut()
+                    .map(|a| {
+                        let w = a.written.within(range.clone());
+                        a.written.remove(range.clone());
+                        w
+                    })
+                    .unwrap_or_default();
+                for (i, other) in inner.bufs[id].attachments.iter_mut().enumerate() {
+                    if let Some(o) = other
+                        && i != self.idx
+                    {
+                        o.stale.union(&written);
+                    }
+                }
+            }
+            MaintenancePolicy::Minimal => self.device_end(inner, range)?,
+        }
+        Ok(())
+    }
+
+    /// `sync_device_to_device` between two attachments' current mappings, without
+    /// guards: this device (which wrote `range`) hands it to `to`'s device.
+    pub fn sync_to_raw(&self, to: &Attachment, range: Range<u64>) -> Result<(), Error> {
+        self.end_access_raw(range.clone())?;
+        to.begin_access_raw(range)
+    }
+
+    fn current_mapping(&self, inner: &Inner) -> Option<DmaMapping> {
+        inner.bufs[self.buf.id].attachments[self.idx].as_ref().and_then(|a| a.mapping.clone())
     }
 
     fn dev(&self, inner: &Inner) -> (usize, DeviceId) {
@@ -1380,64 +1732,18 @@ impl Mapping<'_> {
 
     /// The bus addresses the device uses, as `(address, length)` pieces.
     pub fn sg_table(&self) -> Vec<(dmabuf_sim::BusAddr, u64)> {
-        self.with_mapping(|m| m.bus_ranges(0, m.len()))
-    }
-
-    fn with_mapping<R>(&self, f: impl FnOnce(&DmaMapping) -> R) -> R {
         let inner = self.att.buf.sys.0.borrow();
-        let a = inner.bufs[self.att.buf.id].attachments[self.att.idx].as_ref().expect("mapped attachment exists");
-        f(a.mapping.as_ref().expect("a live Mapping is mapped"))
-    }
-
-    /// How the device addresses buffer range `r`: through the sg table, or, for a device
-    /// that needs contiguous memory and has no IOMMU, linearly from the first address
-    /// (what such hardware does with whatever it is given).
-    fn pieces(&self, inner: &Inner, r: &Range<u64>) -> Vec<(dmabuf_sim::BusAddr, u64)> {
-        let a = inner.bufs[self.att.buf.id].attachments[self.att.idx].as_ref().expect("mapped attachment exists");
-        let m = a.mapping.as_ref().expect("a live Mapping is mapped");
-        let d = &inner.sim.platform().devices[a.dev];
-        if d.needs_contiguous && !d.iommu {
-            return m.bus_address(0).map(|b| vec![(b.add(r.start), r.end - r.start)]).unwrap_or_default();
-        }
-        m.bus_ranges(r.start, r.end - r.start)
+        self.att.current_mapping(&inner).map(|m| m.bus_ranges(0, m.len())).unwrap_or_default()
     }
 
     /// A device job that reads buffer range `r`; returns the bytes the device saw.
     pub fn device_read(&self, r: Range<u64>) -> Result<Vec<u8>, Error> {
-        self.att.buf.check_range(&r)?;
-        if !self.dir.device_reads() {
-            return Err(self.wrong("read"));
-        }
-        let dev = self.att.device();
-        let mut inner = self.att.buf.sys.0.borrow_mut();
-        let mut out = vec![0u8; (r.end - r.start) as usize];
-        let mut off = 0usize;
-        for (bus, len) in self.pieces(&inner, &r) {
-            inner.sim.device_read(dev, bus, &mut out[off..off + len as usize])?;
-            off += len as usize;
-        }
-        Ok(out)
+        self.att.device_read_raw(r)
     }
 
     /// A device job that writes `data` at buffer offset `at`.
     pub fn device_write(&self, at: u64, data: &[u8]) -> Result<Vec<WriteId>, Error> {
-        let r = at..at.saturating_add(data.len() as u64);
-        self.att.buf.check_range(&r)?;
-        if !self.dir.device_writes() {
-            return Err(self.wrong("write"));
-        }
-        let dev = self.att.device();
-        let mut inner = self.att.buf.sys.0.borrow_mut();
-        let mut ids = Vec::new();
-        let mut off = 0usize;
-        for (bus, len) in self.pieces(&inner, &r) {
-            ids.push(inner.sim.device_write(dev, bus, &data[off..off + len as usize])?);
-            off += len as usize;
-        }
-        if let Some(a) = inner.bufs[self.att.buf.id].attachments[self.att.idx].as_mut() {
-            a.written.insert(r);
-        }
-        Ok(ids)
+        self.att.device_write_raw(at, data)
     }
 
     /// A device job that fills buffer range `r` with `byte`.
@@ -1451,66 +1757,14 @@ impl Mapping<'_> {
     /// with fences). Makes what others wrote there visible to it. End it with
     /// [`Mapping::end_access`] (the [`DeviceAccess`] guard does it on drop).
     pub fn begin_access(&self, range: Range<u64>) -> Result<DeviceAccess<'_, '_>, Error> {
-        self.start_access(range.clone())?;
+        self.att.begin_access_raw(range.clone())?;
         Ok(DeviceAccess { map: self, range, ended: false })
-    }
-
-    fn start_access(&self, range: Range<u64>) -> Result<(), Error> {
-        self.att.buf.check_range(&range)?;
-        let mut inner = self.att.buf.sys.0.borrow_mut();
-        let inner = &mut *inner;
-        match inner.cfg.maintenance {
-            MaintenancePolicy::Linux => {
-                let (_, devid) = self.att.dev(inner);
-                let m = self.with_mapping_in(inner);
-                inner.sim.dma_sync_for_device(&m, range.start, range.end - range.start)?;
-                if inner.sim.device_has_cache(devid) {
-                    for p in bus_phys(&m, range.clone()) {
-                        inner.sim.device_cache_invalidate(devid, p)?;
-                    }
-                }
-            }
-            MaintenancePolicy::Minimal => self.att.device_begin(inner, range, false)?,
-        }
-        Ok(())
     }
 
     /// Device-side `end_access`: the device finished with `range`; what it wrote there is
     /// handed to the CPU and the other devices.
     pub fn end_access(&self, range: Range<u64>) -> Result<(), Error> {
-        self.att.buf.check_range(&range)?;
-        let mut inner = self.att.buf.sys.0.borrow_mut();
-        let inner = &mut *inner;
-        match inner.cfg.maintenance {
-            MaintenancePolicy::Linux => {
-                let (_, devid) = self.att.dev(inner);
-                let m = self.with_mapping_in(inner);
-                if inner.sim.device_has_cache(devid) {
-                    for p in bus_phys(&m, range.clone()) {
-                        inner.sim.device_cache_flush(devid, p)?;
-                    }
-                }
-                inner.sim.dma_sync_for_cpu(&m, range.start, range.end - range.start)?;
-                let id = self.att.buf.id;
-                let written = inner.bufs[id].attachments[self.att.idx]
-                    .as_mut()
-                    .map(|a| {
-                        let w = a.written.within(range.clone());
-                        a.written.remove(range.clone());
-                        w
-                    })
-                    .unwrap_or_default();
-                for (i, other) in inner.bufs[id].attachments.iter_mut().enumerate() {
-                    if let Some(o) = other
-                        && i != self.att.idx
-                    {
-                        o.stale.union(&written);
-                    }
-                }
-            }
-            MaintenancePolicy::Minimal => self.att.device_end(inner, range)?,
-        }
-        Ok(())
+        self.att.end_access_raw(range)
     }
 
     /// `sync_device_to_device`: hands `range` from this mapping's device (which wrote it)
@@ -1518,22 +1772,7 @@ impl Mapping<'_> {
     /// back, the reader's cache and any CPU line it would snoop are dropped, bounce slots
     /// are copied; nothing at all between two coherent devices without caches.
     pub fn sync_to(&self, to: &Mapping<'_>, range: Range<u64>) -> Result<(), Error> {
-        self.end_access(range.clone())?;
-        to.start_access(range)
-    }
-
-    fn with_mapping_in(&self, inner: &Inner) -> DmaMapping {
-        let a = inner.bufs[self.att.buf.id].attachments[self.att.idx].as_ref().expect("mapped attachment exists");
-        a.mapping.clone().expect("a live Mapping is mapped")
-    }
-
-    fn wrong(&self, access: &'static str) -> Error {
-        Error::WrongDirection {
-            buffer: self.att.buf.name(),
-            device: self.att.buf.system().platform().devices[self.att.device().index()].name.clone(),
-            mapped: self.dir,
-            access,
-        }
+        self.att.sync_to_raw(to.att, range)
     }
 }
 
@@ -1648,42 +1887,14 @@ pub struct Vmap<'a> {
 }
 
 impl Vmap<'_> {
-    fn note(&self, r: Range<u64>, write: bool) {
-        let name = self.buf.name();
-        self.buf.with(|i, id| {
-            let b = &mut i.bufs[id];
-            if b.kernel_brackets > 0 {
-                if write {
-                    b.kernel_written.insert(r);
-                }
-            } else if let Some((_, w)) = &mut b.user_bracket {
-                if write {
-                    w.insert(r);
-                }
-            } else {
-                i.reports.push(Report::AccessOutsideBracket { buffer: name, range: r, write });
-            }
-        });
-    }
-
     /// Reads at `at`.
     pub fn read(&self, at: u64, out: &mut [u8]) -> Result<(), Error> {
-        let r = at..at.saturating_add(out.len() as u64);
-        self.buf.check_range(&r)?;
-        self.note(r, false);
-        let mut inner = self.buf.sys.0.borrow_mut();
-        let m = self.buf.kmap(&mut inner)?;
-        Ok(inner.sim.cpu_read(m, at, out)?)
+        self.buf.kernel_read(at, out)
     }
 
     /// Writes `data` at `at`.
     pub fn write(&self, at: u64, data: &[u8]) -> Result<WriteId, Error> {
-        let r = at..at.saturating_add(data.len() as u64);
-        self.buf.check_range(&r)?;
-        self.note(r, true);
-        let mut inner = self.buf.sys.0.borrow_mut();
-        let m = self.buf.kmap(&mut inner)?;
-        Ok(inner.sim.cpu_write(m, at, data)?)
+        self.buf.kernel_write(at, data)
     }
 }
 
