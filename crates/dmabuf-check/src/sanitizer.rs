@@ -1,0 +1,795 @@
+//! The coherency sanitizer (spec §7).
+//!
+//! It watches a simulation twice over: as the simulator's [`Observer`] it sees the bytes
+//! every access really returned (their provenance: which write produced each byte) and
+//! every write-back, discard and copy the hardware made; and from the program (a scenario
+//! runner, or Rust code driving the framework) it learns what each access *was*: who made
+//! it, to which bytes of which buffer, on which scenario line, and the happens-before
+//! edges between agents (program order, job submission, fences).
+//!
+//! Happens-before is kept with vector clocks: thread 0 is the CPU program, thread `d + 1`
+//! the in-order job queue of device `d`. For every buffer byte range the sanitizer keeps
+//! the latest write and the reads since (a shadow, as ThreadSanitizer and FastTrack do).
+//! A read that returned another write than the latest one that happens before it is a
+//! *stale read*, or a *lost write* when that latest write was destroyed (an older dirty
+//! line written back over it, dirty lines dropped); two accesses to the same bytes, one a
+//! write, with no happens-before between them are a *race*.
+//!
+//! Findings are deduplicated: the same bug on the same lines in a loop of 60 frames is
+//! one finding with a count.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+
+use dmabuf_sim::{Cause, Event, Observer, ProvRun};
+
+/// A vector clock: one counter per thread.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VClock(Vec<u32>);
+
+impl VClock {
+    /// The counter of thread `t`.
+    pub fn get(&self, t: usize) -> u32 {
+        self.0.get(t).copied().unwrap_or(0)
+    }
+
+    /// Advances thread `t`.
+    pub fn tick(&mut self, t: usize) {
+        if self.0.len() <= t {
+            self.0.resize(t + 1, 0);
+        }
+        self.0[t] += 1;
+    }
+
+    /// Takes the pointwise maximum with `other` (what a wait on a fence does).
+    pub fn join(&mut self, other: &VClock) {
+        if self.0.len() < other.0.len() {
+            self.0.resize(other.0.len(), 0);
+        }
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a = (*a).max(*b);
+        }
+    }
+}
+
+/// What kind of problem a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FindingKind {
+    /// A read returned an older value although a newer write happens before it.
+    StaleRead,
+    /// A write's value can no longer be read anywhere, though nothing replaced it.
+    LostWrite,
+    /// Two accesses to the same bytes, one a write, with no happens-before between them.
+    Race,
+    /// A protocol violation (the DMA-API-debug class and the dma-buf rules).
+    Misuse,
+    /// Attach refused a device, under the `Strict` policy.
+    AttachRefused,
+    /// A scenario's `expect` did not hold and no other finding explains why.
+    ExpectFailed,
+}
+
+impl FindingKind {
+    /// The name used in reports and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            FindingKind::StaleRead => "stale_read",
+            FindingKind::LostWrite => "lost_write",
+            FindingKind::Race => "race",
+            FindingKind::Misuse => "misuse",
+            FindingKind::AttachRefused => "attach_refused",
+            FindingKind::ExpectFailed => "expect_failed",
+        }
+    }
+}
+
+/// A scenario line taking part in a finding, and its role.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Involved {
+    /// 1-based line.
+    pub line: u32,
+    /// What it did in the finding: "wrote the expected bytes", "read", ...
+    pub role: String,
+}
+
+/// One finding.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    /// What kind of problem.
+    pub kind: FindingKind,
+    /// The buffer (the scenario's name).
+    pub buffer: String,
+    /// The bytes, `[start, end)`, of the first occurrence.
+    pub range: [u64; 2],
+    /// The agents involved (`cpu`, device names).
+    pub agents: Vec<String>,
+    /// The line the finding is reported at (the read, the second access, the misuse).
+    pub line: u32,
+    /// Every line involved, with its role.
+    pub steps: Vec<Involved>,
+    /// What happened.
+    pub message: String,
+    /// What to do about it.
+    pub hint: String,
+    /// How many times it happened.
+    pub count: u64,
+}
+
+/// How an access reached the bytes, for the hints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// The CPU through the kernel mapping (vmap), `bracketed` if inside
+    /// begin/end_cpu_access.
+    Kernel {
+        /// Inside a bracket.
+        bracketed: bool,
+    },
+    /// The CPU through a user-space mmap, `bracketed` if inside the sync ioctl.
+    User {
+        /// Inside a bracket.
+        bracketed: bool,
+    },
+    /// A device job through its mapping.
+    Device {
+        /// Whether the device snoops the CPU caches.
+        coherent: bool,
+    },
+}
+
+/// An access as the program declares it to the sanitizer.
+#[derive(Clone, Debug)]
+pub struct AccessInfo {
+    /// `cpu` or the device's name.
+    pub agent: String,
+    /// The happens-before thread: 0 for the CPU, `d + 1` for device `d`'s queue.
+    pub thread: usize,
+    /// The clock of the access (the thread's, or the job's).
+    pub clock: VClock,
+    /// The buffer's name.
+    pub buffer: String,
+    /// The bytes.
+    pub range: Range<u64>,
+    /// A write (else a read).
+    pub write: bool,
+    /// The scenario line (or any step number a Rust program uses).
+    pub line: u32,
+    /// How it reached the bytes.
+    pub path: Path,
+}
+
+impl AccessInfo {
+    fn epoch(&self) -> u32 {
+        self.clock.get(self.thread)
+    }
+
+    fn hb(&self, later: &AccessInfo) -> bool {
+        self.epoch() <= later.clock.get(self.thread)
+    }
+}
+
+/// Where a byte came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// A write the program made: index into the access table.
+    Access(u32),
+    /// Anything else: the initial (zeroed) contents, the exporter's own writes.
+    Unknown,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Seg {
+    end: u64,
+    write: Option<u32>,
+    /// The latest read of each thread since the write.
+    reads: Vec<u32>,
+}
+
+#[derive(Clone, Debug)]
+struct Destroyed {
+    line: u32,
+    how: String,
+}
+
+struct Open {
+    idx: u32,
+    prov: Vec<ProvRun>,
+    prov_len: u64,
+}
+
+/// The sanitizer. Install it (shared in an `Rc<RefCell<_>>`) as the simulator's observer,
+/// then bracket every access with [`Sanitizer::begin_access`] / [`Sanitizer::end_access`].
+#[derive(Default)]
+pub struct Sanitizer {
+    accesses: Vec<AccessInfo>,
+    writes: HashMap<u64, u32>,
+    /// Writes made by copies (a migration): each new write stands for the bytes it
+    /// copied.
+    aliases: HashMap<u64, Vec<ProvRun>>,
+    shadow: HashMap<String, BTreeMap<u64, Seg>>,
+    destroyed: HashMap<u32, Destroyed>,
+    open: Option<Open>,
+    copy: Option<(Vec<ProvRun>, u64, u64)>,
+    line: u32,
+    buffer: String,
+    findings: Vec<Finding>,
+    index: HashMap<(FindingKind, String, Vec<u32>), usize>,
+}
+
+impl Sanitizer {
+    /// A sanitizer with no history.
+    pub fn new() -> Sanitizer {
+        Sanitizer::default()
+    }
+
+    /// The step being executed (for events that happen outside any access, such as a
+    /// write-back during maintenance), and the buffer it is about.
+    pub fn set_step(&mut self, line: u32, buffer: &str) {
+        self.line = line;
+        if self.buffer != buffer {
+            self.buffer = buffer.to_string();
+        }
+    }
+
+    /// An access starts: the simulator events until [`Sanitizer::end_access`] are its.
+    pub fn begin_access(&mut self, info: AccessInfo) {
+        let idx = self.accesses.len() as u32;
+        self.accesses.push(info);
+        self.open = Some(Open { idx, prov: Vec::new(), prov_len: 0 });
+    }
+
+    /// The access ends: it is checked against the shadow. Returns whether a stale read,
+    /// lost write or race was found in it.
+    pub fn end_access(&mut self) -> bool {
+        let Some(open) = self.open.take() else { return false };
+        let before = self.findings.iter().map(|f| f.count).sum::<u64>();
+        let a = self.accesses[open.idx as usize].clone();
+        if a.write {
+            self.check_write(open.idx, &a);
+        } else {
+            self.check_read(open.idx, &a, &open.prov);
+        }
+        self.findings.iter().map(|f| f.count).sum::<u64>() != before
+    }
+
+    /// A copy the framework makes on its own (a migration) starts: the bytes it writes
+    /// stand for the bytes it read.
+    pub fn begin_copy(&mut self) {
+        self.copy = Some((Vec::new(), 0, 0));
+    }
+
+    /// The copy ends.
+    pub fn end_copy(&mut self) {
+        self.copy = None;
+    }
+
+    /// Records a finding the program found (misuse, a refused attach, a failed expect).
+    #[allow(clippy::too_many_arguments)]
+    pub fn report(
+        &mut self,
+        kind: FindingKind,
+        buffer: &str,
+        range: Range<u64>,
+        agents: Vec<String>,
+        steps: Vec<Involved>,
+        message: String,
+        hint: String,
+    ) {
+        let line = steps.first().map(|s| s.line).unwrap_or(self.line);
+        self.add(Finding {
+            kind,
+            buffer: buffer.to_string(),
+            range: [range.start, range.end],
+            agents,
+            line,
+            steps,
+            message,
+            hint,
+            count: 1,
+        });
+    }
+
+    /// Ends the run: writes destroyed and never replaced are lost even if nobody read
+    /// them again.
+    pub fn finish(&mut self) {
+        let mut lost: Vec<(u32, Destroyed)> = self.destroyed.drain().collect();
+        lost.sort_by_key(|(i, _)| *i);
+        for (w, d) in lost {
+            let a = self.accesses[w as usize].clone();
+            if let Some(r) = self.current_range(w, &a) {
+                self.lost_write(&a, r, &d, None);
+            }
+        }
+    }
+
+    /// The findings so far, in the order first seen.
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+
+    /// Takes the findings.
+    pub fn into_findings(self) -> Vec<Finding> {
+        self.findings
+    }
+
+    fn add(&mut self, f: Finding) {
+        let mut lines: Vec<u32> = f.steps.iter().map(|s| s.line).collect();
+        lines.push(f.line);
+        let key = (f.kind, f.buffer.clone(), lines);
+        if let Some(&i) = self.index.get(&key) {
+            self.findings[i].count += 1;
+            return;
+        }
+        self.index.insert(key, self.findings.len());
+        self.findings.push(f);
+    }
+
+    // ----- provenance ---------------------------------------------------------------
+
+    /// The origins of `runs`, whose offsets are relative to buffer offset `base`
+    /// (`None` when the bytes are not known by buffer offset: then a copy stands for all
+    /// it copied), looking through copies.
+    fn resolve(&self, runs: &[ProvRun], base: Option<u64>, out: &mut Vec<(u64, u64, Origin)>, depth: u32) {
+        for r in runs {
+            if let Some(src) = self.aliases.get(&r.write.0)
+                && depth < 8
+            {
+                // A copy keeps offsets: the byte at buffer offset X came from X.
+                for p in src {
+                    let (a, b) = match base {
+                        Some(base) => {
+                            ((base + r.offset).max(p.offset), (base + r.offset + r.len).min(p.offset + p.len))
+                        }
+                        None => (p.offset, p.offset + p.len),
+                    };
+                    if a < b {
+                        let rel = base.map_or(r.offset, |base| a - base);
+                        let one = [ProvRun { offset: rel, len: b - a, write: p.write }];
+                        self.resolve(&one, base, out, depth + 1);
+                    }
+                }
+                continue;
+            }
+            let origin = self.writes.get(&r.write.0).map_or(Origin::Unknown, |&i| Origin::Access(i));
+            out.push((r.offset, r.len, origin));
+        }
+    }
+
+    // ----- the shadow ---------------------------------------------------------------
+
+    fn split(map: &mut BTreeMap<u64, Seg>, at: u64) {
+        let Some((&start, seg)) = map.range_mut(..=at).next_back() else { return };
+        if start < at && seg.end > at {
+            let mut right = seg.clone();
+            seg.end = at;
+            right.end = right.end.max(at);
+            map.insert(at, right);
+        }
+    }
+
+    /// Segments overlapping `r`, split at its ends; gaps become empty segments.
+    fn segments(&mut self, buffer: &str, r: &Range<u64>) -> &mut BTreeMap<u64, Seg> {
+        let map = self.shadow.entry(buffer.to_string()).or_default();
+        Self::split(map, r.start);
+        Self::split(map, r.end);
+        // Fill the gaps so every byte of `r` is in a segment.
+        let mut gaps = Vec::new();
+        let mut pos = r.start;
+        for (&s, seg) in map.range(r.start..r.end) {
+            if s > pos {
+                gaps.push((pos, s));
+            }
+            pos = pos.max(seg.end);
+        }
+        if pos < r.end {
+            gaps.push((pos, r.end));
+        }
+        for (s, e) in gaps {
+            map.insert(s, Seg { end: e, write: None, reads: Vec::new() });
+        }
+        map
+    }
+
+    fn check_write(&mut self, idx: u32, a: &AccessInfo) {
+        let r = a.range.clone();
+        let segs: Vec<(u64, Seg)> =
+            self.segments(&a.buffer, &r).range(r.start..r.end).map(|(s, g)| (*s, g.clone())).collect();
+        for (s, seg) in &segs {
+            if let Some(w) = seg.write {
+                let wa = &self.accesses[w as usize];
+                if !wa.hb(a) {
+                    let (wa, sr) = (wa.clone(), *s..seg.end);
+                    self.race(&wa, a, sr);
+                }
+            }
+            for &rd in &seg.reads {
+                let ra = &self.accesses[rd as usize];
+                if ra.thread != a.thread && !ra.hb(a) {
+                    let (ra, sr) = (ra.clone(), *s..seg.end);
+                    self.race(&ra, a, sr);
+                }
+            }
+        }
+        let map = self.shadow.entry(a.buffer.clone()).or_default();
+        for (s, _) in segs {
+            map.remove(&s);
+        }
+        map.insert(r.start, Seg { end: r.end, write: Some(idx), reads: Vec::new() });
+    }
+
+    fn check_read(&mut self, idx: u32, a: &AccessInfo, prov: &[ProvRun]) {
+        let r = a.range.clone();
+        let mut origins = Vec::new();
+        self.resolve(prov, Some(r.start), &mut origins, 0);
+        let segs: Vec<(u64, Seg)> =
+            self.segments(&a.buffer, &r).range(r.start..r.end).map(|(s, g)| (*s, g.clone())).collect();
+        // (expected write, what was seen instead) -> the bytes, as a hull.
+        let mut stale: Vec<(u32, Origin, Range<u64>)> = Vec::new();
+        for (s, seg) in &segs {
+            let sr = *s..seg.end;
+            let expected = seg.write;
+            if let Some(w) = expected {
+                let wa = self.accesses[w as usize].clone();
+                if !wa.hb(a) {
+                    self.race(&wa, a, sr.clone());
+                    continue;
+                }
+            }
+            let Some(w) = expected else { continue };
+            let wa = self.accesses[w as usize].clone();
+            for &(o, l, origin) in &origins {
+                let (bs, be) = ((r.start + o).max(sr.start), (r.start + o + l).min(sr.end));
+                if bs >= be || origin == Origin::Access(w) {
+                    continue;
+                }
+                if let Origin::Access(x) = origin {
+                    let xa = self.accesses[x as usize].clone();
+                    if !xa.hb(a) {
+                        self.race(&xa, a, bs..be);
+                        continue;
+                    }
+                    if !xa.hb(&wa) {
+                        // Newer than the expected write and ordered before the read: the
+                        // shadow lost track (another buffer's write to shared pages).
+                        continue;
+                    }
+                }
+                match stale.iter_mut().find(|(e, s, _)| *e == w && *s == origin) {
+                    Some((_, _, hull)) => {
+                        hull.start = hull.start.min(bs);
+                        hull.end = hull.end.max(be);
+                    }
+                    None => stale.push((w, origin, bs..be)),
+                }
+            }
+        }
+        for (w, seen, range) in stale {
+            let wa = self.accesses[w as usize].clone();
+            match self.destroyed.get(&w).cloned() {
+                Some(d) => {
+                    self.destroyed.remove(&w);
+                    self.lost_write(&wa, range, &d, Some(a));
+                }
+                None => self.stale_read(&wa, seen, a, range),
+            }
+        }
+        // Record the read: the latest per thread.
+        let map = self.shadow.entry(a.buffer.clone()).or_default();
+        for (s, _) in segs {
+            if let Some(seg) = map.get_mut(&s) {
+                let accesses = &self.accesses;
+                seg.reads.retain(|&x| accesses[x as usize].thread != a.thread);
+                seg.reads.push(idx);
+            }
+        }
+    }
+
+    /// Whether write `w` is still the latest write of some of its bytes; the bytes.
+    fn current_range(&self, w: u32, a: &AccessInfo) -> Option<Range<u64>> {
+        let map = self.shadow.get(&a.buffer)?;
+        let mut hull: Option<Range<u64>> = None;
+        for (&s, seg) in map.range(..a.range.end) {
+            if seg.end > a.range.start && seg.write == Some(w) {
+                let h = hull.get_or_insert(s..seg.end);
+                h.start = h.start.min(s);
+                h.end = h.end.max(seg.end);
+            }
+        }
+        hull
+    }
+
+    fn destroy(&mut self, w: u32, how: String) {
+        if self.destroyed.contains_key(&w) {
+            return;
+        }
+        let a = &self.accesses[w as usize];
+        if self.current_range(w, a).is_some() {
+            self.destroyed.insert(w, Destroyed { line: self.line, how });
+        }
+    }
+
+    // ----- findings -----------------------------------------------------------------
+
+    fn race(&mut self, first: &AccessInfo, second: &AccessInfo, range: Range<u64>) {
+        let verb = |a: &AccessInfo| if a.write { "writes" } else { "reads" };
+        let message = format!(
+            "{} {} {}{} at line {} and {} {} it at line {} with nothing ordering them",
+            first.agent,
+            verb(first),
+            second.buffer,
+            fmt_range(&range),
+            first.line,
+            second.agent,
+            verb(second),
+            second.line,
+        );
+        let hint = if first.thread != 0 && second.thread == 0 {
+            format!(
+                "wait for {}'s job (a fence it signals) before line {}, or give the job a fence and `wait` on it",
+                first.agent, second.line
+            )
+        } else if first.thread == 0 && second.thread != 0 {
+            format!(
+                "the job at line {} runs while the CPU still touches the bytes at line {}: submit it after the CPU is done, or make it wait (`after F`) for a fence the CPU signals",
+                second.line, first.line
+            )
+        } else {
+            format!(
+                "order the two jobs with a fence: make the job at line {} wait (`after F`) for a fence the job at line {} signals",
+                second.line, first.line
+            )
+        };
+        self.add(Finding {
+            kind: FindingKind::Race,
+            buffer: second.buffer.clone(),
+            range: [range.start, range.end],
+            agents: vec![first.agent.clone(), second.agent.clone()],
+            line: second.line,
+            steps: vec![
+                Involved { line: first.line, role: format!("{} {}", first.agent, verb(first)) },
+                Involved { line: second.line, role: format!("{} {}", second.agent, verb(second)) },
+            ],
+            message,
+            hint,
+            count: 1,
+        });
+    }
+
+    fn stale_read(&mut self, expected: &AccessInfo, seen: Origin, reader: &AccessInfo, range: Range<u64>) {
+        let seen_desc = match seen {
+            Origin::Access(x) => {
+                let xa = &self.accesses[x as usize];
+                format!("the older bytes {} wrote at line {}", xa.agent, xa.line)
+            }
+            Origin::Unknown => "the buffer's initial contents".to_string(),
+        };
+        let mut steps = vec![Involved { line: expected.line, role: format!("{} wrote the bytes", expected.agent) }];
+        if let Origin::Access(x) = seen {
+            let xa = &self.accesses[x as usize];
+            steps.push(Involved { line: xa.line, role: format!("{} wrote what was seen", xa.agent) });
+        }
+        steps.push(Involved { line: reader.line, role: format!("{} read", reader.agent) });
+        let message = format!(
+            "{} read {}{} at line {} and got {} instead of what {} wrote at line {}",
+            reader.agent,
+            reader.buffer,
+            fmt_range(&range),
+            reader.line,
+            seen_desc,
+            expected.agent,
+            expected.line
+        );
+        let hint = hint_for(expected, reader);
+        self.add(Finding {
+            kind: FindingKind::StaleRead,
+            buffer: reader.buffer.clone(),
+            range: [range.start, range.end],
+            agents: vec![expected.agent.clone(), reader.agent.clone()],
+            line: reader.line,
+            steps,
+            message,
+            hint,
+            count: 1,
+        });
+    }
+
+    fn lost_write(&mut self, w: &AccessInfo, range: Range<u64>, d: &Destroyed, reader: Option<&AccessInfo>) {
+        let mut steps = vec![
+            Involved { line: w.line, role: format!("{} wrote the bytes", w.agent) },
+            Involved { line: d.line, role: d.how.clone() },
+        ];
+        let mut agents = vec![w.agent.clone()];
+        if let Some(r) = reader {
+            steps.push(Involved { line: r.line, role: format!("{} read older bytes", r.agent) });
+            agents.push(r.agent.clone());
+        }
+        let message = format!(
+            "what {} wrote to {}{} at line {} was lost at line {}: {}",
+            w.agent,
+            w.buffer,
+            fmt_range(&range),
+            w.line,
+            d.line,
+            d.how
+        );
+        let hint = match w.path {
+            Path::Device { .. } => format!(
+                "the CPU held dirty lines of {} while {} wrote it: end the CPU's write bracket (`cpu end {} write` or `sync {} end write`) before the device's job, and begin CPU access only after it",
+                w.buffer, w.agent, w.buffer, w.buffer
+            ),
+            _ => format!(
+                "the dirty lines were dropped before they reached memory: end the CPU's bracket (`cpu end {} write`) before handing {} to a device",
+                w.buffer, w.buffer
+            ),
+        };
+        self.add(Finding {
+            kind: FindingKind::LostWrite,
+            buffer: w.buffer.clone(),
+            range: [range.start, range.end],
+            agents,
+            line: d.line,
+            steps,
+            message,
+            hint,
+            count: 1,
+        });
+    }
+}
+
+/// `[0x0..0x1000)`.
+pub fn fmt_range(r: &Range<u64>) -> String {
+    format!("[{:#x}..{:#x})", r.start, r.end)
+}
+
+/// The step that was missing between a write and a stale read of it.
+fn hint_for(w: &AccessInfo, r: &AccessInfo) -> String {
+    let b = &w.buffer;
+    match (w.path, r.path) {
+        (Path::User { bracketed: false }, _) => format!(
+            "the write at line {} is outside a sync bracket: put `sync {b} start write` before it and `sync {b} end write` after it, before line {}",
+            w.line, r.line
+        ),
+        (Path::Kernel { bracketed: false }, _) => format!(
+            "the write at line {} is outside a CPU bracket: put `cpu begin {b} write` before it and `cpu end {b} write` after it, before line {}",
+            w.line, r.line
+        ),
+        (Path::Kernel { .. } | Path::User { .. }, Path::Device { .. }) => format!(
+            "end the CPU's write bracket before {} maps {b} (`cpu end {b} write` / `sync {b} end write` before line {}), or, for a mapping kept across frames, add `{} begin {b}` before line {}",
+            r.agent, r.line, r.agent, r.line
+        ),
+        (Path::Device { .. }, Path::User { bracketed: false }) => format!(
+            "the read at line {} is outside a sync bracket: put `sync {b} start read` before it (after {} unmapped or ended its access)",
+            r.line, w.agent
+        ),
+        (Path::Device { .. }, Path::Kernel { bracketed: false }) => format!(
+            "the read at line {} is outside a CPU bracket: put `cpu begin {b} read` before it (after {} unmapped or ended its access)",
+            r.line, w.agent
+        ),
+        (Path::Device { .. }, Path::Kernel { .. } | Path::User { .. }) => format!(
+            "{} must hand the bytes over before the CPU looks: `unmap {} {b}` (or `{} end {b}` for a kept mapping) before the bracket that contains line {}",
+            w.agent, w.agent, w.agent, r.line
+        ),
+        (Path::Kernel { .. } | Path::User { .. }, Path::Kernel { .. } | Path::User { .. }) => format!(
+            "the CPU wrote {b} through one mapping and read it through another: end the write bracket (`cpu end {b} write` / `sync {b} end write`) before line {}, so write-combined stores drain and cached lines reach memory",
+            r.line
+        ),
+        (Path::Device { .. }, Path::Device { .. }) => format!(
+            "hand the bytes from {} to {}: `{} sync {b} to {}` before line {}, or unmap and map again",
+            w.agent, r.agent, w.agent, r.agent, r.line
+        ),
+    }
+}
+
+impl Observer for Sanitizer {
+    fn event(&mut self, ev: &Event<'_>) {
+        match ev {
+            Event::CpuRead { prov, len, .. } | Event::DeviceRead { prov, len, .. } => {
+                if let Some(o) = &mut self.open {
+                    for p in prov.iter() {
+                        o.prov.push(ProvRun { offset: p.offset + o.prov_len, len: p.len, write: p.write });
+                    }
+                    o.prov_len += *len;
+                } else if let Some((src, read, _)) = &mut self.copy {
+                    for p in prov.iter() {
+                        src.push(ProvRun { offset: p.offset + *read, len: p.len, write: p.write });
+                    }
+                    *read += *len;
+                }
+            }
+            Event::CpuWrite { write, .. } => {
+                if let Some(o) = &self.open {
+                    self.writes.insert(write.0, o.idx);
+                }
+            }
+            Event::DeviceWrite { write, len, .. } => {
+                if let Some(o) = &self.open {
+                    self.writes.insert(write.0, o.idx);
+                } else if let Some((src, _, written)) = &mut self.copy {
+                    let (s, e) = (*written, *written + *len);
+                    let mut part = Vec::new();
+                    for p in src.iter() {
+                        let (a, b) = (p.offset.max(s), (p.offset + p.len).min(e));
+                        if a < b {
+                            part.push(ProvRun { offset: a, len: b - a, write: p.write });
+                        }
+                    }
+                    *written = e;
+                    self.aliases.insert(write.0, part);
+                }
+            }
+            Event::Discard { lost, cache, cause, .. } if !lost.is_empty() => {
+                let mut origins = Vec::new();
+                self.resolve(lost, None, &mut origins, 0);
+                let how = match cause {
+                    Cause::Maintenance => {
+                        format!("an invalidate dropped dirty lines of the {} cache", cache_name(cache))
+                    }
+                    _ => format!("the {} cache dropped dirty lines", cache_name(cache)),
+                };
+                for (_, _, o) in origins {
+                    if let Origin::Access(w) = o {
+                        self.destroy(w, how.clone());
+                    }
+                }
+            }
+            Event::WriteBack { prov, replaced, cache, cause, .. } => {
+                let (mut old, mut new) = (Vec::new(), Vec::new());
+                self.resolve(replaced, None, &mut old, 0);
+                self.resolve(prov, None, &mut new, 0);
+                for &(o, l, before) in &old {
+                    let Origin::Access(victim) = before else { continue };
+                    for &(no, nl, after) in &new {
+                        if no >= o + l || no + nl <= o || after == before {
+                            continue;
+                        }
+                        let older = match after {
+                            Origin::Unknown => true,
+                            Origin::Access(x) => {
+                                let (xa, va) = (&self.accesses[x as usize], &self.accesses[victim as usize]);
+                                xa.hb(va)
+                            }
+                        };
+                        if older {
+                            let why = match cause {
+                                Cause::Maintenance => "a clean",
+                                Cause::Capacity => "an eviction",
+                                _ => "a write-back the hardware chose",
+                            };
+                            let how =
+                                format!("{why} wrote an older dirty line of the {} cache over it", cache_name(cache));
+                            self.destroy(victim, how);
+                        }
+                    }
+                }
+            }
+            Event::MismatchedAlias { existing, new, .. } => {
+                let (line, buffer) = (self.line, self.buffer.clone());
+                self.report(
+                    FindingKind::Misuse,
+                    &buffer,
+                    0..0,
+                    vec!["cpu".into()],
+                    vec![Involved { line, role: "mapped the pages again".into() }],
+                    format!(
+                        "mismatched alias: {buffer} is mapped {} and {} at once; a cached alias can write stale lines back over the other mapping's data",
+                        existing.name(),
+                        new.name()
+                    ),
+                    format!(
+                        "map every alias of {buffer} with the exporter's attribute ({}), or take the buffer from a heap whose attribute all parties share",
+                        existing.name()
+                    ),
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+fn cache_name(c: &dmabuf_sim::CacheId) -> String {
+    match c {
+        dmabuf_sim::CacheId::Cpu => "CPU".into(),
+        dmabuf_sim::CacheId::Device(d) => format!("device {}", d.0),
+    }
+}

@@ -1,0 +1,192 @@
+//! `dmabuf`: check DMA-buf sharing scenarios on modelled platforms.
+//!
+//! A thin front end over `dmabuf-check`: it parses flags, reads files, prints reports.
+//! Its flags, exit statuses and JSON are a contract scripts depend on:
+//!
+//! - `dmabuf check FILE...`: 0 no findings, 1 findings, 2 bad input or usage;
+//! - `dmabuf platforms` and `dmabuf platforms show NAME`.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use dmabuf::attach::AttachPolicy;
+use dmabuf::buffer::MaintenancePolicy;
+use dmabuf_check::report::{FileReport, Styles, to_json, to_text};
+use dmabuf_check::runner::{RunConfig, RunResult, run};
+use dmabuf_check::scenario::parse_file;
+use dmabuf_sim::Platform;
+
+#[derive(Parser)]
+#[command(name = "dmabuf", version, about = "Check DMA-buf sharing for cache coherency on modelled platforms")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run scenarios with the sanitizer and report stale reads, lost writes, races and
+    /// misuse. Exit status: 0 no findings, 1 findings, 2 bad input.
+    Check(CheckArgs),
+    /// List the platform presets, or print one as TOML.
+    Platforms {
+        #[command(subcommand)]
+        cmd: Option<PlatformsCmd>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlatformsCmd {
+    /// Print a preset as TOML (a starting point for a platform file of your own).
+    Show {
+        /// The preset's name.
+        name: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AttachArg {
+    /// Refuse at attach what cannot work.
+    Strict,
+    /// Accept everything, as upstream does.
+    Linux,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MaintArg {
+    /// Only the ranges declared written, only for non-coherent parties.
+    Minimal,
+    /// Whole-buffer syncs for every mapped attachment, as the system heap does.
+    Linux,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    /// For people.
+    Text,
+    /// For scripts.
+    Json,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Scenario files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// How the hardware uses its freedoms: adversarial, seeded:N, lru, never.
+    #[arg(long, default_value = "adversarial")]
+    chooser: String,
+    /// Attach policy.
+    #[arg(long, value_enum, default_value = "strict")]
+    attach_policy: AttachArg,
+    /// Maintenance policy.
+    #[arg(long, value_enum, default_value = "minimal")]
+    maintenance: MaintArg,
+    /// Platform preset name or TOML file, overriding the scenario's.
+    #[arg(long)]
+    platform: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match cli.cmd {
+        Cmd::Check(a) => check(a),
+        Cmd::Platforms { cmd } => platforms(cmd),
+    }
+}
+
+fn platforms(cmd: Option<PlatformsCmd>) -> ExitCode {
+    match cmd {
+        None => {
+            for name in Platform::preset_names() {
+                let desc = Platform::preset(name).map(|p| p.description).unwrap_or_default();
+                println!("{name:<20} {desc}");
+            }
+            ExitCode::SUCCESS
+        }
+        Some(PlatformsCmd::Show { name }) => match Platform::preset(&name) {
+            Ok(p) => {
+                print!("{}", p.to_toml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn report_error(e: impl miette::Diagnostic + Send + Sync + 'static) {
+    eprintln!("{:?}", miette::Report::new(e));
+}
+
+fn check(a: CheckArgs) -> ExitCode {
+    let cfg = RunConfig {
+        chooser: a.chooser.clone(),
+        attach: match a.attach_policy {
+            AttachArg::Strict => AttachPolicy::Strict,
+            AttachArg::Linux => AttachPolicy::Linux,
+        },
+        maintenance: match a.maintenance {
+            MaintArg::Minimal => MaintenancePolicy::Minimal,
+            MaintArg::Linux => MaintenancePolicy::Linux,
+        },
+        platform: a.platform.clone(),
+    };
+    if let Err(e) = dmabuf_sim::chooser_from_name(&cfg.chooser) {
+        eprintln!("error: {e}; choosers: adversarial, seeded:N, lru, never");
+        return ExitCode::from(2);
+    }
+    // Read and check every file before running any: bad input is exit 2, with no partial
+    // report.
+    let mut inputs = Vec::new();
+    for f in &a.files {
+        match parse_file(f) {
+            Ok((s, src)) => inputs.push((f.clone(), s, src)),
+            Err(e) => {
+                report_error(e);
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut results: Vec<(String, String, RunResult)> = Vec::new();
+    for (f, s, src) in inputs {
+        match run(&s, Path::new(&f), &src, &cfg) {
+            Ok(r) => results.push((f.display().to_string(), src, r)),
+            Err(e) => {
+                report_error(e);
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let reports: Vec<FileReport<'_>> =
+        results.iter().map(|(f, src, r)| FileReport { file: f, src, result: r }).collect();
+    let mut out = anstream::stdout();
+    match a.format {
+        Format::Json => {
+            let v = to_json(&reports);
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        Format::Text => {
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let st = if color { Styles::colored() } else { Styles::default() };
+            for r in &reports {
+                let _ = write!(out, "{}", to_text(r, st));
+            }
+        }
+    }
+    let found = reports.iter().any(|r| !r.result.findings.is_empty());
+    ExitCode::from(u8::from(found))
+}
