@@ -457,10 +457,34 @@ struct Exec<'a> {
     line: u32,
     reports_seen: usize,
     steps: u64,
+    progress: &'a mut dyn FnMut(u64),
 }
 
 /// Runs a scenario: parses nothing, checks names, executes, and returns the findings.
 pub fn run(scenario: &Scenario, file: &FsPath, src: &str, cfg: &RunConfig) -> Result<RunResult, RunError> {
+    run_with_progress(scenario, file, src, cfg, &mut |_| {})
+}
+
+/// How many steps a run executes: a `repeat` body counts once per iteration (saturating).
+pub fn total_steps(steps: &[Step]) -> u64 {
+    steps.iter().fold(0u64, |n, s| {
+        let k = match &s.op {
+            Op::Repeat { count, body } => count.node.saturating_mul(total_steps(body)),
+            _ => 1,
+        };
+        n.saturating_add(k)
+    })
+}
+
+/// [`run`], calling `progress` with the number of steps executed so far (out of
+/// [`total_steps`]) after every step, for a progress bar.
+pub fn run_with_progress(
+    scenario: &Scenario,
+    file: &FsPath,
+    src: &str,
+    cfg: &RunConfig,
+    progress: &mut dyn FnMut(u64),
+) -> Result<RunResult, RunError> {
     let platform = load_platform(scenario, file, src, cfg.platform.as_deref())?;
     let fname = file.display().to_string();
     validate(scenario, &platform, &fname, src)?;
@@ -487,6 +511,7 @@ pub fn run(scenario: &Scenario, file: &FsPath, src: &str, cfg: &RunConfig) -> Re
         line: 0,
         reports_seen: 0,
         steps: 0,
+        progress,
     };
     ex.cpu.tick(0);
     ex.steps(&scenario.steps)?;
@@ -737,6 +762,7 @@ impl Exec<'_> {
         self.san.borrow_mut().set_step(s.line, &buffer);
         self.exec(s)?;
         self.drain_reports(None);
+        (self.progress)(self.steps);
         Ok(())
     }
 
@@ -745,10 +771,8 @@ impl Exec<'_> {
             Op::Buffer(b) => self.allocate(b)?,
             Op::Attach { dev, buf, dynamic, p2p, expect_refused } => {
                 let Some(bb) = self.buf(buf) else {
-                    {
-                        self.released(buf);
-                        return Ok(());
-                    }
+                    self.released(buf);
+                    return Ok(());
                 };
                 let d = self.sys.device(&dev.node).map_err(|e| self.ctx.err(dev.span, e.to_string(), None))?;
                 let handle = bb.buf.clone();
@@ -760,9 +784,9 @@ impl Exec<'_> {
                 };
                 match (res, expect_refused) {
                     (Ok(a), None) => {
-                        if let Some(old) = self.bufs.get_mut(&buf.node).and_then(|b| b.atts.insert(dev.node.clone(), a))
-                        {
-                            drop(old);
+                        // A second attach of the same device replaces (and detaches) the first.
+                        if let Some(b) = self.bufs.get_mut(&buf.node) {
+                            b.atts.insert(dev.node.clone(), a);
                         }
                     }
                     (Ok(a), Some(rule)) => {
@@ -833,10 +857,8 @@ impl Exec<'_> {
             }
             Op::Migrate { buf, to } => {
                 let Some(b) = self.buf(buf).and_then(|b| b.buf.clone()) else {
-                    {
-                        self.released(buf);
-                        return Ok(());
-                    }
+                    self.released(buf);
+                    return Ok(());
                 };
                 let place = match to.node {
                     MigrateTo::System => Placement::System,
@@ -894,10 +916,8 @@ impl Exec<'_> {
                 let r = self.range(target);
                 let (Some(a), Some(b)) = (self.att(from, &target.buf), self.att(to, &target.buf)) else {
                     let missing = if self.att(from, &target.buf).is_none() { from } else { to };
-                    {
-                        self.not_attached(missing, &target.buf);
-                        return Ok(());
-                    };
+                    self.not_attached(missing, &target.buf);
+                    return Ok(());
                 };
                 if let Err(e) = a.sync_to_raw(b, r) {
                     self.fw_error(&target.buf.node, vec![from.node.clone(), to.node.clone()], e);
@@ -906,10 +926,8 @@ impl Exec<'_> {
             Op::Job(j) => self.submit(j, s.line),
             Op::CpuBegin { target, dir: d } => {
                 let Some(b) = self.buf(&target.buf).and_then(|b| b.buf.clone()) else {
-                    {
-                        self.released(&target.buf);
-                        return Ok(());
-                    };
+                    self.released(&target.buf);
+                    return Ok(());
                 };
                 self.implicit_wait(&target.buf, dir(d.node));
                 let r = self.range(target);
@@ -924,10 +942,8 @@ impl Exec<'_> {
             }
             Op::CpuEnd { buf, dir: d } => {
                 let Some(b) = self.buf(buf).and_then(|b| b.buf.clone()) else {
-                    {
-                        self.released(buf);
-                        return Ok(());
-                    }
+                    self.released(buf);
+                    return Ok(());
                 };
                 if let Err(e) = b.end_cpu_access_raw(dir(d.node)) {
                     self.fw_error(&buf.node, vec!["cpu".into()], e);
@@ -940,10 +956,8 @@ impl Exec<'_> {
             Op::CpuWrite { target, value } => self.cpu_access(target, Some(value.node), None),
             Op::Vmap { buf } => {
                 let Some(b) = self.buf(buf).and_then(|b| b.buf.clone()) else {
-                    {
-                        self.released(buf);
-                        return Ok(());
-                    }
+                    self.released(buf);
+                    return Ok(());
                 };
                 if let Err(e) = b.vmap_raw() {
                     self.fw_error(&buf.node, vec!["cpu".into()], e);
@@ -951,19 +965,15 @@ impl Exec<'_> {
             }
             Op::Vunmap { buf } => {
                 let Some(b) = self.buf(buf).and_then(|b| b.buf.clone()) else {
-                    {
-                        self.released(buf);
-                        return Ok(());
-                    }
+                    self.released(buf);
+                    return Ok(());
                 };
                 let _ = b.vunmap_raw();
             }
             Op::Mmap { buf } => {
                 let Some(b) = self.buf(buf).and_then(|b| b.buf.clone()) else {
-                    {
-                        self.released(buf);
-                        return Ok(());
-                    }
+                    self.released(buf);
+                    return Ok(());
                 };
                 match b.mmap() {
                     Ok(m) => {
@@ -990,10 +1000,8 @@ impl Exec<'_> {
             Op::Sync { buf, flags } => self.sync(buf, flags),
             Op::SetName { buf, name } => {
                 let Some(b) = self.buf(buf).and_then(|b| b.buf.clone()) else {
-                    {
-                        self.released(buf);
-                        return Ok(());
-                    }
+                    self.released(buf);
+                    return Ok(());
                 };
                 let old = b.name();
                 match b.set_name(&name.node) {

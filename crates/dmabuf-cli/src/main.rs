@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use dmabuf::attach::AttachPolicy;
 use dmabuf::buffer::MaintenancePolicy;
 use dmabuf_check::report::{FileReport, Styles, to_json, to_text};
-use dmabuf_check::runner::{RunConfig, RunResult, run};
+use dmabuf_check::runner::{RunConfig, RunResult, run_with_progress, total_steps};
 use dmabuf_check::scenario::parse_file;
 use dmabuf_sim::Platform;
 
@@ -128,6 +128,24 @@ fn platforms(cmd: Option<PlatformsCmd>) -> ExitCode {
     }
 }
 
+/// Steps from which a run shows a progress bar (on a terminal only).
+const PROGRESS_FROM: u64 = 5_000;
+
+/// A progress bar on stderr for a long run, when stderr is a terminal.
+fn progress_bar(file: &Path, steps: u64) -> Option<indicatif::ProgressBar> {
+    if steps < PROGRESS_FROM || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(steps);
+    let style = indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} steps, {per_sec}, eta {eta}")
+        .map(|s| s.progress_chars("=> "));
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    bar.set_message(file.display().to_string());
+    Some(bar)
+}
+
 fn report_error(e: impl miette::Diagnostic + Send + Sync + 'static) {
     eprintln!("{:?}", miette::Report::new(e));
 }
@@ -163,7 +181,19 @@ fn check(a: CheckArgs) -> ExitCode {
     }
     let mut results: Vec<(String, String, RunResult)> = Vec::new();
     for (f, s, src) in inputs {
-        match run(&s, Path::new(&f), &src, &cfg) {
+        let bar = progress_bar(&f, total_steps(&s.steps));
+        let mut tick = |done: u64| {
+            if let Some(b) = &bar
+                && done.is_multiple_of(256)
+            {
+                b.set_position(done);
+            }
+        };
+        let res = run_with_progress(&s, Path::new(&f), &src, &cfg, &mut tick);
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        match res {
             Ok(r) => results.push((f.display().to_string(), src, r)),
             Err(e) => {
                 report_error(e);
