@@ -2,6 +2,7 @@
 //! sharing on the simulated hardware.
 pub mod attach;
 pub mod buffer;
+pub mod fence;
 pub mod heap;
 pub mod ranges;
 pub mod uapi;
