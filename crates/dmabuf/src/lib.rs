@@ -5,4 +5,8 @@ pub mod buffer;
 pub mod fence;
 pub mod heap;
 pub mod ranges;
+pub mod resv;
+pub mod sim_time;
+pub mod sw_sync;
+pub mod sync_file;
 pub mod uapi;

@@ -142,7 +142,7 @@ impl FenceOps for FenceArray {
         done
     }
 
-    fn wait(&self, fence: &Fence, timeout: Option<Duration>) -> Option<Result<(), FenceError>> {
+    fn wait(&self, fence: &Fence, timeout: Option<Duration>) -> Option<Result<Duration, FenceError>> {
         container_wait(self.fences.iter(), fence, timeout)
     }
 
@@ -161,7 +161,7 @@ pub(super) fn container_wait<'a>(
     inner: impl Iterator<Item = &'a Fence>,
     target: &Fence,
     timeout: Option<Duration>,
-) -> Option<Result<(), FenceError>> {
+) -> Option<Result<Duration, FenceError>> {
     for f in inner {
         if f.test_signaled_flag() {
             continue;

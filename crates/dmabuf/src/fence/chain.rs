@@ -162,7 +162,7 @@ impl FenceOps for FenceChain {
         FenceChain::iter(fence).all(|node| FenceChain::contained(&node).is_signaled())
     }
 
-    fn wait(&self, fence: &Fence, timeout: Option<Duration>) -> Option<Result<(), FenceError>> {
+    fn wait(&self, fence: &Fence, timeout: Option<Duration>) -> Option<Result<Duration, FenceError>> {
         let leaves: Vec<Fence> = FenceChain::iter(fence).map(|n| FenceChain::contained(&n).clone()).collect();
         container_wait(leaves.iter(), fence, timeout)
     }

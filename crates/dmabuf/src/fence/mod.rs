@@ -140,15 +140,16 @@ pub trait FenceOps: Any + Send + Sync {
 
     /// Optional wait override. `None` (the default) means: use the blocking wait
     /// ([`Fence::default_wait`]). A simulated provider returns `Some` after running its
-    /// simulation until `fence` is signalled (`Some(Ok(()))`), until the provider can
-    /// prove that nothing will ever signal it (`Some(Err(FenceError::Deadlock{..}))`),
-    /// or until its idea of `timeout` has passed (`Some(Err(FenceError::Timeout))`;
-    /// real time or simulated time, the provider decides).
+    /// simulation until `fence` is signalled (`Some(Ok(remaining))`, the part of
+    /// `timeout` left, [`Duration::MAX`] without a timeout), until the provider can prove
+    /// that nothing will ever signal it (`Some(Err(FenceError::Deadlock{..}))`), or until
+    /// its idea of `timeout` has passed (`Some(Err(FenceError::Timeout))`; real time or
+    /// simulated time, the provider decides).
     ///
     /// `fence` is not always the provider's own: a container ([`FenceArray`],
     /// [`FenceChain`]) hands its wait to the provider of a fence it holds, passing
     /// itself. The provider then runs until *that* fence is signalled.
-    fn wait(&self, fence: &Fence, timeout: Option<Duration>) -> Option<Result<(), FenceError>> {
+    fn wait(&self, fence: &Fence, timeout: Option<Duration>) -> Option<Result<Duration, FenceError>> {
         let _ = (fence, timeout);
         None
     }
@@ -608,24 +609,29 @@ impl Fence {
     /// progress (a simulation runs itself) and may fail it with
     /// [`FenceError::Deadlock`] instead of blocking forever.
     pub fn wait(&self) -> Result<(), FenceError> {
-        self.wait_inner(None)
+        self.wait_remaining(None).map(drop)
     }
 
     /// Waits at most `timeout` (`dma_fence_wait_timeout`). Fails with
     /// [`FenceError::Timeout`] if the fence has not signalled by then; a zero timeout
     /// only checks.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<(), FenceError> {
-        self.wait_inner(Some(timeout))
+        self.wait_remaining(Some(timeout)).map(drop)
     }
 
     /// Waits with an optional timeout (`None` waits forever).
     pub fn wait_opt(&self, timeout: Option<Duration>) -> Result<(), FenceError> {
-        self.wait_inner(timeout)
+        self.wait_remaining(timeout).map(drop)
     }
 
-    fn wait_inner(&self, timeout: Option<Duration>) -> Result<(), FenceError> {
+    /// Waits with an optional timeout and returns how much of it is left, on the
+    /// provider's clock ([`Duration::MAX`] without a timeout), as the kernel's
+    /// `dma_fence_wait_timeout` returns the jiffies left. Waiting for several fences
+    /// passes each the remainder of the one before.
+    pub fn wait_remaining(&self, timeout: Option<Duration>) -> Result<Duration, FenceError> {
+        let whole = timeout.unwrap_or(Duration::MAX);
         if self.test_signaled_flag() {
-            return Ok(());
+            return Ok(whole);
         }
         if let Some(result) = self.inner.ops.wait(self, timeout) {
             return result;
@@ -636,22 +642,29 @@ impl Fence {
     /// Calls this fence's provider's [`FenceOps::wait`] override with `target` as the
     /// fence to run until signalled. Containers use it to hand a wait to the provider
     /// of a fence they hold; `None` if the provider has no override.
-    pub fn provider_wait(&self, target: &Fence, timeout: Option<Duration>) -> Option<Result<(), FenceError>> {
+    pub fn provider_wait(&self, target: &Fence, timeout: Option<Duration>) -> Option<Result<Duration, FenceError>> {
         self.inner.ops.wait(target, timeout)
     }
 
     /// The blocking wait on the fence's condition variable
-    /// (`dma_fence_default_wait`), bypassing the provider's override.
-    pub fn default_wait(&self, timeout: Option<Duration>) -> Result<(), FenceError> {
+    /// (`dma_fence_default_wait`), bypassing the provider's override. Returns the part
+    /// of `timeout` left ([`Duration::MAX`] without one).
+    pub fn default_wait(&self, timeout: Option<Duration>) -> Result<Duration, FenceError> {
+        let whole = timeout.unwrap_or(Duration::MAX);
         if self.is_signaled() || !self.enable_signaling() {
-            return Ok(());
+            return Ok(whole);
         }
         // A timeout too large to represent is no timeout.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let left =
+            |deadline: Option<Instant>| deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(FenceError::Timeout);
+        }
         let mut st = sync::lock(&self.inner.state);
         loop {
             if self.inner.flags.load(Ordering::Acquire) & SIGNALED != 0 {
-                return Ok(());
+                return Ok(left(deadline));
             }
             st.sleepers += 1;
             match deadline {

@@ -1,0 +1,234 @@
+//! The kernel's `tools/testing/selftests/sync/` tests (`sync_alloc.c`, `sync_fence.c`,
+//! `sync_merge.c`, `sync_wait.c`, `sync_stress_merge.c`) as tests of [`SyncTimeline`]
+//! and [`SyncFile`], plus `sync_file.c`'s info, poll and deadline rules.
+
+use std::time::Duration;
+
+use dmabuf::fence::{Errno, Fence, FenceStatus, MonotonicTime, context_alloc};
+use dmabuf::sw_sync::SyncTimeline;
+use dmabuf::sync_file::SyncFile;
+use dmabuf::uapi::{self, WaitStatus};
+
+/// The selftests' `sync_fence_count_with_status`.
+fn count_with_status(f: &SyncFile, status: FenceStatus) -> usize {
+    f.info().count_with_status(status)
+}
+
+/// The selftests' `sync_fence_size`.
+fn size(f: &SyncFile) -> usize {
+    f.info().fences.len()
+}
+
+/// The selftests' `sync_wait(fd, timeout)` > 0.
+fn signalled_within(f: &SyncFile, ms: u64) -> bool {
+    f.wait(Some(Duration::from_millis(ms))).unwrap() == WaitStatus::Signaled
+}
+
+/// sync_alloc.c `test_alloc_timeline`.
+#[test]
+fn alloc_timeline() {
+    let timeline = SyncTimeline::new("test_alloc_timeline");
+    assert_eq!(timeline.value(), 0);
+    assert_ne!(timeline.context(), 0);
+    timeline.close();
+}
+
+/// sync_alloc.c `test_alloc_fence`.
+#[test]
+fn alloc_fence() {
+    let timeline = SyncTimeline::new("test_alloc_fence");
+    let fence = timeline.create_sync_file("allocFence", 1);
+    assert_eq!(fence.name(), "allocFence");
+    assert_eq!(fence.fence().driver_name(), "sw_sync");
+    assert_eq!(fence.fence().timeline_name(), "test_alloc_fence");
+    assert_eq!(size(&fence), 1);
+}
+
+/// sync_alloc.c `test_alloc_fence_negative`: no fence from a closed timeline; here a
+/// closed timeline cannot be used at all, and its pending fences end with `ENOENT`.
+#[test]
+fn alloc_fence_negative() {
+    let timeline = SyncTimeline::new("negative");
+    let fence = timeline.create_sync_file("allocFence", 1);
+    timeline.close();
+    assert!(signalled_within(&fence, 0));
+    assert_eq!(fence.status(), FenceStatus::Error(-Errno::ENOENT.get()));
+    assert_eq!(count_with_status(&fence, FenceStatus::Error(-2)), 1);
+}
+
+/// sync_fence.c `test_fence_one_timeline_wait`.
+#[test]
+fn fence_one_timeline_wait() {
+    let timeline = SyncTimeline::new("one_timeline_wait");
+    let fence = timeline.create_sync_file("allocFence", 5);
+    assert!(!signalled_within(&fence, 0), "failure waiting on fence until timeout");
+    timeline.inc(1);
+    assert!(!signalled_within(&fence, 0));
+    timeline.inc(1);
+    assert!(!signalled_within(&fence, 0));
+    timeline.inc(2);
+    assert!(!signalled_within(&fence, 0));
+    timeline.inc(1);
+    assert!(signalled_within(&fence, 0), "failure signaling the fence");
+    timeline.inc(10);
+    assert_eq!(timeline.value(), 15);
+    assert!(signalled_within(&fence, 0));
+}
+
+/// sync_fence.c `test_fence_one_timeline_merge`: merging points of one timeline keeps
+/// the latest, which signals with the last.
+#[test]
+fn fence_one_timeline_merge() {
+    let timeline = SyncTimeline::new("one_timeline_merge");
+    let a = timeline.create_sync_file("allocFence", 1);
+    let b = timeline.create_sync_file("allocFence", 2);
+    let c = timeline.create_sync_file("allocFence", 3);
+    let d = b.merge("mergeFence", &a).unwrap();
+    let d = c.merge("mergeFence", &d).unwrap();
+    assert_eq!(d.name(), "mergeFence");
+    for f in [&a, &b, &c, &d] {
+        assert_eq!(count_with_status(f, FenceStatus::Active), 1, "has too many active fences");
+    }
+    timeline.inc(1);
+    assert_eq!(count_with_status(&a, FenceStatus::Signaled), 1, "a did not signal");
+    assert_eq!(count_with_status(&d, FenceStatus::Active), 1, "d signalled too early");
+    timeline.inc(1);
+    assert_eq!(count_with_status(&b, FenceStatus::Signaled), 1, "b did not signal");
+    assert_eq!(count_with_status(&d, FenceStatus::Active), 1, "d signalled too early");
+    timeline.inc(1);
+    assert_eq!(count_with_status(&c, FenceStatus::Signaled), 1, "c did not signal");
+    assert_eq!(count_with_status(&d, FenceStatus::Active), 0);
+    assert_eq!(count_with_status(&d, FenceStatus::Signaled), 1, "d did not signal");
+}
+
+/// sync_merge.c `test_fence_merge_same_fence`.
+#[test]
+fn fence_merge_same_fence() {
+    let timeline = SyncTimeline::new("merge_same");
+    let fence = timeline.create_sync_file("allocFence", 5);
+    let merged = fence.merge("mergeFence", &fence).unwrap();
+    assert_eq!(size(&merged), 1, "incorrect size of merged fence");
+    timeline.inc(5);
+    assert_eq!(count_with_status(&merged, FenceStatus::Signaled), 1, "failure signaling merged fence");
+}
+
+/// sync_wait.c `test_fence_multi_timeline_wait`.
+#[test]
+fn fence_multi_timeline_wait() {
+    let (ta, tb, tc) = (SyncTimeline::new("A"), SyncTimeline::new("B"), SyncTimeline::new("C"));
+    let a = ta.create_sync_file("allocFence", 5);
+    let b = tb.create_sync_file("allocFence", 5);
+    let c = tc.create_sync_file("allocFence", 5);
+    let merged = b.merge("mergeFence", &a).unwrap();
+    let merged = c.merge("mergeFence", &merged).unwrap();
+    assert_eq!(count_with_status(&merged, FenceStatus::Active), 3, "fence signalled too early");
+    assert!(!signalled_within(&merged, 0));
+    ta.inc(5);
+    assert_eq!(count_with_status(&merged, FenceStatus::Active), 2);
+    assert_eq!(count_with_status(&merged, FenceStatus::Signaled), 1);
+    tb.inc(5);
+    assert_eq!(count_with_status(&merged, FenceStatus::Active), 1);
+    tc.inc(5);
+    assert_eq!(count_with_status(&merged, FenceStatus::Active), 0);
+    assert_eq!(count_with_status(&merged, FenceStatus::Signaled), 3);
+    assert!(signalled_within(&merged, 100), "failure waiting on signalled fence");
+}
+
+/// sync_stress_merge.c `test_merge_stress_random_merge`: many random merges across
+/// timelines keep one fence per timeline (its highest point), and the result signals
+/// only when every timeline reaches it.
+#[test]
+fn merge_stress_random_merge() {
+    const TIMELINES: usize = 32;
+    const MERGES: usize = 4096;
+    let timelines: Vec<SyncTimeline> = (0..TIMELINES).map(|i| SyncTimeline::new(&format!("tl{i}"))).collect();
+    let mut highest: Vec<Option<u32>> = vec![None; TIMELINES];
+    let mut fence = timelines[0].create_sync_file("fence", 0);
+    let mut rng = 0x853c_49e6_748f_ea9b_u64;
+    let mut next = || {
+        rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (rng >> 33) as u32
+    };
+    for _ in 0..MERGES {
+        let t = next() as usize % TIMELINES;
+        let point = next() % 1000 + 1;
+        let f = timelines[t].create_sync_file("fence", point);
+        fence = fence.merge("merge", &f).unwrap();
+        highest[t] = Some(highest[t].map_or(point, |h| h.max(point)));
+    }
+    let touched = highest.iter().flatten().count();
+    assert_eq!(size(&fence), touched, "quantity of elements not matching");
+    for (t, h) in highest.iter().enumerate() {
+        if let Some(h) = h {
+            assert!(!signalled_within(&fence, 0), "failure waiting on fence until timeout");
+            timelines[t].inc(*h);
+        }
+    }
+    assert!(signalled_within(&fence, 0), "failure triggering fence");
+}
+
+/// `sync_file_ioctl_fence_info`: names, statuses and timestamps per fence; the status
+/// of the whole carries the first error.
+#[test]
+fn info_reports_each_fence() {
+    let tl = SyncTimeline::new("info");
+    let a = tl.create_sync_file("a", 1);
+    let other = SyncTimeline::new("other");
+    let b = other.create_sync_file("b", 1);
+    let m = a.merge("ab", &b).unwrap();
+    let info = m.info();
+    assert_eq!(info.name, "ab");
+    assert_eq!(info.status, FenceStatus::Active);
+    assert_eq!(info.fences.len(), 2);
+    assert!(info.fences.iter().all(|f| f.driver_name == "sw_sync" && f.timestamp_ns.is_none()));
+    assert_eq!(info.fences.iter().map(|f| f.obj_name.as_str()).collect::<Vec<_>>(), vec!["info", "other"]);
+    tl.inc(1);
+    drop(other); // closes: b signals with ENOENT
+    let info = m.info();
+    assert_eq!(info.status, FenceStatus::Error(-2));
+    assert_eq!(info.fences[0].status, FenceStatus::Signaled);
+    assert_eq!(info.fences[1].status, FenceStatus::Error(-2));
+    assert!(info.fences.iter().all(|f| f.timestamp_ns.is_some()));
+    // The name made up for an unnamed sync file, cut to 31 bytes.
+    let plain = SyncFile::new(Fence::new_software(context_alloc(1), 9));
+    assert!(plain.name().starts_with("software-software"));
+    let long = plain.clone().with_name(&"x".repeat(40));
+    assert_eq!(long.name().len(), uapi::DMA_BUF_NAME_LEN - 1);
+}
+
+/// `sync_file_poll`: readable once signalled; `SYNC_IOC_SET_DEADLINE` reaches the fences;
+/// a sync file of no fences is a signalled stub.
+#[test]
+fn poll_deadline_and_empty() {
+    let tl = SyncTimeline::new("poll");
+    let f = tl.create_sync_file("p", 2);
+    assert!(!f.poll().readable);
+    f.set_deadline(MonotonicTime::from_nanos(1000));
+    assert_eq!(f.fence().deadline(), Some(MonotonicTime::from_nanos(1000)));
+    tl.inc(2);
+    assert!(f.poll().readable);
+    assert!(!f.poll().writable);
+    let empty = SyncFile::from_fences(&[]).unwrap();
+    assert!(empty.poll().readable);
+    assert_eq!(empty.fence().context(), 0);
+    // The uapi trait is implemented by the same type.
+    let via_trait = <SyncFile as uapi::SyncFile>::wait(&f, Some(Duration::ZERO)).unwrap();
+    assert_eq!(via_trait, WaitStatus::Signaled);
+}
+
+/// sw_sync points compare with 32-bit wrap-around, like the kernel's.
+#[test]
+fn sw_sync_wraps_at_32_bits() {
+    let tl = SyncTimeline::new("wrap");
+    tl.inc(u32::MAX - 1);
+    let near = tl.create_fence(u32::MAX);
+    let past_wrap = tl.create_fence(1);
+    assert!(!near.is_signaled() && !past_wrap.is_signaled());
+    tl.inc(1);
+    assert!(near.is_signaled() && !past_wrap.is_signaled());
+    tl.inc(2);
+    assert!(past_wrap.is_signaled());
+    assert!(past_wrap.is_later(&near));
+    // A point already reached is born signalled.
+    assert!(tl.create_fence(0).is_signaled());
+}
