@@ -11,6 +11,12 @@
 //! | [`Attachment::map`] / drop of [`Mapping`] | `dma_buf_map_attachment` / `dma_buf_unmap_attachment` |
 //! | [`DmaBuf::begin_cpu_access`] / drop of [`CpuAccess`] | `dma_buf_begin_cpu_access` / `dma_buf_end_cpu_access` |
 //! | [`DmaBuf::mmap`], [`UserMapping::sync`] | `mmap` of the fd, `DMA_BUF_IOCTL_SYNC` |
+//! | [`DmaBuf::resv`] | `dma_buf->resv` |
+//! | [`DmaBuf::export_sync_file`] / [`DmaBuf::import_sync_file`] | `DMA_BUF_IOCTL_EXPORT_SYNC_FILE` / `IMPORT_SYNC_FILE` |
+//! | [`DmaBuf::poll`] | `poll` on the fd (`dma_buf_poll`) |
+//!
+//! Every CPU bracket first waits for the fences it must (`dma_buf_begin_cpu_access`
+//! waits with `dma_resv_wait_timeout`): a read for the writers, a write for everyone.
 //!
 //! Brackets and mappings are RAII guards: a mapping unmaps on drop, a CPU access ends on
 //! drop, so the safe API cannot forget them. The raw path stays available
@@ -28,14 +34,20 @@ use std::cell::RefCell;
 use std::mem::ManuallyDrop;
 use std::ops::Range;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
 
 use dmabuf_sim::{
     CpuMapId, DeviceId, DmaAttrs, DmaDirection, DmaMapping, PhysRange, Platform, Sim, SimError, Stats, WriteId,
 };
 
 use crate::attach::{AttachError, AttachPlan, AttachPolicy, Backing, ImporterCaps, check_attach};
+use crate::fence::{FenceError, unwrap};
 use crate::heap::{DeviceBuffer, Exporter, HeapKind, PageAllocator, UdmabufBuffer};
 use crate::ranges::RangeSet;
+use crate::resv::{Resv, ResvUsage};
+use crate::sync_file::SyncFile;
+use crate::uapi::{Readiness, SyncFlags};
 
 /// Which maintenance the framework performs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -198,6 +210,19 @@ pub enum Error {
         /// The flags.
         flags: u64,
     },
+    /// `DMA_BUF_IOCTL_EXPORT_SYNC_FILE` or `IMPORT_SYNC_FILE` with flags that are not a
+    /// non-empty subset of READ | WRITE (EINVAL).
+    #[error("{ioctl}: flags {flags:#x} are invalid (EINVAL): use READ (0x1), WRITE (0x2) or both")]
+    BadSyncFileFlags {
+        /// Which ioctl.
+        ioctl: &'static str,
+        /// The flags.
+        flags: u64,
+    },
+    /// A fence, reservation-object or sync-file operation failed (a wait timed out, a
+    /// simulated wait could never complete, ...).
+    #[error(transparent)]
+    Fence(#[from] FenceError),
     /// `DMA_BUF_SET_NAME` with a name too long (EINVAL).
     #[error("DMA_BUF_SET_NAME: `{name}` is longer than 31 bytes (EINVAL)")]
     NameTooLong {
@@ -345,6 +370,8 @@ struct BufState {
     /// the memory belongs to someone else (a udmabuf's memfd, a custom exporter).
     owns_pages: bool,
     released: bool,
+    /// The reservation object: the fences of the buffer's users (`dma_buf->resv`).
+    resv: Arc<Resv>,
 }
 
 impl BufState {
@@ -365,6 +392,7 @@ impl BufState {
             vmaps: 0,
             owns_pages: false,
             released: false,
+            resv: Arc::new(Resv::new()),
         }
     }
 }
@@ -714,6 +742,69 @@ impl DmaBuf {
     /// The system the buffer lives in.
     pub fn system(&self) -> &System {
         &self.sys
+    }
+
+    /// The buffer's reservation object (`dma_buf->resv`): add fences to it under its lock,
+    /// wait for them, or walk them.
+    pub fn resv(&self) -> Arc<Resv> {
+        self.with(|i, id| i.bufs[id].resv.clone())
+    }
+
+    /// `DMA_BUF_IOCTL_EXPORT_SYNC_FILE`: a sync file of what an access with `flags` must
+    /// wait for: with `DMA_BUF_SYNC_WRITE` every user's fence (usage READ and stricter),
+    /// with only `DMA_BUF_SYNC_READ` the writers' (WRITE and stricter). Nothing to wait
+    /// for gives a signalled stub. `flags` must be a non-empty subset of READ | WRITE.
+    pub fn export_sync_file(&self, flags: u64) -> Result<SyncFile, Error> {
+        let flags = Self::sync_file_flags("DMA_BUF_IOCTL_EXPORT_SYNC_FILE", flags)?;
+        let fence = self.resv().get_singleton(ResvUsage::rw(flags.writes()))?;
+        Ok(SyncFile::new(fence.unwrap_or_else(crate::fence::Fence::stub)))
+    }
+
+    /// `DMA_BUF_IOCTL_IMPORT_SYNC_FILE`: adds the fences of `sync_file` (unwrapped) to the
+    /// buffer, as writers' fences (usage WRITE) if `flags` has `DMA_BUF_SYNC_WRITE`, else
+    /// as readers' (READ). Implicitly synchronised users then wait for them.
+    pub fn import_sync_file(&self, flags: u64, sync_file: &SyncFile) -> Result<(), Error> {
+        let flags = Self::sync_file_flags("DMA_BUF_IOCTL_IMPORT_SYNC_FILE", flags)?;
+        let usage = if flags.writes() { ResvUsage::Write } else { ResvUsage::Read };
+        let fences: Vec<_> = unwrap(sync_file.fence()).collect();
+        if fences.is_empty() {
+            return Ok(());
+        }
+        let resv = self.resv();
+        let mut guard = resv.lock();
+        guard.reserve_fences(fences.len());
+        for f in &fences {
+            guard.add_fence(f, usage)?;
+        }
+        Ok(())
+    }
+
+    fn sync_file_flags(ioctl: &'static str, flags: u64) -> Result<SyncFlags, Error> {
+        u32::try_from(flags).ok().and_then(SyncFlags::from_bits).ok_or(Error::BadSyncFileFlags { ioctl, flags })
+    }
+
+    /// What `poll` on the buffer reports now (`dma_buf_poll`): readable (`POLLIN`) when
+    /// every writer's fence has signalled, writable (`POLLOUT`) when every reader's and
+    /// writer's has.
+    pub fn poll(&self) -> Readiness {
+        let resv = self.resv();
+        Readiness {
+            readable: resv.test_signaled(ResvUsage::rw(false)),
+            writable: resv.test_signaled(ResvUsage::rw(true)),
+        }
+    }
+
+    /// `poll` with a timeout: waits until the buffer is ready for `interest` (readable
+    /// for `Read`, writable for `Write`, either for `ReadWrite`) or `timeout` passes
+    /// (`None`: no limit), then reports what is ready. A timeout is not an error: the
+    /// readiness says what is not ready.
+    pub fn poll_timeout(&self, interest: SyncFlags, timeout: Option<Duration>) -> Result<Readiness, Error> {
+        // Readable comes no later than writable, so "either" waits for readable.
+        let usage = ResvUsage::rw(interest == SyncFlags::Write);
+        match self.resv().wait_timeout(usage, timeout) {
+            Ok(()) | Err(FenceError::Timeout) => Ok(self.poll()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn check_range(&self, r: &Range<u64>) -> Result<(), Error> {
@@ -1134,6 +1225,12 @@ impl DmaBuf {
     /// The start of a CPU bracket (kernel or user space) over `range`: the policy's
     /// maintenance, then the exporter's hook.
     fn begin_cpu_bracket(&self, dir: DmaDirection, range: Range<u64>) -> Result<(), Error> {
+        // Implicit synchronisation first (`__dma_buf_begin_cpu_access`): a write waits for
+        // every reader and writer, a read for the writers. The kernel lets the exporter's
+        // hook run before this wait; here the wait comes first, so the maintenance sees
+        // what the devices finished. With no fences attached this is a no-op.
+        let write = matches!(dir, DmaDirection::ToDevice | DmaDirection::Bidirectional);
+        self.resv().wait_timeout(ResvUsage::rw(write), None)?;
         self.begin_cpu_maintenance(dir, range)?;
         self.with(|i, id| i.bufs[id].exporter.begin_cpu_access(dir));
         Ok(())
