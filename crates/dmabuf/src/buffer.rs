@@ -1326,6 +1326,27 @@ impl DmaBuf {
                 if mapped_noncoherent {
                     self.clean_cpu_dirty(inner)?;
                 }
+                // A bounced long-lived mapping reads its own copy: copy what the CPU
+                // wrote into the bounce slots now (the kernel's end_cpu_access syncs every
+                // mapped attachment for the device), only the written ranges.
+                if dir != DmaDirection::FromDevice {
+                    let bounced: Vec<DmaMapping> = inner.bufs[self.id]
+                        .attachments
+                        .iter()
+                        .flatten()
+                        .filter_map(|a| a.mapping.clone())
+                        .filter(|m| m.is_bounced())
+                        .map(|mut m| {
+                            m.dir = DmaDirection::ToDevice;
+                            m
+                        })
+                        .collect();
+                    for m in bounced {
+                        for r in written.iter() {
+                            inner.sim.dma_sync_for_device(&m, r.start, r.end - r.start)?;
+                        }
+                    }
+                }
             }
         }
         Ok(())
