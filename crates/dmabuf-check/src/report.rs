@@ -118,10 +118,26 @@ impl Styles {
     }
 }
 
+/// A scenario line without its `#` comment (a `#` inside a string is not one).
+fn strip_comment(line: &str) -> &str {
+    let mut in_str = false;
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_str => escaped = true,
+            '"' => in_str = !in_str,
+            '#' if !in_str => return &line[..i],
+            _ => {}
+        }
+    }
+    line
+}
+
 /// The text report of one file: one block per finding, the scenario lines quoted.
 pub fn to_text(r: &FileReport<'_>, st: Styles) -> String {
     let lines: Vec<&str> = r.src.lines().collect();
-    let quote = |n: u32| lines.get(n.saturating_sub(1) as usize).map_or("", |l| l.trim_end());
+    let quote = |n: u32| lines.get(n.saturating_sub(1) as usize).map_or("", |l| strip_comment(l).trim());
     let mut out = String::new();
     let (k, kr) = (st.kind.render(), st.kind.render_reset());
     let (d, dr) = (st.dim.render(), st.dim.render_reset());
@@ -130,12 +146,14 @@ pub fn to_text(r: &FileReport<'_>, st: Styles) -> String {
         let times = if f.count > 1 { format!(" (x{})", f.count) } else { String::new() };
         let _ = writeln!(out, "{k}{}{kr}: {}:{}: {}{times}", f.kind.name(), r.file, f.line, f.message);
         let mut shown = Vec::new();
-        for s in &f.steps {
+        let mut steps: Vec<_> = f.steps.iter().collect();
+        steps.sort_by_key(|s| s.line);
+        for s in steps {
             if shown.contains(&s.line) || s.line == 0 {
                 continue;
             }
             shown.push(s.line);
-            let _ = writeln!(out, "  {d}{:>5} |{dr} {:<60} {d}<- {}{dr}", s.line, quote(s.line), s.role);
+            let _ = writeln!(out, "  {d}{:>5} |{dr} {:<44} {d}<- {}{dr}", s.line, quote(s.line), s.role);
         }
         if !f.hint.is_empty() {
             let _ = writeln!(out, "  {h}hint:{hr} {}", f.hint);

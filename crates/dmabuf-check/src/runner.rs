@@ -20,7 +20,7 @@ use dmabuf::buffer::{
     Attachment, DMA_BUF_SYNC_END, DMA_BUF_SYNC_READ, DMA_BUF_SYNC_RW, DMA_BUF_SYNC_WRITE, DmaBuf, Error as FwError,
     MaintenancePolicy, Memfd, Placement, Report, System, SystemConfig, UserMapping,
 };
-use dmabuf_sim::{DmaDirection, Platform, Sim, Stats, chooser_from_name};
+use dmabuf_sim::{CpuMapId, DmaDirection, MemAttr, Platform, Sim, Stats, chooser_from_name};
 
 use crate::sanitizer::{AccessInfo, Finding, FindingKind, Involved, Path, Sanitizer, VClock, fmt_range};
 use crate::scenario::{
@@ -312,6 +312,8 @@ impl Validator<'_> {
                 }
             }
             Op::Detach { dev, buf }
+            | Op::ImporterVmap { dev, buf }
+            | Op::ImporterVunmap { dev, buf }
             | Op::Pin { dev, buf }
             | Op::Unpin { dev, buf }
             | Op::Map { dev, buf, .. }
@@ -417,6 +419,12 @@ struct Buf {
     user_open: bool,
     /// Fences on the buffer's reservation object, with their usage.
     resv: Vec<(String, Usage)>,
+    /// The line of each device's current `map`.
+    map_lines: HashMap<String, u32>,
+    /// Devices whose attach was refused: their later uses are not reported again.
+    refused: HashSet<String>,
+    /// Importers' own kernel mappings of the pages (`DEV vmap BUF`).
+    importer_maps: HashMap<String, CpuMapId>,
     _memfd: Option<Memfd>,
 }
 
@@ -777,13 +785,20 @@ impl Exec<'_> {
                 let d = self.sys.device(&dev.node).map_err(|e| self.ctx.err(dev.span, e.to_string(), None))?;
                 let handle = bb.buf.clone();
                 let Some(handle) = handle else { return Ok(()) };
+                // A dynamic exporter may migrate the buffer to suit the new importer: the
+                // copy carries the bytes' provenance.
+                self.san.borrow_mut().begin_copy();
                 let res = if *dynamic {
                     handle.attach_dynamic(d, *p2p, || {})
                 } else {
                     handle.attach_with(d, ImporterCaps { allow_peer2peer: *p2p, dynamic: false })
                 };
+                self.san.borrow_mut().end_copy();
                 match (res, expect_refused) {
                     (Ok(a), None) => {
+                        if let Some(b) = self.bufs.get_mut(&buf.node) {
+                            b.refused.remove(&dev.node);
+                        }
                         // A second attach of the same device replaces (and detaches) the first.
                         if let Some(b) = self.bufs.get_mut(&buf.node) {
                             b.atts.insert(dev.node.clone(), a);
@@ -805,6 +820,9 @@ impl Exec<'_> {
                         );
                     }
                     (Err(FwError::Attach(e)), expect) => {
+                        if let Some(b) = self.bufs.get_mut(&buf.node) {
+                            b.refused.insert(dev.node.clone());
+                        }
                         if expect.as_ref().map(|r| r.node.as_str()) != Some(e.rule()) {
                             let hint = attach_hint(&e);
                             let msg = format!("{e} (rule: {})", e.rule());
@@ -873,6 +891,10 @@ impl Exec<'_> {
             }
             Op::Map { dev, buf, dir: d } => {
                 self.wait_resv(buf, Usage::Kernel);
+                let line = self.line;
+                if let Some(b) = self.bufs.get_mut(&buf.node) {
+                    b.map_lines.insert(dev.node.clone(), line);
+                }
                 let r = match self.att(dev, buf) {
                     Some(a) => a.map_raw(dir(d.node)),
                     None => {
@@ -954,6 +976,23 @@ impl Exec<'_> {
             }
             Op::CpuRead { target, expect } => self.cpu_access(target, None, expect.as_ref()),
             Op::CpuWrite { target, value } => self.cpu_access(target, Some(value.node), None),
+            Op::ImporterVmap { dev, buf } => self.importer_vmap(dev, buf),
+            Op::ImporterVunmap { dev, buf } => {
+                let id = self.bufs.get_mut(&buf.node).and_then(|b| b.importer_maps.remove(&dev.node));
+                match id {
+                    Some(id) => {
+                        let _ = self.sys.with_sim(|sim| sim.cpu_unmap(id));
+                    }
+                    None => self.finding(
+                        FindingKind::Misuse,
+                        &buf.node,
+                        0..0,
+                        vec![dev.node.clone()],
+                        format!("{} vunmaps {}, which it has not mapped", dev.node, buf.node),
+                        format!("`{} vmap {}` first, and vunmap once", dev.node, buf.node),
+                    ),
+                }
+            }
             Op::Vmap { buf } => {
                 let Some(b) = self.buf(buf).and_then(|b| b.buf.clone()) else {
                     self.released(buf);
@@ -1084,6 +1123,9 @@ impl Exec<'_> {
                 kernel_open: 0,
                 user_open: false,
                 resv: Vec::new(),
+                importer_maps: HashMap::new(),
+                map_lines: HashMap::new(),
+                refused: HashSet::new(),
                 _memfd: memfd,
             },
         );
@@ -1095,6 +1137,10 @@ impl Exec<'_> {
     }
 
     fn not_attached(&self, dev: &Ident, buf: &Ident) {
+        // After a refused attach, the refusal is the finding; what follows from it is not.
+        if self.bufs.get(&buf.node).is_some_and(|b| b.refused.contains(&dev.node)) {
+            return;
+        }
         self.finding(
             FindingKind::Misuse,
             &buf.node,
@@ -1427,6 +1473,7 @@ impl Exec<'_> {
         let r = self.range(src);
         let d = self.dev_index(dev);
         let coherent = self.coherent(d);
+        let mapped_at = self.map_line(&src.buf.node, dev);
         let Some(att) = self.bufs.get(&src.buf.node).and_then(|b| b.atts.get(dev)) else {
             self.not_attached(&Spanned::new(dev.to_string(), Span::default()), &src.buf);
             return None;
@@ -1439,7 +1486,7 @@ impl Exec<'_> {
             range: r.clone(),
             write: false,
             line: self.line,
-            path: Path::Device { coherent },
+            path: Path::Device { coherent, mapped_at },
         };
         self.san.borrow_mut().begin_access(info);
         let res = att.device_read_raw(r);
@@ -1458,6 +1505,7 @@ impl Exec<'_> {
         let r = self.range(dst);
         let d = self.dev_index(dev);
         let coherent = self.coherent(d);
+        let mapped_at = self.map_line(&dst.buf.node, dev);
         let Some(att) = self.bufs.get(&dst.buf.node).and_then(|b| b.atts.get(dev)) else {
             return self.not_attached(&Spanned::new(dev.to_string(), Span::default()), &dst.buf);
         };
@@ -1469,13 +1517,45 @@ impl Exec<'_> {
             range: r.clone(),
             write: true,
             line: self.line,
-            path: Path::Device { coherent },
+            path: Path::Device { coherent, mapped_at },
         };
         self.san.borrow_mut().begin_access(info);
         let res = att.device_write_raw(r.start, data);
         self.san.borrow_mut().end_access();
         if let Err(e) = res {
             self.fw_error(&dst.buf.node, vec![dev.to_string()], e);
+        }
+    }
+
+    fn map_line(&self, buf: &str, dev: &str) -> u32 {
+        self.bufs.get(buf).and_then(|b| b.map_lines.get(dev)).copied().unwrap_or(0)
+    }
+
+    /// The importer's own cacheable kernel mapping of the buffer's pages.
+    fn importer_vmap(&mut self, dev: &Ident, buf: &Ident) {
+        if self.att(dev, buf).is_none() {
+            self.not_attached(dev, buf);
+            return;
+        }
+        let Some(b) = self.buf(buf).and_then(|b| b.buf.clone()) else {
+            self.released(buf);
+            return;
+        };
+        let pages = b.backing().pages;
+        match self.sys.with_sim(|sim| sim.cpu_map(&pages, MemAttr::Cached)) {
+            Ok(id) => {
+                if let Some(x) = self.bufs.get_mut(&buf.node) {
+                    x.importer_maps.insert(dev.node.clone(), id);
+                }
+            }
+            Err(e) => self.finding(
+                FindingKind::Misuse,
+                &buf.node,
+                0..0,
+                vec![dev.node.clone()],
+                format!("{} cannot map {}: {e}", dev.node, buf.node),
+                "map through dma_buf_vmap".into(),
+            ),
         }
     }
 
@@ -1509,6 +1589,8 @@ fn step_buffer(op: &Op) -> Option<String> {
             Op::Buffer(b) => &b.name,
             Op::Attach { buf, .. }
             | Op::Detach { buf, .. }
+            | Op::ImporterVmap { buf, .. }
+            | Op::ImporterVunmap { buf, .. }
             | Op::Pin { buf, .. }
             | Op::Unpin { buf, .. }
             | Op::Migrate { buf, .. }

@@ -135,6 +135,8 @@ pub enum Path {
     Device {
         /// Whether the device snoops the CPU caches.
         coherent: bool,
+        /// The line where the device mapped the buffer (0 when unknown).
+        mapped_at: u32,
     },
 }
 
@@ -569,6 +571,13 @@ impl Sanitizer {
             let xa = &self.accesses[x as usize];
             steps.push(Involved { line: xa.line, role: format!("{} wrote what was seen", xa.agent) });
         }
+        if let Path::Device { mapped_at, .. } = reader.path
+            && mapped_at > expected.line
+            && mapped_at < reader.line
+        {
+            let role = format!("{} maps {}: the missing step belongs before this line", reader.agent, reader.buffer);
+            steps.push(Involved { line: mapped_at, role });
+        }
         steps.push(Involved { line: reader.line, role: format!("{} read", reader.agent) });
         let message = format!(
             "{} read {}{} at line {} and got {} instead of what {} wrote at line {}",
@@ -654,9 +663,13 @@ fn hint_for(w: &AccessInfo, r: &AccessInfo) -> String {
             "the write at line {} is outside a CPU bracket: put `cpu begin {b} write` before it and `cpu end {b} write` after it, before line {}",
             w.line, r.line
         ),
+        (Path::Kernel { .. } | Path::User { .. }, Path::Device { mapped_at, .. }) if mapped_at > w.line => format!(
+            "end the CPU's write bracket before {} maps {b}: `cpu end {b} write` (or `sync {b} end write`) before line {mapped_at}",
+            r.agent
+        ),
         (Path::Kernel { .. } | Path::User { .. }, Path::Device { .. }) => format!(
-            "end the CPU's write bracket before {} maps {b} (`cpu end {b} write` / `sync {b} end write` before line {}), or, for a mapping kept across frames, add `{} begin {b}` before line {}",
-            r.agent, r.line, r.agent, r.line
+            "{} keeps {b} mapped while the CPU writes it: end the CPU's write bracket (`cpu end {b} write` / `sync {b} end write`) before line {}, and bracket the device's use with `{} begin {b}` / `{} end {b}`",
+            r.agent, r.line, r.agent, r.agent
         ),
         (Path::Device { .. }, Path::User { bracketed: false }) => format!(
             "the read at line {} is outside a sync bracket: put `sync {b} start read` before it (after {} unmapped or ended its access)",

@@ -169,7 +169,8 @@ pub enum Value {
     /// Every byte is the frame number of the innermost `repeat` plus one, modulo 256
     /// (1 outside any `repeat`): `frame`. Lets a loop tell this frame from the last.
     Frame,
-    /// Byte `i` of the range is `(i + frame) mod 256`: `seq`. Catches misplaced bytes.
+    /// The byte at buffer offset `X` is `(X + frame) mod 256`: `seq`. Catches misplaced
+    /// bytes.
     Seq,
 }
 
@@ -388,6 +389,23 @@ pub enum Op {
     },
     /// `vunmap BUF`.
     Vunmap {
+        /// The buffer.
+        buf: Ident,
+    },
+    /// `DEV vmap BUF`: the importing driver maps the pages of its attachment into the
+    /// kernel itself (as videobuf2-dma-sg does with `vm_map_ram`) instead of asking the
+    /// exporter with `dma_buf_vmap`: a cacheable mapping, whatever the exporter's
+    /// attribute. With a write-combined exporter this is a mismatched alias.
+    ImporterVmap {
+        /// The importing device (whose driver maps the pages).
+        dev: Ident,
+        /// The buffer.
+        buf: Ident,
+    },
+    /// `DEV vunmap BUF`: removes the importer's own mapping.
+    ImporterVunmap {
+        /// The importing device.
+        dev: Ident,
         /// The buffer.
         buf: Ident,
     },
