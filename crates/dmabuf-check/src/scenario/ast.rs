@@ -225,9 +225,9 @@ pub enum JobKind {
         /// Their value.
         value: Spanned<Value>,
     },
-    /// `DEV copy SRC to DST`: reads `src`, writes the same bytes to `dst` (same length;
-    /// `DST` may name only a buffer with a start: `out[4KiB..]` is not allowed, write the
-    /// whole range).
+    /// `DEV copy SRC to DST`: reads `src`, writes the same bytes to `dst`. The two have
+    /// one length: the parser checks it when both ranges are written, the runner
+    /// otherwise. Like every range, `out[4KiB..]` runs to the end of the buffer.
     Copy {
         /// Read from.
         src: Target,

@@ -4,7 +4,9 @@
 //! at the root of the repository.
 
 pub mod ast;
+mod error;
+mod lex;
 mod parse;
 
 pub use ast::*;
-pub use parse::{ParseError, parse, parse_file};
+pub use parse::{MAX_DEPTH, MAX_LEN, ParseError, parse, parse_file};
