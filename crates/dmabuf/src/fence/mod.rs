@@ -38,7 +38,8 @@
 //! RUSTFLAGS="--cfg loom" cargo test -p dmabuf --test fence_loom --release
 //! ```
 //!
-//! (the primitives come from [`sync`], which maps to `loom::sync` under `cfg(loom)`).
+//! (the primitives come from the private `fence::sync` module, which maps to `loom::sync`
+//! under `cfg(loom)`).
 
 #![deny(missing_docs)]
 
