@@ -1,5 +1,14 @@
-//! The DMA-buf framework: fences, reservation objects, sync files, and (later) buffer
-//! sharing on the simulated hardware.
+//! The DMA-buf framework: buffer sharing on the simulated hardware, with the kernel's
+//! fences, reservation objects and sync files.
+//!
+//! | module | kernel |
+//! |---|---|
+//! | [`fence`] | `dma_fence`, `dma_fence_chain`, `dma_fence_array`, `dma-fence-unwrap.c` |
+//! | [`resv`] | `dma_resv` |
+//! | [`sync_file`] | `sync_file` (`SYNC_IOC_MERGE`, `SYNC_IOC_FILE_INFO`, `poll`) |
+//! | [`sw_sync`] | `sw_sync` (the software timeline behind `/sys/kernel/debug/sync/sw_sync`) |
+//! | [`sim_time`] | (none) fences completed in simulated time, whose waits run the simulation |
+//! | [`buffer`] | `dma_buf`, its attachments, mappings, CPU access and sync-file ioctls |
 pub mod attach;
 pub mod buffer;
 pub mod fence;
