@@ -1257,8 +1257,8 @@ impl Exec<'_> {
     }
 
     fn check_expect(&mut self, buffer: &str, r: &Range<u64>, v: Value, got: &[u8], agent: &str, frame: u64) {
-        let want = self.bytes(v, r, frame);
-        if let Some(i) = want.iter().zip(got).position(|(a, b)| a != b) {
+        if let Some(i) = first_mismatch(v, r.start, frame, got) {
+            let want = self.bytes(v, &(r.start + i as u64..r.start + i as u64 + 1), frame);
             let off = r.start + i as u64;
             self.finding(
                 FindingKind::ExpectFailed,
@@ -1269,7 +1269,7 @@ impl Exec<'_> {
                     "{agent} read {buffer}{} and byte {off:#x} is {:#04x}, expected {:#04x}",
                     fmt_range(r),
                     got[i],
-                    want[i]
+                    want[0]
                 ),
                 "the sanitizer saw no coherency problem here: check what the scenario writes and expects".into(),
             );
@@ -1565,6 +1565,32 @@ impl Exec<'_> {
         for d in devs {
             self.run_device_until(d, None);
         }
+    }
+}
+
+/// The index of the first byte of `got` (read at buffer offset `start`) that is not
+/// `v`. Compares a block at a time: a frame's worth of bytes is checked per read.
+fn first_mismatch(v: Value, start: u64, frame: u64, got: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 64;
+    let uniform = match v {
+        Value::Byte(b) => Some(b),
+        Value::Frame => Some((frame.wrapping_add(1) & 0xff) as u8),
+        Value::Seq => None,
+    };
+    match uniform {
+        Some(b) => {
+            let block = [b; BLOCK];
+            let mut chunks = got.chunks_exact(BLOCK);
+            let mut base = 0;
+            for c in &mut chunks {
+                if c != block {
+                    return c.iter().position(|&x| x != b).map(|i| base + i);
+                }
+                base += BLOCK;
+            }
+            chunks.remainder().iter().position(|&x| x != b).map(|i| base + i)
+        }
+        None => got.iter().enumerate().position(|(i, &x)| x != ((start + i as u64).wrapping_add(frame) & 0xff) as u8),
     }
 }
 

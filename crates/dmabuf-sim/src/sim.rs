@@ -280,7 +280,7 @@ impl SimBuilder {
             wc: Vec::new(),
             wc_cap: p.cpu.wc_buffer_lines as usize,
             maps: Vec::new(),
-            cached_ranges: Vec::new(),
+            cached_pages: FxHashMap::default(),
             iommus,
             bounce,
             stats: Stats::default(),
@@ -325,9 +325,10 @@ pub struct Sim {
     wc: Vec<WcEntry>,
     wc_cap: usize,
     maps: Vec<Option<CpuMapping>>,
-    /// Ranges of live cacheable CPU mappings (what the CPU may prefetch besides the
-    /// linear map).
-    cached_ranges: Vec<(CpuMapId, PhysRange)>,
+    /// Pages under live cacheable CPU mappings, with how many such mappings cover each
+    /// (what the CPU may prefetch besides the linear map). Page granular, as an MMU is;
+    /// asked once per line by every prefetch, so a hash lookup rather than a scan.
+    cached_pages: FxHashMap<u64, u32>,
     pub(crate) iommus: Vec<Option<Iommu>>,
     pub(crate) bounce: Option<BouncePool>,
     pub(crate) stats: Stats,
@@ -721,7 +722,9 @@ impl Sim {
             }
         }
         if attr == MemAttr::Cached {
-            self.cached_ranges.extend(ranges.iter().map(|r| (id, *r)));
+            for pfn in ranges.iter().flat_map(range_pages) {
+                *self.cached_pages.entry(pfn).or_insert(0) += 1;
+            }
         }
         self.maps.push(Some(CpuMapping { ranges: ranges.to_vec(), starts, size, attr }));
         for c in conflicts {
@@ -742,8 +745,17 @@ impl Sim {
     /// Removes a CPU mapping. Dirty lines stay in the cache (the cache is physically
     /// tagged); pending write-combined writes stay in the buffer until a barrier.
     pub fn cpu_unmap(&mut self, id: CpuMapId) -> Result<(), SimError> {
-        self.maps.get_mut(id.0 as usize).and_then(Option::take).ok_or(SimError::NoSuchMapping(id))?;
-        self.cached_ranges.retain(|(m, _)| *m != id);
+        let m = self.maps.get_mut(id.0 as usize).and_then(Option::take).ok_or(SimError::NoSuchMapping(id))?;
+        if m.attr == MemAttr::Cached {
+            for pfn in m.ranges.iter().flat_map(range_pages) {
+                if let Some(n) = self.cached_pages.get_mut(&pfn) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.cached_pages.remove(&pfn);
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -1377,7 +1389,7 @@ impl Sim {
     /// Whether the CPU may speculatively fill the line at `addr`: it lies in memory the
     /// kernel's linear map covers, or a live cacheable mapping covers its page.
     pub fn prefetchable(&self, addr: PhysAddr) -> bool {
-        if self.cached_ranges.iter().any(|(_, r)| r.contains(addr)) {
+        if self.cached_pages.contains_key(&(addr.raw() / PAGE_SIZE)) {
             return true;
         }
         self.platform.region_of(addr).is_some_and(|r| self.platform.regions[r].linear_mapped())
@@ -1433,11 +1445,51 @@ impl Sim {
         let mut out = std::mem::take(&mut self.freedoms);
         ch.choose(&info, &HwView { sim: self }, &mut out);
         self.chooser = Some(ch);
-        for f in out.drain(..) {
-            self.take_freedom(f);
+        let mut i = 0;
+        while i < out.len() {
+            i += match out[i] {
+                // Prefetches of the lines of one page fill together: the same fills as one
+                // at a time (an unbounded cache evicts nothing), in one pass over the page.
+                Freedom::Prefetch { .. } if !self.cpu.bounded() => self.prefetch_page(&out[i..]),
+                f => {
+                    self.take_freedom(f);
+                    1
+                }
+            };
         }
+        out.clear();
         self.freedoms = out;
     }
+
+    /// Takes the leading prefetches of `fs` that fall in one page, with one fill; returns
+    /// how many it consumed (at least one).
+    fn prefetch_page(&mut self, fs: &[Freedom]) -> usize {
+        let Some(Freedom::Prefetch { line }) = fs.first() else { return 1 };
+        let (pfn, _) = self.line_pos(line.raw());
+        let (valid, _) = self.cpu.state(pfn);
+        let mut mask = 0u128;
+        let mut n = 0;
+        for f in fs {
+            let Freedom::Prefetch { line } = *f else { break };
+            let (p, l) = self.line_pos(line.raw());
+            if p != pfn {
+                break;
+            }
+            n += 1;
+            if valid >> l & 1 == 0 && self.prefetchable(line) && self.platform.region_of(line).is_some() {
+                mask |= 1u128 << l;
+            }
+        }
+        self.fill_from_memory(Sel::Cpu, pfn, mask, Cause::Freedom);
+        n.max(1)
+    }
+}
+
+/// The page frame numbers a range touches.
+fn range_pages(r: &PhysRange) -> std::ops::Range<u64> {
+    let first = r.start.raw() / PAGE_SIZE;
+    let end = if r.len == 0 { first } else { (r.start.raw() + r.len - 1) / PAGE_SIZE + 1 };
+    first..end
 }
 
 /// Per-byte write ids from runs over `n` bytes.
