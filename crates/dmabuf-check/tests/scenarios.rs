@@ -1,0 +1,113 @@
+//! Runs every example under `scenarios/` and compares its findings with the `# expect:`
+//! lines in its header, exactly: kind, buffer, byte range and line, and nothing else.
+//!
+//! The header says what the example shows, so the files document themselves and this
+//! test keeps them honest:
+//!
+//! ```text
+//! # expect: stale_read frame 0x0..0x10000 line 13
+//! # expect: none
+//! ```
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use dmabuf_check::runner::{RunConfig, run};
+use dmabuf_check::scenario::parse;
+
+type Expected = BTreeSet<(String, String, u64, u64, u32)>;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios")
+}
+
+fn num(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// The `# expect:` lines of a scenario; `None` if it has none (then the test fails: every
+/// example must say what it shows).
+fn expected(src: &str, file: &Path) -> Option<Expected> {
+    let mut out = Expected::new();
+    let mut any = false;
+    for l in src.lines() {
+        let Some(rest) = l.trim().strip_prefix("# expect:") else { continue };
+        any = true;
+        let w: Vec<&str> = rest.split_whitespace().collect();
+        if w == ["none"] {
+            continue;
+        }
+        let bad = || panic!("{}: bad expect line {l:?}", file.display());
+        let [kind, buf, range, "line", line] = w[..] else { bad() };
+        let (a, b) = range.split_once("..").unwrap_or_else(|| bad());
+        let (Some(a), Some(b), Ok(line)) = (num(a), num(b), line.parse()) else { bad() };
+        out.insert((kind.to_string(), buf.to_string(), a, b, line));
+    }
+    any.then_some(out)
+}
+
+fn examples(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "dmabuf"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_example_reports_exactly_its_expected_findings() {
+    let files = examples(&root());
+    assert!(files.len() >= 20, "only {} examples", files.len());
+    let mut failures = Vec::new();
+    for file in &files {
+        let src = std::fs::read_to_string(file).unwrap();
+        let want = expected(&src, file).unwrap_or_else(|| panic!("{}: no `# expect:` line", file.display()));
+        let scenario = parse(&src, &file.display().to_string()).unwrap_or_else(|e| panic!("{e:?}"));
+        let result = run(&scenario, file, &src, &RunConfig::default()).unwrap_or_else(|e| panic!("{e:?}"));
+        let got: Expected = result
+            .findings
+            .iter()
+            .map(|f| (f.kind.name().to_string(), f.buffer.clone(), f.range[0], f.range[1], f.line))
+            .collect();
+        if got != want {
+            let show = |s: &Expected| {
+                s.iter().map(|(k, b, x, y, l)| format!("# expect: {k} {b} {x:#x}..{y:#x} line {l}")).collect::<Vec<_>>()
+            };
+            failures.push(format!(
+                "{}:\n  expected {:#?}\n  got {:#?}",
+                file.file_name().unwrap().to_string_lossy(),
+                show(&want),
+                show(&got)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A broken example and its fixed version differ in the findings: the broken one has at
+/// least one, the fixed one none.
+#[test]
+fn broken_examples_have_a_fixed_twin_that_is_clean() {
+    let mut pairs = 0;
+    for file in examples(&root()) {
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        let Some(stem) = name.strip_suffix("-broken.dmabuf") else { continue };
+        let fixed = file.with_file_name(format!("{stem}-fixed.dmabuf"));
+        if !fixed.exists() {
+            continue;
+        }
+        pairs += 1;
+        for (f, want_clean) in [(&file, false), (&fixed, true)] {
+            let src = std::fs::read_to_string(f).unwrap();
+            let s = parse(&src, "x").unwrap();
+            let r = run(&s, f, &src, &RunConfig::default()).unwrap();
+            assert_eq!(r.findings.is_empty(), want_clean, "{}: {:#?}", f.display(), r.findings);
+        }
+    }
+    assert!(pairs >= 8, "only {pairs} broken/fixed pairs");
+}

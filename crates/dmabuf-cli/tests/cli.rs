@@ -1,0 +1,164 @@
+//! The `dmabuf` command as scripts use it: exit statuses, the JSON contract, and bad input
+//! (exit 2 with an error naming the file, line and rule, never a panic).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn dmabuf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dmabuf")).args(args).env("NO_COLOR", "1").output().expect("run dmabuf")
+}
+
+fn scenario(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios").join(name).display().to_string()
+}
+
+fn tmp(name: &str, contents: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dmabuf-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, contents).unwrap();
+    p
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn a_broken_example_exits_1_and_names_the_stale_read_and_the_fix() {
+    let o = dmabuf(&["check", &scenario("uvc-gpu-broken.dmabuf")]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("stale_read"), "{out}");
+    assert!(out.contains("cpu end frame write") || out.contains("end_cpu_access"), "{out}");
+}
+
+#[test]
+fn a_fixed_example_exits_0() {
+    let o = dmabuf(&["check", &scenario("uvc-gpu-fixed.dmabuf")]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+}
+
+#[test]
+fn json_has_the_documented_fields() {
+    let o = dmabuf(&["check", "--format", "json", &scenario("uvc-gpu-broken.dmabuf")]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+    let f = &v["findings"][0];
+    assert_eq!(f["kind"], "stale_read");
+    assert_eq!(f["buffer"], "frame");
+    assert_eq!(f["range"], serde_json::json!([0, 65536]));
+    for k in ["agents", "line", "message", "hint", "count"] {
+        assert!(!f[k].is_null(), "finding lacks {k}: {f}");
+    }
+    let st = &v["stats"];
+    for k in ["clean", "invalidate", "bounce", "device_flush", "cycles"] {
+        assert!(!st[k].is_null(), "stats lack {k}: {st}");
+    }
+}
+
+#[test]
+fn the_linux_policies_are_selectable_and_a_bad_chooser_is_exit_2() {
+    let o = dmabuf(&[
+        "check",
+        "--attach-policy",
+        "linux",
+        "--maintenance",
+        "linux",
+        "--chooser",
+        "seeded:7",
+        &scenario("uvc-gpu-fixed.dmabuf"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
+    let o = dmabuf(&["check", "--chooser", "sometimes", &scenario("uvc-gpu-fixed.dmabuf")]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn the_platform_flag_overrides_the_file() {
+    // The program that forgets the sync ioctl: stale on Arm, only a misuse on x86.
+    let broken = scenario("mmap-no-sync-broken.dmabuf");
+    let arm = dmabuf(&["check", "--format", "json", &broken]);
+    let x86 = dmabuf(&["check", "--format", "json", "--platform", "x86-pcie", &broken]);
+    let kinds = |o: &Output| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["findings"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap().to_string()).collect()
+    };
+    assert!(kinds(&arm).contains(&"stale_read".to_string()), "{:?}", kinds(&arm));
+    assert!(!kinds(&x86).contains(&"stale_read".to_string()), "{:?}", kinds(&x86));
+}
+
+#[test]
+fn bad_input_is_exit_2_with_the_file_and_line() {
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty.dmabuf", b"".to_vec(), "empty"),
+        ("binary.dmabuf", vec![0x7f, b'E', b'L', b'F', 0, 0, 1, 2, 0xff, 0xfe], "binary.dmabuf"),
+        (
+            "unknown-dev.dmabuf",
+            b"platform arm64-noncoherent\nbuffer b size=4KiB heap=system\nattach gpx b\n".to_vec(),
+            "gpu",
+        ),
+        ("unknown-heap.dmabuf", b"platform arm64-noncoherent\nbuffer b size=4KiB heap=sytem\n".to_vec(), "system"),
+        (
+            "unknown-preset.dmabuf",
+            b"platform arm64-noncoherant\nbuffer b size=4KiB heap=system\n".to_vec(),
+            "arm64-noncoherent",
+        ),
+        (
+            "out-of-bounds.dmabuf",
+            b"platform arm64-noncoherent\nbuffer b size=4KiB heap=system\nvmap b\ncpu read b[0..8KiB]\n".to_vec(),
+            ":4:",
+        ),
+        (
+            "overflow.dmabuf",
+            b"platform arm64-noncoherent\nbuffer b size=99999999999999999999GiB heap=system\n".to_vec(),
+            ":2:",
+        ),
+        ("syntax.dmabuf", b"platform arm64-noncoherent\nbuffer b size=4KiB heap=system\nmap gpu\n".to_vec(), ":3:"),
+    ];
+    for (name, bytes, needle) in cases {
+        let p = tmp(name, &bytes);
+        let o = dmabuf(&["check", p.to_str().unwrap()]);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}{}", text(&o.stdout));
+        assert!(!err.contains("panicked"), "{name}: {err}");
+        assert!(err.contains(needle), "{name}: {needle:?} not in {err}");
+        assert!(o.stdout.is_empty(), "{name}: a partial report on stdout");
+    }
+}
+
+#[test]
+fn a_100_megabyte_file_is_refused_without_reading_it() {
+    let p = tmp("huge.dmabuf", b"");
+    let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    f.set_len(100 << 20).unwrap();
+    let o = dmabuf(&["check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("huge.dmabuf"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn a_missing_file_and_a_bad_flag_are_exit_2() {
+    assert_eq!(dmabuf(&["check", "/nonexistent/x.dmabuf"]).status.code(), Some(2));
+    assert_eq!(dmabuf(&["check", "--format", "yaml", &scenario("uvc-gpu-fixed.dmabuf")]).status.code(), Some(2));
+    assert_eq!(dmabuf(&["check"]).status.code(), Some(2));
+}
+
+#[test]
+fn one_bad_file_among_good_ones_prints_no_partial_report() {
+    let bad = tmp("bad-among-good.dmabuf", b"platform nowhere\n");
+    let o = dmabuf(&["check", &scenario("uvc-gpu-broken.dmabuf"), bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty(), "{}", text(&o.stdout));
+}
+
+#[test]
+fn platforms_lists_and_shows_presets() {
+    let o = dmabuf(&["platforms"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(text(&o.stdout).contains("arm64-noncoherent"));
+    let o = dmabuf(&["platforms", "show", "x86-pcie"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(text(&o.stdout).contains("name = \"x86-pcie\""));
+    assert_eq!(dmabuf(&["platforms", "show", "pdp-11"]).status.code(), Some(2));
+}
