@@ -192,6 +192,8 @@ struct Seg {
 struct Destroyed {
     line: u32,
     how: String,
+    /// The line and agent of the older write that overwrote it (line 0: none or unknown).
+    by: (u32, String),
 }
 
 struct Open {
@@ -501,13 +503,16 @@ impl Sanitizer {
         hull
     }
 
-    fn destroy(&mut self, w: u32, how: String) {
+    fn destroy(&mut self, w: u32, how: String, by: (u32, String)) {
         if self.destroyed.contains_key(&w) {
             return;
         }
         let a = &self.accesses[w as usize];
-        if self.current_range(w, a).is_some() {
-            self.destroyed.insert(w, Destroyed { line: self.line, how });
+        // The access still open is not in the shadow yet (it is recorded when it ends),
+        // but a write-back in the middle of it destroys it all the same.
+        let open = self.open.as_ref().is_some_and(|o| o.idx == w);
+        if open || self.current_range(w, a).is_some() {
+            self.destroyed.insert(w, Destroyed { line: self.line, how, by });
         }
     }
 
@@ -608,6 +613,9 @@ impl Sanitizer {
             Involved { line: w.line, role: format!("{} wrote the bytes", w.agent) },
             Involved { line: d.line, role: d.how.clone() },
         ];
+        if d.by.0 != 0 {
+            steps.push(Involved { line: d.by.0, role: format!("{} wrote the older bytes that came back", d.by.1) });
+        }
         let mut agents = vec![w.agent.clone()];
         if let Some(r) = reader {
             steps.push(Involved { line: r.line, role: format!("{} read older bytes", r.agent) });
@@ -624,8 +632,10 @@ impl Sanitizer {
         );
         let hint = match w.path {
             Path::Device { .. } => format!(
-                "the CPU held dirty lines of {} while {} wrote it: end the CPU's write bracket (`cpu end {} write` or `sync {} end write`) before the device's job, and begin CPU access only after it",
-                w.buffer, w.agent, w.buffer, w.buffer
+                "the CPU held dirty lines of {b} while {} wrote it: end the CPU's write bracket (`cpu end {b} write` or `sync {b} end write`) before line {}, and begin CPU access again only after the job",
+                w.agent,
+                w.line,
+                b = w.buffer
             ),
             _ => format!(
                 "the dirty lines were dropped before they reached memory: end the CPU's bracket (`cpu end {} write`) before handing {} to a device",
@@ -742,7 +752,7 @@ impl Observer for Sanitizer {
                 };
                 for (_, _, o) in origins {
                     if let Origin::Access(w) = o {
-                        self.destroy(w, how.clone());
+                        self.destroy(w, how.clone(), (0, String::new()));
                     }
                 }
             }
@@ -771,7 +781,14 @@ impl Observer for Sanitizer {
                             };
                             let how =
                                 format!("{why} wrote an older dirty line of the {} cache over it", cache_name(cache));
-                            self.destroy(victim, how);
+                            let by = match after {
+                                Origin::Access(x) => {
+                                    let xa = &self.accesses[x as usize];
+                                    (xa.line, xa.agent.clone())
+                                }
+                                Origin::Unknown => (0, String::new()),
+                            };
+                            self.destroy(victim, how, by);
                         }
                     }
                 }
