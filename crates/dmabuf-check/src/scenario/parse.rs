@@ -72,11 +72,11 @@ pub fn parse(src: &str, file_name: &str) -> Result<Scenario, ParseError> {
     if src.len() > MAX_LEN {
         return Err(ParseError::TooLarge { name: file_name.into(), size: src.len() as u64, limit: MAX_LEN as u64 });
     }
-    let text = || Arc::new(NamedSource::new(file_name, src.to_string()));
+    let driver = Driver { src, name: file_name, sizes: Sizes::new() };
     if let Some(at) = src.find('\0') {
-        return Err(ParseError::Binary { name: file_name.into(), src: text(), span: (at, 1).into() });
+        return Err(ParseError::Binary { name: file_name.into(), src: driver.text(), span: (at, 1).into() });
     }
-    Driver { src, text: &text, sizes: Sizes::new() }.run(file_name)
+    driver.run()
 }
 
 /// Reads and parses a file, returning the scenario and its source text.
@@ -137,15 +137,20 @@ struct Block {
 }
 
 /// The state of a parse across lines.
-struct Driver<'a, F> {
+struct Driver<'a> {
     src: &'a str,
-    text: &'a F,
+    /// The file's name, for reports.
+    name: &'a str,
     sizes: Sizes,
 }
 
-impl<F: Fn() -> Text> Driver<'_, F> {
-    fn run(mut self, file_name: &str) -> Result<Scenario, ParseError> {
-        let text = self.text;
+impl Driver<'_> {
+    /// The text for a report; made only when there is one to make.
+    fn text(&self) -> Text {
+        Arc::new(NamedSource::new(self.name, self.src.to_string()))
+    }
+
+    fn run(mut self) -> Result<Scenario, ParseError> {
         let mut i = In::new(self.src);
         let _: PResult<Option<char>> = opt('\u{feff}').parse_next(&mut i);
         let mut scenario = Scenario::default();
@@ -160,14 +165,14 @@ impl<F: Fn() -> Text> Driver<'_, F> {
                 Line::Platform(p, span) => {
                     if let Some(prev) = &scenario.platform {
                         return Err(ParseError::PlatformTwice {
-                            src: text(),
+                            src: self.text(),
                             span: span.into(),
                             first: prev.span.into(),
                         });
                     }
                     if let Some(first) = first {
                         return Err(ParseError::PlatformNotFirst {
-                            src: text(),
+                            src: self.text(),
                             span: span.into(),
                             first: first.into(),
                         });
@@ -184,14 +189,14 @@ impl<F: Fn() -> Text> Driver<'_, F> {
                 }
                 Line::Open(count, kw, head) => {
                     if open.len() >= MAX_DEPTH {
-                        return Err(ParseError::RepeatTooDeep { limit: MAX_DEPTH, src: text(), span: kw.into() });
+                        return Err(ParseError::RepeatTooDeep { limit: MAX_DEPTH, src: self.text(), span: kw.into() });
                     }
                     first.get_or_insert(head);
                     open.push(Block { count, line, head, body: Vec::new() });
                 }
                 Line::Close(span) => {
                     let Some(b) = open.pop() else {
-                        return Err(ParseError::StrayBrace { src: text(), span: span.into() });
+                        return Err(ParseError::StrayBrace { src: self.text(), span: span.into() });
                     };
                     let step = Step {
                         line: b.line,
@@ -212,10 +217,10 @@ impl<F: Fn() -> Text> Driver<'_, F> {
             line = line.saturating_add(1);
         }
         if let Some(b) = open.last() {
-            return Err(ParseError::UnclosedRepeat { src: text(), span: b.head.into() });
+            return Err(ParseError::UnclosedRepeat { src: self.text(), span: b.head.into() });
         }
         if scenario.steps.is_empty() {
-            return Err(ParseError::Empty { name: file_name.into() });
+            return Err(ParseError::Empty { name: self.name.into() });
         }
         Ok(scenario)
     }
@@ -226,7 +231,7 @@ impl<F: Fn() -> Text> Driver<'_, F> {
             ErrMode::Backtrack(e) | ErrMode::Cut(e) => e,
             ErrMode::Incomplete(_) => PErr { span: Span::new(self.src.len(), self.src.len()), kind: Kind::Backtrack },
         };
-        let src = (self.text)();
+        let src = self.text();
         let span = e.span.into();
         let text = || self.src.get(e.span.start..e.span.end).unwrap_or_default().to_string();
         match e.kind {
@@ -253,7 +258,7 @@ impl<F: Fn() -> Text> Driver<'_, F> {
             expected: what.into(),
             found,
             help: help.map(Into::into),
-            src: (self.text)(),
+            src: self.text(),
             span: span.into(),
         }
     }
