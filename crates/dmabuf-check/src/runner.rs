@@ -404,8 +404,27 @@ pub fn validate(scenario: &Scenario, platform: &Platform, file: &str, src: &str)
         buffers: HashMap::new(),
         fences: HashSet::new(),
     };
-    v.steps(&scenario.steps)
+    v.steps(&scenario.steps)?;
+    let total = total_steps(&scenario.steps);
+    if total > MAX_STEPS {
+        // Point at the outermost repeat that makes it so.
+        let span = scenario
+            .steps
+            .iter()
+            .filter(|s| matches!(s.op, Op::Repeat { .. }))
+            .max_by_key(|s| total_steps(std::slice::from_ref(*s)))
+            .map_or(Span::new(0, 0), |s| s.span);
+        return Err(v.ctx.err(
+            span,
+            format!("the scenario runs {total} steps; the limit is {MAX_STEPS}"),
+            Some("lower the repeat counts: a few hundred frames show any bug a loop has".into()),
+        ));
+    }
+    Ok(())
 }
+
+/// The most steps a run may execute (a `repeat` body counts once per iteration).
+pub const MAX_STEPS: u64 = 100_000_000;
 
 // ----- execution ---------------------------------------------------------------------
 

@@ -114,6 +114,12 @@ fn bad_input_is_exit_2_with_the_file_and_line() {
             b"platform arm64-noncoherent\nbuffer b size=99999999999999999999GiB heap=system\n".to_vec(),
             ":2:",
         ),
+        (
+            "huge-repeat.dmabuf",
+            b"platform x86-pcie\nbuffer b size=4KiB heap=system\nrepeat 18446744073709551615 {\n  mmap b\n  munmap b\n}\n"
+                .to_vec(),
+            "limit",
+        ),
         ("syntax.dmabuf", b"platform arm64-noncoherent\nbuffer b size=4KiB heap=system\nmap gpu\n".to_vec(), ":3:"),
     ];
     for (name, bytes, needle) in cases {
