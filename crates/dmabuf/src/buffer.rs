@@ -1608,6 +1608,23 @@ impl Attachment {
         Ok(())
     }
 
+    /// The driver drops the device's own cache over `range` of the current mapping, as a
+    /// GPU driver does at the start of every job whatever it knows of who wrote the
+    /// buffer. Nothing happens for a device without a cache or an unmapped attachment.
+    pub fn invalidate_device_cache(&self, range: Range<u64>) -> Result<(), Error> {
+        self.buf.check_range(&range)?;
+        let mut inner = self.buf.sys.0.borrow_mut();
+        let inner = &mut *inner;
+        let (_, devid) = self.dev(inner);
+        let Some(m) = self.current_mapping(inner) else { return Ok(()) };
+        if inner.sim.device_has_cache(devid) {
+            for p in bus_phys(&m, range) {
+                inner.sim.device_cache_invalidate(devid, p)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Device-side `end_access` on the current mapping, without a guard: what the
     /// device wrote in `range` is handed to the CPU and the other devices.
     pub fn end_access_raw(&self, range: Range<u64>) -> Result<(), Error> {
@@ -2054,10 +2071,11 @@ impl UserMapping {
         self.sync_range(flags, 0..self.buf.size())
     }
 
-    /// The sync ioctl as this crate's guards issue it: the bracket declares the range the
-    /// access will touch (the kernel ioctl has no range; the framework uses it to keep
-    /// `Minimal` maintenance to the bytes involved).
-    fn sync_range(&self, flags: u64, range: Range<u64>) -> Result<(), Error> {
+    /// The sync ioctl as this crate's guards (and [`crate::user`]'s) issue it: the
+    /// bracket declares the range the access will touch (the kernel ioctl has no range;
+    /// the framework uses it to keep `Minimal` maintenance to the bytes involved). Flags
+    /// are checked and misuse reported as for [`UserMapping::sync`].
+    pub fn sync_range(&self, flags: u64, range: Range<u64>) -> Result<(), Error> {
         let name = self.buf.name();
         let Some((end, dir)) = decode_sync_flags(flags) else {
             self.buf.with(|i, _| i.reports.push(Report::BadSyncFlags { buffer: name.clone(), flags }));
