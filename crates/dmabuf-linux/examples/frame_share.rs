@@ -1,91 +1,128 @@
 //! One program, any backend: a producer paints frames into a dma-buf through a write
-//! guard, hands them over with a sync file, and a consumer checks every byte through a
-//! read guard.
+//! guard and hands each one to an importing device; the device's fences are checked
+//! while its job runs, and the CPU reads every frame back through a read guard.
 //!
-//! [`share_frames`] is generic over the `dmabuf::uapi` traits and knows nothing of fds or
-//! ioctls. `main` runs it on the real kernel (the system heap under `/dev/dma_heap`); the
-//! simulated framework implements the same traits, so running it on a simulated
-//! non-coherent platform is one more call to `share_frames` with the simulated heaps.
+//! The program, `share_frames` in `crates/dmabuf/examples/shared/frame_share.rs`, is
+//! generic over the `dmabuf::uapi` traits and knows nothing of fds or ioctls. This `main`
+//! runs it:
+//! - on the real kernel (default): the system heap under `/dev/dma_heap`, and vgem as the
+//!   importing device (it imports the buffer, attaches and maps it in the kernel, and adds
+//!   real fences; it moves no bytes of its own, so only the CPU's bytes are checked);
+//! - on the simulated framework with `--sim PLATFORM [--unguarded] [--device NAME]`: the
+//!   same function with `dmabuf::user`'s heaps and a simulated DMA master, whose bytes are
+//!   checked too (`cargo run -p dmabuf --example frame_share_sim` runs the whole
+//!   guarded/unguarded matrix on any machine).
 //!
-//! Run: `cargo run -p dmabuf-linux --example frame_share` on a machine with dma-buf heaps,
-//! or `ci/kernel-tests.sh`, which runs it inside a booted kernel.
+//! Run: `cargo run -p dmabuf-linux --example frame_share` on a machine with dma-buf heaps
+//! and vgem (`modprobe vgem`), or `ci/kernel-tests.sh`, which runs it inside a booted
+//! kernel.
 
-use std::error::Error;
-use std::time::Duration;
+#[path = "../../dmabuf/examples/shared/frame_share.rs"]
+mod frame_share;
 
-use dmabuf::uapi::{CpuAccess, DmaBuf, FenceStatus, Heap, Heaps, Mapping, Readiness, SyncFile, SyncFlags, WaitStatus};
+use dmabuf::user::SyncIoctls;
+use dmabuf_linux::vgem::{GemHandle, Vgem, VgemFence};
+use dmabuf_linux::{DmaBuf, Error};
+use frame_share::{Importer, run_sim, share_frames};
 
-/// 320x240 pixels, 4 bytes each.
-const WIDTH: usize = 320;
-const HEIGHT: usize = 240;
-const FRAME_BYTES: usize = WIDTH * HEIGHT * 4;
+const FRAMES: usize = 3;
 
-/// What one run did.
-#[derive(Debug)]
-struct Report {
-    heap: String,
-    frames: usize,
-    bytes_checked: usize,
+/// vgem as the importing device: a real DRM driver that imports the dma-buf (attach and
+/// map in the kernel) and attaches real fences to its reservation object.
+struct VgemImporter<'v> {
+    vgem: &'v Vgem,
+    /// One GEM handle per imported buffer (by inode): importing a buffer twice gives the
+    /// same handle, which must be closed once.
+    imports: Vec<(u64, GemHandle<'v>)>,
+    /// Fences of the jobs in flight, signaled by `complete` (or on drop).
+    pending: Vec<VgemFence<'v>>,
 }
 
-/// The pixel the producer paints at `i` of frame `n`.
-fn pixel(n: usize, i: usize) -> u8 {
-    (i.wrapping_mul(31) ^ n.wrapping_mul(97)) as u8
-}
-
-/// Produces and consumes `frames` frames in one buffer of the first heap named `system`
-/// (or the first heap there is).
-fn share_frames<H: Heaps>(heaps: &H, frames: usize) -> Result<Report, Box<dyn Error>> {
-    let names = heaps.names()?;
-    let name =
-        names.iter().find(|n| n.as_str() == "system").or_else(|| names.first()).ok_or("no dma-buf heap at all")?;
-    let heap = heaps.open(name)?;
-    let buf = heap.allocate(FRAME_BYTES)?;
-    buf.set_name("frame_share")?;
-    let mut checked = 0;
-
-    for n in 0..frames {
-        // Producer: wait until nobody uses the buffer, then paint inside a write bracket.
-        let idle = buf.poll(SyncFlags::Write, Some(Duration::from_secs(1)))?;
-        if idle != (Readiness { readable: true, writable: true }) {
-            return Err(format!("frame {n}: buffer still busy: {idle:?}").into());
-        }
-        {
-            let mut map = buf.mmap()?;
-            let mut w = map.write()?;
-            for (i, px) in w.iter_mut().enumerate() {
-                *px = pixel(n, i);
-            }
-            w.end()?; // SYNC_END now, so a failure is reported here
-        }
-
-        // Hand-off: the consumer waits for every writer of the buffer.
-        let ready = buf.export_sync_file(SyncFlags::Read)?;
-        if ready.wait(Some(Duration::from_secs(1)))? != WaitStatus::Signaled {
-            return Err(format!("frame {n}: the producer's fence never signaled").into());
-        }
-        let info = ready.info()?;
-        if info.status != FenceStatus::Signaled {
-            return Err(format!("frame {n}: sync file in state {:?}", info.status).into());
-        }
-
-        // Consumer: read inside a read bracket and check every byte.
-        let map = buf.mmap()?;
-        let r = map.read()?;
-        if let Some(i) = r.iter().enumerate().position(|(i, &b)| b != pixel(n, i)) {
-            return Err(format!("frame {n}: byte {i} is {} instead of {}", r[i], pixel(n, i)).into());
-        }
-        checked += r.len();
+impl<'v> VgemImporter<'v> {
+    fn new(vgem: &'v Vgem) -> Self {
+        VgemImporter { vgem, imports: Vec::new(), pending: Vec::new() }
     }
-    Ok(Report { heap: heap.name().to_owned(), frames, bytes_checked: checked })
+}
+
+impl Importer<DmaBuf> for VgemImporter<'_> {
+    type Error = Error;
+
+    fn name(&self) -> String {
+        "vgem".into()
+    }
+
+    fn fence_driver(&self) -> String {
+        "vgem".into()
+    }
+
+    fn start_read(&mut self, buf: &DmaBuf) -> Result<Option<Vec<u8>>, Error> {
+        let ino = buf.inode();
+        let pos = match self.imports.iter().position(|(i, _)| *i == ino) {
+            Some(pos) => pos,
+            None => {
+                self.imports.push((ino, self.vgem.import(buf)?));
+                self.imports.len() - 1
+            }
+        };
+        let fence = self.vgem.attach_fence(&self.imports[pos].1, false)?;
+        self.pending.push(fence);
+        Ok(None)
+    }
+
+    fn complete(&mut self) -> Result<(), Error> {
+        for fence in self.pending.drain(..) {
+            fence.signal()?;
+        }
+        Ok(())
+    }
+}
+
+fn usage() -> ! {
+    eprintln!("usage: frame_share [--sim PLATFORM [--unguarded] [--device NAME]]");
+    std::process::exit(2);
 }
 
 fn main() {
+    let (mut sim, mut device, mut mode) = (None, None, SyncIoctls::Issue);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--sim" => sim = Some(args.next().unwrap_or_else(|| usage())),
+            "--device" => device = Some(args.next().unwrap_or_else(|| usage())),
+            "--unguarded" => mode = SyncIoctls::Omit,
+            _ => usage(),
+        }
+    }
+
+    if let Some(platform) = sim {
+        match run_sim(&platform, device.as_deref(), mode, FRAMES) {
+            Ok(run) => {
+                println!("{}", run.summary());
+                std::process::exit(i32::from(run.result.is_err()));
+            }
+            Err(e) => {
+                eprintln!("frame_share: cannot run on simulated {platform}: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
+    if device.is_some() || mode != SyncIoctls::Issue {
+        usage();
+    }
+
     let heaps = dmabuf_linux::Heaps::new();
-    match share_frames(&heaps, 3) {
+    let vgem = match Vgem::open() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("frame_share: linux backend: FAILED: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut importer = VgemImporter::new(&vgem);
+    match share_frames(&heaps, &mut importer, FRAMES) {
         Ok(r) => println!(
-            "frame_share: linux backend, heap {:?}: {} frames, {} bytes checked: OK",
-            r.heap, r.frames, r.bytes_checked
+            "frame_share: linux backend, heap {:?}, device {}: {} frames, {} device bytes and {} CPU bytes checked: OK",
+            r.heap, r.device, r.frames, r.device_bytes_checked, r.cpu_bytes_checked
         ),
         Err(e) => {
             eprintln!("frame_share: linux backend: FAILED: {e}");
