@@ -1092,7 +1092,7 @@ impl Device {
     /// Imports `buf` if not done yet: attaches the device and maps the buffer for it, both
     /// ways, for as long as the device holds it (a DRM driver's PRIME import).
     pub fn import(&mut self, buf: &DmaBuf) -> Result<()> {
-        self.attachment(buf).map(|_| ())
+        self.import_index(buf).map(|_| ())
     }
 
     /// Lets `buf` go: unmaps and detaches it. Nothing happens if it was not imported.
@@ -1100,24 +1100,22 @@ impl Device {
         self.imports.retain(|i| i.id != buf.id);
     }
 
-    fn attachment(&mut self, buf: &DmaBuf) -> Result<&Attachment> {
+    /// The index of `buf`'s import, importing it first if needed.
+    fn import_index(&mut self, buf: &DmaBuf) -> Result<usize> {
         if !Rc::ptr_eq(&buf.shared, &self.shared) {
             return Err(Error::ForeignBuffer { device: self.name.clone(), buffer: buf.inner.name() });
         }
-        let pos = match self.imports.iter().position(|i| i.id == buf.id) {
-            Some(pos) => pos,
-            None => {
-                let err = |action| {
-                    let device = self.name.clone();
-                    move |source| Error::Device { device, action, source: Box::new(source) }
-                };
-                let att = buf.inner.attach(self.id).map_err(err("attach"))?;
-                att.map_raw(DmaDirection::Bidirectional).map_err(err("map"))?;
-                self.imports.push(Import { id: buf.id, att, _buf: buf.inner.clone() });
-                self.imports.len() - 1
-            }
+        if let Some(pos) = self.imports.iter().position(|i| i.id == buf.id) {
+            return Ok(pos);
+        }
+        let err = |action| {
+            let device = self.name.clone();
+            move |source| Error::Device { device, action, source: Box::new(source) }
         };
-        Ok(&self.imports[pos].att)
+        let att = buf.inner.attach(self.id).map_err(err("attach"))?;
+        att.map_raw(DmaDirection::Bidirectional).map_err(err("map"))?;
+        self.imports.push(Import { id: buf.id, att, _buf: buf.inner.clone() });
+        Ok(self.imports.len() - 1)
     }
 
     /// Runs a job on `buf`: waits for the fences it must (a writer for everyone, a reader
@@ -1133,6 +1131,7 @@ impl Device {
         work: impl FnOnce(&Attachment) -> Result<R, buffer::Error>,
     ) -> Result<R> {
         check_range(&range, buf.size())?;
+        let idx = self.import_index(buf)?;
         let device = self.name.clone();
         let fail = |action| {
             let device = device.clone();
@@ -1151,13 +1150,7 @@ impl Device {
                 .map_err(|e| fail("adding the job's fence")(e.into()))?;
         }
         let r64 = range64(&range);
-        let att = match self.attachment(buf) {
-            Ok(att) => att,
-            Err(e) => {
-                let _ = fence.signal_with_error(Errno::EIO);
-                return Err(e);
-            }
-        };
+        let att = &self.imports[idx].att;
         // The driver starts the job with its device's cache dropped over the range, as GPU
         // drivers do whatever they know of who wrote the buffer; then the device-side
         // access bracket hands it what others wrote.
