@@ -11,8 +11,9 @@
 //! These traits describe exactly that surface and nothing else, so that one program can be
 //! written once and run against two backends:
 //! - the real kernel (crate `dmabuf-linux`, one file descriptor per object);
-//! - the simulated framework of this crate (a simulated non-coherent platform, where a
-//!   missing bracket shows up as a stale read instead of silently working on x86).
+//! - the simulated framework of this crate ([`crate::user`]: a simulated non-coherent
+//!   platform, where a missing bracket shows up as a stale read instead of silently
+//!   working on x86).
 //!
 //! The mapping is the part that makes correct use the only easy one: a [`Mapping`] hands
 //! out its bytes only through guards ([`Mapping::read`], [`Mapping::write`],
