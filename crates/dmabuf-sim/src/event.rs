@@ -7,6 +7,7 @@
 //! Without an observer no event is built and no provenance is kept.
 
 use crate::addr::{BusAddr, PhysAddr, PhysRange};
+use crate::chooser::OpInfo;
 use crate::store::{ProvRun, WriteId};
 
 /// A DMA master of the platform, by index into [`Platform::devices`](crate::Platform).
@@ -231,6 +232,14 @@ pub trait Observer {
     fn wants_provenance(&self) -> bool {
         true
     }
+
+    /// Called once after every operation (an access, a maintenance operation, a barrier, a
+    /// bounce copy, a new CPU mapping), after its events and before the chooser takes
+    /// freedoms, with the physical bytes it touched. An observer that reasons about
+    /// physical lines (the [`Oracle`](crate::Oracle)) uses it; the default ignores it.
+    fn operation(&mut self, op: &OpInfo) {
+        let _ = op;
+    }
 }
 
 impl<T: Observer + ?Sized> Observer for std::rc::Rc<std::cell::RefCell<T>> {
@@ -240,6 +249,28 @@ impl<T: Observer + ?Sized> Observer for std::rc::Rc<std::cell::RefCell<T>> {
 
     fn wants_provenance(&self) -> bool {
         self.borrow().wants_provenance()
+    }
+
+    fn operation(&mut self, op: &OpInfo) {
+        self.borrow_mut().operation(op);
+    }
+}
+
+/// Two observers watching one simulation (a sanitizer and an [`Oracle`](crate::Oracle)):
+/// each is told everything, the first first. Provenance is kept if either wants it.
+impl<A: Observer, B: Observer> Observer for (A, B) {
+    fn event(&mut self, ev: &Event<'_>) {
+        self.0.event(ev);
+        self.1.event(ev);
+    }
+
+    fn wants_provenance(&self) -> bool {
+        self.0.wants_provenance() || self.1.wants_provenance()
+    }
+
+    fn operation(&mut self, op: &OpInfo) {
+        self.0.operation(op);
+        self.1.operation(op);
     }
 }
 

@@ -20,6 +20,9 @@
 //!   deterministic given its chooser and an explorer can enumerate every choice.
 //! - [`Observer`]: every memory event, with provenance (which write produced each byte an
 //!   access returned). Without an observer, nothing is recorded.
+//! - [`Oracle`]: an observer that computes, after a run, the maintenance the run truly
+//!   needed (lines, bytes, operations and cycles of each kind): the minimum to compare a
+//!   maintenance policy with.
 //!
 //! The model knows nothing of DMA-buf: it is the hardware and the kernel's DMA-mapping
 //! layer below it. The rules it implements are in `shared/spec/coherency-model.md`,
@@ -50,6 +53,7 @@ mod cache;
 mod chooser;
 mod dma;
 mod event;
+mod oracle;
 mod platform;
 mod sim;
 mod stats;
@@ -62,6 +66,7 @@ pub use chooser::{
 };
 pub use dma::{DmaAttrs, DmaDirection, DmaMapping, DmaProfile, DmaSegment, SyncOp};
 pub use event::{Agent, CacheId, Cause, CpuMapId, DeviceId, Event, EventLog, MaintOp, MemAttr, Observer};
+pub use oracle::Oracle;
 pub use platform::{
     Address, ByteSize, CacheGeometry, Costs, CpuDesc, DeviceDesc, Platform, PlatformError, RegionDesc, RegionKind,
 };

@@ -1441,6 +1441,9 @@ impl Sim {
     }
 
     fn after_op(&mut self, info: OpInfo) {
+        if let Some(o) = &mut self.observer {
+            o.operation(&info);
+        }
         let Some(mut ch) = self.chooser.take() else { return };
         let mut out = std::mem::take(&mut self.freedoms);
         ch.choose(&info, &HwView { sim: self }, &mut out);

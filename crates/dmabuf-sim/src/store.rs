@@ -75,6 +75,9 @@ impl ProvPage {
 
     /// Which write produced byte `off`.
     pub(crate) fn at(&self, off: usize) -> WriteId {
+        if !self.is_tracked() {
+            return WriteId::INITIAL;
+        }
         self.runs[self.run_at(off)].1
     }
 
@@ -115,9 +118,10 @@ impl ProvPage {
         self.runs.dedup_by(|b, a| a.1 == b.1);
     }
 
-    /// Appends the runs of bytes `[off, off + len)` to `out`, at offsets starting at `base`.
+    /// Appends the runs of bytes `[off, off + len)` to `out`, at offsets starting at `base`
+    /// (none when the page is not tracked: an observer that wants no provenance).
     pub(crate) fn runs(&self, off: usize, len: usize, base: u64, out: &mut Vec<ProvRun>) {
-        if len == 0 {
+        if len == 0 || !self.is_tracked() {
             return;
         }
         let end = off + len;

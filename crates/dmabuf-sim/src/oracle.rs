@@ -1,0 +1,912 @@
+//! The oracle: after a run, the cache maintenance and bounce copying that were truly
+//! needed, line by line, to compare a policy's cost with the minimum.
+//!
+//! The oracle is an [`Observer`] that knows nothing of DMA-buf. It watches the accesses
+//! of a run (through [`Observer::operation`], which gives the physical bytes of each),
+//! ignores every maintenance operation, bounce copy and freedom the run performed, and
+//! asks of each access: *whatever the hardware did with its freedoms, and whatever any
+//! correct policy did before, which maintenance must have happened between the write
+//! this access depends on and the access itself?* Each such requirement is a **need**:
+//! one line of one kind of maintenance, with the window in which it had to happen.
+//!
+//! # The needs
+//!
+//! For every line the oracle keeps, per byte (per `line / 64` bytes on lines longer than
+//! 64), where the newest value may be that a reader cannot see:
+//!
+//! - *CPU-dirty*: the CPU wrote it through a cacheable mapping, and the line may still sit
+//!   dirty in the CPU cache (no eviction is ever assumed: the hardware may keep it).
+//! - *CPU-stale*: a writer that does not snoop the CPU cache (a non-coherent device, a
+//!   device cache of a non-coherent device, the CPU's own write-combined or uncached
+//!   stores) changed memory after the CPU cache could have filled the line: its page was
+//!   mapped cacheable by then (a speculative prefetch may fill any line of a cacheable
+//!   mapping at any moment, section 3 of the coherency model).
+//! - *device-dirty* (per device with a private cache): the device wrote it into its cache.
+//! - *device-stale* (per device with a private cache): another agent wrote it after the
+//!   device touched the line, so the device's cache may hold the old bytes (a device
+//!   cache fills only on the device's own accesses: it never prefetches).
+//!
+//! and records a need when an access depends on such a byte:
+//!
+//! | kind | needed when |
+//! |---|---|
+//! | clean | a reader that does not see the CPU cache (a non-coherent device, a device cache filling from memory, the CPU through a write-combined or uncached mapping) reads CPU-dirty bytes; or a non-snooping writer writes a line whose CPU-dirty bytes it does not all overwrite (else a later write-back would bring the old line back over it) |
+//! | invalidate | the CPU reads CPU-stale bytes through a cacheable mapping; a coherent device reads them (its snoop would return the stale line); the CPU writes part of a line with CPU-stale bytes it does not overwrite (write-allocate would merge them); a non-snooping writer overwrites all the CPU-dirty bytes of a line (they must be dropped before a write-back) |
+//! | device flush | anyone else reads device-dirty bytes; or another agent writes a line whose device-dirty bytes it does not all overwrite |
+//! | device invalidate | the device reads device-stale bytes, or writes part of a line with device-stale bytes it does not overwrite; or another agent overwrites all the device-dirty bytes of a line |
+//! | bounce | a device that reaches the buffer through a bounce slot reads bytes that changed in the original since they were last needed in the slot, or anyone reads original bytes the device wrote into its slot (a copy back). Each copied line also needs a clean (copy in, for a non-coherent device) or an invalidate (copy out) of the slot line: the kernel copies through the CPU cache |
+//!
+//! A need clears the state it depends on (after one clean, memory is current; after one
+//! invalidate, the next fill is), so each line is counted once per hand-over, and a line
+//! that was written twice before anyone needed it is counted once.
+//!
+//! # Why it is a lower bound
+//!
+//! Every need is a line that *some* operation of that kind had to cover in its window,
+//! or the hardware, taking its freedoms adversarially (keeping a dirty line until the
+//! worst moment, prefetching a line just before memory changes), would have returned a
+//! stale byte or lost a write. Needs of one kind on one line never share a window (the
+//! second one's window opens after the first one's access), so no single operation can
+//! satisfy two of them: the count of needed lines is a lower bound on the lines any
+//! correct policy maintains, whatever it knows. The oracle assumes the program is free
+//! of races (the sanitizer reports zero findings), so that the latest write in the
+//! run's order is the one each read must see.
+//!
+//! Operations and cycles: needs of one kind whose windows overlap can share an operation.
+//! The oracle groups them greedily (the classic minimum stabbing of intervals: an
+//! operation at the deadline of the earliest open need serves every later need whose
+//! window had opened by then), then counts one operation per physically contiguous run of
+//! lines in a group, and charges each operation the platform's cost table
+//! (`maintenance_op` + per line, `device_op` + per line, `bounce_line` per line). That is
+//! the fewest operations covering *only* needed lines; a policy may use fewer, wider
+//! operations that also cover lines no one needed, so operations and cycles are the cost
+//! of the oracle's schedule, while lines and bytes are a strict lower bound.
+//!
+//! # Granularity
+//!
+//! Maintenance works on whole lines, so the oracle counts lines: a 4-byte read of a stale
+//! line needs the whole line invalidated, and bytes are `lines * line_size`. Which bytes
+//! of a line matter is tracked per byte (a write that covers every stale byte of a line
+//! needs no invalidate; a read of the fresh half of a line needs none either), so a
+//! policy that works on byte ranges rounded out to lines can match the oracle exactly.
+//! Bounce copies move bytes: the oracle counts bytes there, and lines for their cost.
+//!
+//! # What it assumes
+//!
+//! - The kernel's linear map does not fill lines of a page the program never mapped
+//!   cacheable (Linux removes or re-attributes the linear alias of write-combined and
+//!   uncached buffers): a write to such a page makes no CPU line stale.
+//! - A device cache of a bounced device is not modelled (the slot is what it caches).
+//! - One bounce slot per line of the original at a time (the slot a copy last used).
+
+use rustc_hash::FxHashMap;
+
+use crate::addr::{PAGE_SIZE, PhysAddr, PhysRange};
+use crate::chooser::{OpInfo, OpKind};
+use crate::event::{Agent, Event, MemAttr, Observer};
+use crate::platform::{Costs, Platform, RegionKind};
+use crate::stats::Stats;
+
+/// One kind of need; device kinds name the device.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Kind {
+    Clean,
+    Invalidate,
+    DeviceFlush(usize),
+    DeviceInvalidate(usize),
+    Bounce,
+}
+
+/// What may be wrong with one line as the CPU sees it.
+#[derive(Clone, Copy, Default)]
+struct CpuLine {
+    /// Bytes (mask bits) whose newest value may sit dirty in the CPU cache.
+    dirty: u64,
+    /// Bytes memory changed behind a CPU line that may be cached.
+    stale: u64,
+    /// When `dirty` was last added to.
+    dirty_at: u64,
+    /// When `stale` was last added to.
+    stale_at: u64,
+    /// When any agent last wrote the line.
+    write_at: u64,
+}
+
+/// What may be wrong with one line in one device's private cache.
+#[derive(Clone, Copy, Default)]
+struct DevLine {
+    dirty: u64,
+    stale: u64,
+    /// Whether the device touched the line since the cache last lost it (it may hold it).
+    present: bool,
+    dirty_at: u64,
+    access_at: u64,
+}
+
+struct Page {
+    /// A cacheable mapping covered the page (the CPU may hold its lines).
+    cacheable: bool,
+    cpu: Vec<CpuLine>,
+    /// Per device with a private cache (by cache slot).
+    dev: Vec<Vec<DevLine>>,
+}
+
+/// A device's data still in its bounce slot: what a reader of the original needs copied.
+#[derive(Clone, Copy)]
+struct Out {
+    mask: u64,
+    /// The slot line holding it.
+    slot_line: u64,
+    noncoherent: bool,
+    at: u64,
+}
+
+/// Needs whose windows overlap, to be served by one operation of a kind.
+struct Batch {
+    /// The deadline of the first need: where the operation goes.
+    point: u64,
+    /// `(address, bytes)` pieces.
+    items: Vec<(u64, u64)>,
+}
+
+/// Who performs an access, as the oracle distinguishes agents.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Who {
+    /// The CPU through a cacheable mapping.
+    CpuCached,
+    /// The CPU through a write-combined or uncached mapping.
+    CpuUncached,
+    /// A device by DMA.
+    Device(usize),
+}
+
+/// The maintenance a run truly needed (see the [module documentation](self)).
+///
+/// Install it next to other observers (a pair of observers is an observer) and read
+/// [`Oracle::needed`] after the run:
+///
+/// ```
+/// use std::{cell::RefCell, rc::Rc};
+/// use dmabuf_sim::{BusAddr, MemAttr, Oracle, PhysAddr, PhysRange, Platform, Sim};
+///
+/// let p = Platform::preset("arm64-noncoherent").unwrap();
+/// let oracle = Rc::new(RefCell::new(Oracle::new(&p)));
+/// let mut sim = Sim::builder(p).observer(oracle.clone()).build();
+/// let usb = sim.device("usb").unwrap();
+/// let page = PhysRange::new(PhysAddr(0x4000_0000), 4096).unwrap();
+/// let map = sim.cpu_map(&[page], MemAttr::Cached).unwrap();
+/// sim.cpu_fill(map, 0, 256, 0x5a).unwrap(); // four dirty lines
+/// sim.cache_clean(page).unwrap(); // a whole-page clean: 64 lines
+/// let mut seen = [0u8; 128];
+/// sim.device_read(usb, BusAddr(0x4000_0000), &mut seen).unwrap();
+///
+/// let needed = oracle.borrow().needed();
+/// assert_eq!(needed.clean.lines, 2, "the device read two of the four dirty lines");
+/// assert_eq!(sim.stats().clean.lines, 64);
+/// ```
+pub struct Oracle {
+    line: u64,
+    /// Bytes per mask bit.
+    grain: u64,
+    lpp: usize,
+    costs: Costs,
+    /// Per device: coherent, and its cache slot.
+    devs: Vec<(bool, Option<usize>)>,
+    caches: usize,
+    bounce_pools: Vec<PhysRange>,
+    seq: u64,
+    pages: FxHashMap<u64, Page>,
+    /// Slot line index to `original - slot` (wrapping).
+    slot_delta: FxHashMap<u64, u64>,
+    /// Original line index to the bytes its slot holds up to date.
+    slot_fresh: FxHashMap<u64, u64>,
+    /// Original line index to a device's bytes still in its slot.
+    out: FxHashMap<u64, Out>,
+    batches: FxHashMap<Kind, Batch>,
+    done: Stats,
+}
+
+impl Oracle {
+    /// An oracle for runs on `platform` (its line size, devices and cost table).
+    pub fn new(platform: &Platform) -> Oracle {
+        let line = platform.line_size.max(1);
+        let mut caches = 0;
+        let devs = platform
+            .devices
+            .iter()
+            .map(|d| {
+                let slot = d.cache.map(|_| {
+                    caches += 1;
+                    caches - 1
+                });
+                (d.coherent, slot)
+            })
+            .collect();
+        Oracle {
+            line,
+            grain: line.div_ceil(64),
+            lpp: (PAGE_SIZE / line).max(1) as usize,
+            costs: platform.costs.clone(),
+            devs,
+            caches,
+            bounce_pools: platform.regions.iter().filter(|r| r.kind == RegionKind::Bounce).map(|r| r.range()).collect(),
+            seq: 0,
+            pages: FxHashMap::default(),
+            slot_delta: FxHashMap::default(),
+            slot_fresh: FxHashMap::default(),
+            out: FxHashMap::default(),
+            batches: FxHashMap::default(),
+            done: Stats::default(),
+        }
+    }
+
+    /// What the run needed so far: `clean`, `invalidate`, `device_flush`,
+    /// `device_invalidate` and `bounce` are filled (`clean_invalidate` and the access
+    /// counters stay zero), each with operations, lines, bytes and cycles as described in
+    /// the [module documentation](self). Compare with [`Stats`] of the run through
+    /// [`Stats::maintenance_bytes`] and friends.
+    pub fn needed(&self) -> Stats {
+        let mut s = self.done;
+        for (k, b) in &self.batches {
+            self.close(&mut s, *k, b);
+        }
+        s
+    }
+
+    /// Charges one batch to `s`.
+    fn close(&self, s: &mut Stats, kind: Kind, b: &Batch) {
+        let mut items = b.items.clone();
+        items.sort_unstable();
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for (a, n) in items {
+            match runs.last_mut() {
+                Some((s0, len)) if *s0 + *len >= a => *len = (*len).max(a + n - *s0),
+                _ => runs.push((a, n)),
+            }
+        }
+        let c = &self.costs;
+        for (a, n) in runs {
+            let lines = PhysRange { start: PhysAddr(a), len: n }.units(self.line);
+            let (count, fixed, per_line) = match kind {
+                Kind::Clean => (&mut s.clean, c.maintenance_op, c.clean_line),
+                Kind::Invalidate => (&mut s.invalidate, c.maintenance_op, c.invalidate_line),
+                Kind::DeviceFlush(_) => (&mut s.device_flush, c.device_op, c.device_flush_line),
+                Kind::DeviceInvalidate(_) => (&mut s.device_invalidate, c.device_op, c.device_invalidate_line),
+                Kind::Bounce => (&mut s.bounce, 0, c.bounce_line),
+            };
+            count.add(lines, n, lines, fixed + per_line * lines);
+        }
+    }
+
+    /// Records a need of `kind` for `(addr, len)` whose window opened at `start`.
+    fn need(&mut self, kind: Kind, addr: u64, len: u64, start: u64) {
+        let now = self.seq;
+        match self.batches.get_mut(&kind) {
+            Some(b) if start < b.point => b.items.push((addr, len)),
+            _ => {
+                let fresh = Batch { point: now, items: vec![(addr, len)] };
+                if let Some(old) = self.batches.insert(kind, fresh) {
+                    let mut s = self.done;
+                    self.close(&mut s, kind, &old);
+                    self.done = s;
+                }
+            }
+        }
+    }
+
+    fn need_line(&mut self, kind: Kind, line: u64, start: u64) {
+        self.need(kind, line * self.line, self.line, start);
+    }
+
+    /// Bytes of the mask bits `m` of line `line`, as `(address, len)` runs.
+    fn need_bytes(&mut self, line: u64, m: u64, start: u64) {
+        let base = line * self.line;
+        let mut m = m;
+        while m != 0 {
+            let lo = m.trailing_zeros() as u64;
+            let run = (m >> lo).trailing_ones() as u64;
+            let a = base + lo * self.grain;
+            let e = (base + (lo + run) * self.grain).min(base + self.line);
+            self.need(Kind::Bounce, a, e - a, start);
+            m &= !(mask_bits(lo, lo + run));
+        }
+    }
+
+    /// The mask bits a byte range `[off, off + len)` of a line touches, and those it
+    /// covers entirely.
+    fn masks(&self, off: u64, len: u64) -> (u64, u64) {
+        let g = self.grain;
+        let touched = mask_bits(off / g, (off + len).div_ceil(g));
+        let covered = mask_bits(off.div_ceil(g), (off + len) / g);
+        (touched, covered)
+    }
+
+    fn page(&mut self, pfn: u64) -> &mut Page {
+        let (lpp, caches) = (self.lpp, self.caches);
+        self.pages.entry(pfn).or_insert_with(|| Page {
+            cacheable: false,
+            cpu: vec![CpuLine::default(); lpp],
+            dev: vec![vec![DevLine::default(); lpp]; caches],
+        })
+    }
+
+    fn line_pos(&self, line: u64) -> (u64, usize) {
+        let lpp = self.lpp as u64;
+        (line / lpp, (line % lpp) as usize)
+    }
+
+    fn cpu(&mut self, line: u64) -> &mut CpuLine {
+        let (pfn, i) = self.line_pos(line);
+        &mut self.page(pfn).cpu[i]
+    }
+
+    fn dev(&mut self, line: u64, slot: usize) -> &mut DevLine {
+        let (pfn, i) = self.line_pos(line);
+        &mut self.page(pfn).dev[slot][i]
+    }
+
+    fn cacheable(&mut self, line: u64) -> bool {
+        let (pfn, _) = self.line_pos(line);
+        self.page(pfn).cacheable
+    }
+
+    fn in_pool(&self, r: &PhysRange) -> bool {
+        self.bounce_pools.iter().any(|p| p.overlaps(r))
+    }
+
+    // ----- the rules, one line at a time -----------------------------------------------
+
+    /// Another agent reads bytes `t`: device caches holding them dirty must write back.
+    fn flush_for_reader(&mut self, line: u64, t: u64, except: Option<usize>) {
+        for slot in 0..self.caches {
+            if Some(slot) == except {
+                continue;
+            }
+            let d = self.dev(line, slot);
+            if d.dirty & t != 0 {
+                let start = d.dirty_at;
+                d.dirty = 0;
+                self.need_line(Kind::DeviceFlush(slot), line, start);
+            }
+        }
+    }
+
+    /// Another agent writes bytes `t` (covering `c`): device caches holding dirty bytes
+    /// must lose them first, and may now hold stale ones.
+    fn foreign_write_to_caches(&mut self, line: u64, t: u64, c: u64, except: Option<usize>) {
+        for slot in 0..self.caches {
+            if Some(slot) == except {
+                continue;
+            }
+            let d = self.dev(line, slot);
+            if d.dirty != 0 {
+                let (start, keep) = (d.dirty_at, d.dirty & !c != 0);
+                d.dirty = 0;
+                if !keep {
+                    d.present = false;
+                    d.stale = 0;
+                }
+                let kind = if keep { Kind::DeviceFlush(slot) } else { Kind::DeviceInvalidate(slot) };
+                self.need_line(kind, line, start);
+            }
+            let d = self.dev(line, slot);
+            if d.present {
+                d.stale |= t;
+            }
+        }
+    }
+
+    /// A write by an agent that does not snoop the CPU cache reaches memory.
+    fn noncoherent_write(&mut self, line: u64, t: u64, c: u64) {
+        let now = self.seq;
+        let cacheable = self.cacheable(line);
+        let l = self.cpu(line);
+        let dirty = (l.dirty, l.dirty_at);
+        l.dirty = 0;
+        if cacheable {
+            l.stale |= t;
+            l.stale_at = now;
+        }
+        l.write_at = now;
+        if dirty.0 != 0 {
+            let kind = if dirty.0 & !c != 0 { Kind::Clean } else { Kind::Invalidate };
+            self.need_line(kind, line, dirty.1);
+        }
+    }
+
+    /// A coherent write: the snoop writes back and drops the CPU's line.
+    fn coherent_write(&mut self, line: u64) {
+        let now = self.seq;
+        let l = self.cpu(line);
+        l.dirty = 0;
+        l.stale = 0;
+        l.write_at = now;
+    }
+
+    /// Anyone but the bounced device reads original bytes `t`: what the device left in
+    /// its slot is copied back first (through the CPU cache).
+    fn copy_out(&mut self, line: u64, t: u64) {
+        if self.out.is_empty() {
+            return;
+        }
+        let Some(o) = self.out.get_mut(&line) else { return };
+        let n = o.mask & t;
+        if n == 0 {
+            return;
+        }
+        o.mask &= !n;
+        let o = *o;
+        if o.mask == 0 {
+            self.out.remove(&line);
+        }
+        self.need_bytes(line, n, o.at);
+        if o.noncoherent {
+            self.need_line(Kind::Invalidate, o.slot_line, o.at);
+        }
+        let now = self.seq;
+        let (pfn, _) = self.line_pos(line);
+        self.page(pfn).cacheable = true;
+        let l = self.cpu(line);
+        l.dirty |= n;
+        l.dirty_at = now;
+        l.write_at = now;
+    }
+
+    /// Original bytes `t` (covering `c`) changed: slots no longer hold them, and what a
+    /// device left in its slot is overwritten.
+    fn forget_slots(&mut self, line: u64, t: u64, c: u64) {
+        if let Some(f) = self.slot_fresh.get_mut(&line) {
+            *f &= !t;
+        }
+        if let Some(o) = self.out.get_mut(&line) {
+            o.mask &= !c;
+            if o.mask == 0 {
+                self.out.remove(&line);
+            }
+        }
+    }
+
+    fn cpu_cached_read(&mut self, line: u64, t: u64) {
+        self.copy_out(line, t);
+        self.flush_for_reader(line, t, None);
+        let (pfn, _) = self.line_pos(line);
+        self.page(pfn).cacheable = true;
+        let l = self.cpu(line);
+        if l.stale & t != 0 {
+            let start = l.stale_at;
+            l.stale = 0;
+            self.need_line(Kind::Invalidate, line, start);
+        }
+    }
+
+    fn cpu_uncached_read(&mut self, line: u64, t: u64) {
+        self.copy_out(line, t);
+        self.flush_for_reader(line, t, None);
+        let l = self.cpu(line);
+        if l.dirty & t != 0 {
+            let start = l.dirty_at;
+            l.dirty = 0;
+            self.need_line(Kind::Clean, line, start);
+        }
+    }
+
+    fn cpu_cached_write(&mut self, line: u64, t: u64, c: u64) {
+        let now = self.seq;
+        self.forget_slots(line, t, c);
+        let (pfn, _) = self.line_pos(line);
+        self.page(pfn).cacheable = true;
+        let l = self.cpu(line);
+        let merge = (l.stale & !c != 0).then_some(l.stale_at);
+        l.stale = if merge.is_some() { 0 } else { l.stale & !c };
+        l.dirty |= t;
+        l.dirty_at = now;
+        l.write_at = now;
+        if let Some(start) = merge {
+            self.need_line(Kind::Invalidate, line, start);
+        }
+        self.foreign_write_to_caches(line, t, c, None);
+    }
+
+    fn cpu_uncached_write(&mut self, line: u64, t: u64, c: u64) {
+        self.forget_slots(line, t, c);
+        self.foreign_write_to_caches(line, t, c, None);
+        self.noncoherent_write(line, t, c);
+    }
+
+    fn device_read(&mut self, dev: usize, line: u64, t: u64) {
+        let (coherent, slot) = self.devs[dev];
+        self.copy_out(line, t);
+        self.flush_for_reader(line, t, slot);
+        if let Some(s) = slot {
+            let now = self.seq;
+            let d = self.dev(line, s);
+            let stale = (d.present && d.stale & t != 0).then_some(d.access_at);
+            if stale.is_some() {
+                d.stale = 0;
+            }
+            d.present = true;
+            d.access_at = now;
+            if let Some(start) = stale {
+                self.need_line(Kind::DeviceInvalidate(s), line, start);
+            }
+        }
+        let l = self.cpu(line);
+        if coherent {
+            if l.stale & t != 0 {
+                let start = l.stale_at;
+                l.stale = 0;
+                self.need_line(Kind::Invalidate, line, start);
+            }
+        } else if l.dirty & t != 0 {
+            let start = l.dirty_at;
+            l.dirty = 0;
+            self.need_line(Kind::Clean, line, start);
+        }
+    }
+
+    fn device_write(&mut self, dev: usize, line: u64, t: u64, c: u64) {
+        let (coherent, slot) = self.devs[dev];
+        let now = self.seq;
+        self.forget_slots(line, t, c);
+        if let Some(s) = slot {
+            let d = self.dev(line, s);
+            let merge = (d.present && d.stale & !c != 0).then_some(d.access_at);
+            d.stale = if merge.is_some() { 0 } else { d.stale & !c };
+            d.dirty |= t;
+            d.dirty_at = now;
+            d.present = true;
+            d.access_at = now;
+            if let Some(start) = merge {
+                self.need_line(Kind::DeviceInvalidate(s), line, start);
+            }
+        }
+        self.foreign_write_to_caches(line, t, c, slot);
+        if coherent {
+            self.coherent_write(line);
+        } else {
+            self.noncoherent_write(line, t, c);
+        }
+    }
+
+    /// A bounced device reads original bytes `t` of `line` through slot line `slot_line`.
+    fn bounced_read(&mut self, dev: usize, line: u64, t: u64, slot_line: u64) {
+        let fresh = self.slot_fresh.get(&line).copied().unwrap_or(0);
+        let n = t & !fresh;
+        if n == 0 {
+            return;
+        }
+        // The kernel copies the bytes in through the CPU cache: it reads the original as
+        // the CPU does, and a non-coherent device then needs the slot's lines cleaned.
+        let start = self.cpu(line).write_at;
+        self.need_bytes(line, n, start);
+        self.cpu_cached_read(line, n);
+        if !self.devs[dev].0 {
+            self.need_line(Kind::Clean, slot_line, start);
+        }
+        *self.slot_fresh.entry(line).or_insert(0) |= n;
+    }
+
+    /// A bounced device writes original bytes `t` (covering `c`) into its slot.
+    fn bounced_write(&mut self, dev: usize, line: u64, t: u64, c: u64, slot_line: u64) {
+        let now = self.seq;
+        *self.slot_fresh.entry(line).or_insert(0) |= t;
+        let noncoherent = !self.devs[dev].0;
+        let o = self.out.entry(line).or_insert(Out { mask: 0, slot_line, noncoherent, at: now });
+        o.mask |= t;
+        o.slot_line = slot_line;
+        o.noncoherent = noncoherent;
+        o.at = now;
+        self.foreign_write_to_caches(line, t, c, None);
+    }
+
+    // ----- operations ------------------------------------------------------------------
+
+    /// Calls `f(line, offset in line, len)` for every line piece of `r`.
+    fn pieces(&self, r: &PhysRange, mut f: impl FnMut(u64, u64, u64)) {
+        let (mut a, end) = (r.start.raw(), r.end().raw());
+        while a < end {
+            let line = a / self.line;
+            let e = ((line + 1) * self.line).min(end);
+            f(line, a - line * self.line, e - a);
+            a = e;
+        }
+    }
+
+    fn access(&mut self, who: Who, write: bool, r: &PhysRange) {
+        let mut v = Vec::new();
+        self.pieces(r, |line, off, len| v.push((line, off, len)));
+        let bounced = matches!(who, Who::Device(_)) && !self.slot_delta.is_empty() && self.in_pool(r);
+        for (line, off, len) in v {
+            if bounced
+                && let Who::Device(dev) = who
+                && let Some(&delta) = self.slot_delta.get(&line)
+            {
+                let orig = PhysRange { start: PhysAddr((line * self.line + off).wrapping_add(delta)), len };
+                let mut w = Vec::new();
+                self.pieces(&orig, |l, o, n| w.push((l, o, n)));
+                for (l, o, n) in w {
+                    let (t, c) = self.masks(o, n);
+                    if write {
+                        self.bounced_write(dev, l, t, c, line);
+                    } else {
+                        self.bounced_read(dev, l, t, line);
+                    }
+                }
+                continue;
+            }
+            let (t, c) = self.masks(off, len);
+            match (who, write) {
+                (Who::CpuCached, false) => self.cpu_cached_read(line, t),
+                (Who::CpuCached, true) => self.cpu_cached_write(line, t, c),
+                (Who::CpuUncached, false) => self.cpu_uncached_read(line, t),
+                (Who::CpuUncached, true) => self.cpu_uncached_write(line, t, c),
+                (Who::Device(d), false) => self.device_read(d, line, t),
+                (Who::Device(d), true) => self.device_write(d, line, t, c),
+            }
+        }
+    }
+
+    /// A bounce copy: learns which slot stands for which original bytes. The copy itself
+    /// is transport, not an access the program asked for.
+    fn learn_slot(&mut self, from: &PhysRange, to: &PhysRange) {
+        let (slot, orig) = match (self.in_pool(from), self.in_pool(to)) {
+            (false, true) => (to, from),
+            (true, false) => (from, to),
+            _ => return,
+        };
+        let delta = orig.start.raw().wrapping_sub(slot.start.raw());
+        let mut lines = Vec::new();
+        self.pieces(slot, |line, _, _| lines.push(line));
+        for line in lines {
+            if self.slot_delta.insert(line, delta).is_some_and(|d| d != delta) {
+                // The slot now stands for other bytes: what it held is not theirs.
+                let o = (line * self.line).wrapping_add(delta) / self.line;
+                self.slot_fresh.remove(&o);
+                self.slot_fresh.remove(&(o + 1));
+            }
+        }
+    }
+}
+
+/// Bits `lo..hi` of a mask (at most 64).
+fn mask_bits(lo: u64, hi: u64) -> u64 {
+    let hi = hi.min(64);
+    if lo >= hi {
+        return 0;
+    }
+    let width = hi - lo;
+    let ones = if width == 64 { u64::MAX } else { (1u64 << width) - 1 };
+    ones << lo
+}
+
+impl Observer for Oracle {
+    fn event(&mut self, _: &Event<'_>) {}
+
+    fn wants_provenance(&self) -> bool {
+        false
+    }
+
+    fn operation(&mut self, op: &OpInfo) {
+        self.seq += 1;
+        let cached = op.attr == Some(MemAttr::Cached);
+        match (op.kind, op.agent) {
+            (OpKind::CpuMap, _) if cached => {
+                for r in &op.ranges {
+                    let first = r.start.raw() / PAGE_SIZE;
+                    let end = r.end().raw().div_ceil(PAGE_SIZE);
+                    for pfn in first..end {
+                        self.page(pfn).cacheable = true;
+                    }
+                }
+            }
+            (OpKind::CpuRead | OpKind::CpuWrite, Agent::Cpu) => {
+                let who = if cached { Who::CpuCached } else { Who::CpuUncached };
+                for r in &op.ranges {
+                    self.access(who, op.kind == OpKind::CpuWrite, r);
+                }
+            }
+            (OpKind::DeviceRead | OpKind::DeviceWrite, Agent::Device(d)) if d.index() < self.devs.len() => {
+                for r in &op.ranges {
+                    self.access(Who::Device(d.index()), op.kind == OpKind::DeviceWrite, r);
+                }
+            }
+            (OpKind::BounceCopy, _) => {
+                if let [from, to] = op.ranges.as_slice() {
+                    self.learn_slot(from, to);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::{BusAddr, DmaAttrs, DmaDirection, Sim};
+
+    const PAGE: PhysRange = PhysRange { start: PhysAddr(0x4000_0000), len: 4096 };
+
+    fn sim(preset: &str) -> (Sim, Rc<RefCell<Oracle>>) {
+        let p = Platform::preset(preset).unwrap();
+        let o = Rc::new(RefCell::new(Oracle::new(&p)));
+        (Sim::builder(p).observer(o.clone()).build(), o)
+    }
+
+    fn lines(s: &Stats) -> [u64; 5] {
+        [s.clean.lines, s.invalidate.lines, s.device_flush.lines, s.device_invalidate.lines, s.bounce.bytes]
+    }
+
+    #[test]
+    fn a_device_read_needs_a_clean_of_the_dirty_lines_it_reads_once() {
+        let (mut sim, o) = sim("arm64-noncoherent");
+        let usb = sim.device("usb").unwrap();
+        let m = sim.cpu_map(&[PAGE], MemAttr::Cached).unwrap();
+        sim.cpu_fill(m, 0, 1024, 1).unwrap();
+        let mut buf = [0u8; 256];
+        sim.device_read(usb, BusAddr(0x4000_0000), &mut buf).unwrap();
+        sim.device_read(usb, BusAddr(0x4000_0000), &mut buf).unwrap();
+        let n = o.borrow().needed();
+        assert_eq!(lines(&n), [4, 0, 0, 0, 0]);
+        assert_eq!((n.clean.ops, n.clean.bytes), (1, 256));
+        let c = Costs::default();
+        assert_eq!(n.clean.cycles, c.maintenance_op + 4 * c.clean_line);
+    }
+
+    #[test]
+    fn a_cpu_read_after_a_device_write_needs_an_invalidate_of_the_lines_it_reads() {
+        let (mut sim, o) = sim("arm64-noncoherent");
+        let usb = sim.device("usb").unwrap();
+        let m = sim.cpu_map(&[PAGE], MemAttr::Cached).unwrap();
+        sim.device_fill(usb, BusAddr(0x4000_0000), 4096, 7).unwrap();
+        let mut buf = [0u8; 100];
+        sim.cpu_read(m, 0, &mut buf).unwrap();
+        sim.cpu_read(m, 0, &mut buf).unwrap();
+        assert_eq!(lines(&o.borrow().needed()), [0, 2, 0, 0, 0], "100 bytes span two lines, needed once");
+        sim.device_fill(usb, BusAddr(0x4000_0000), 64, 8).unwrap();
+        sim.cpu_read(m, 64, &mut buf[..64]).unwrap();
+        assert_eq!(lines(&o.borrow().needed()), [0, 2, 0, 0, 0], "the line the device rewrote is not read");
+        sim.cpu_read(m, 0, &mut buf).unwrap();
+        assert_eq!(lines(&o.borrow().needed()), [0, 3, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_write_that_covers_the_stale_bytes_needs_no_invalidate_and_a_partial_one_does() {
+        let (mut sim, o) = sim("arm64-noncoherent");
+        let usb = sim.device("usb").unwrap();
+        let m = sim.cpu_map(&[PAGE], MemAttr::Cached).unwrap();
+        sim.device_fill(usb, BusAddr(0x4000_0000), 256, 7).unwrap();
+        sim.cpu_fill(m, 0, 128, 1).unwrap(); // two whole lines
+        sim.cpu_fill(m, 128, 10, 1).unwrap(); // part of the third: would merge stale bytes
+        assert_eq!(lines(&o.borrow().needed()), [0, 1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn pages_never_mapped_cacheable_go_stale_nowhere() {
+        let (mut sim, o) = sim("arm64-noncoherent");
+        let usb = sim.device("usb").unwrap();
+        let m = sim.cpu_map(&[PAGE], MemAttr::WriteCombine).unwrap();
+        sim.cpu_fill(m, 0, 4096, 3).unwrap();
+        sim.cpu_barrier();
+        let mut buf = [0u8; 4096];
+        sim.device_read(usb, BusAddr(0x4000_0000), &mut buf).unwrap();
+        sim.device_fill(usb, BusAddr(0x4000_0000), 4096, 9).unwrap();
+        sim.cpu_read(m, 0, &mut buf).unwrap();
+        assert_eq!(o.borrow().needed().maintenance_bytes(), 0);
+    }
+
+    #[test]
+    fn a_device_write_over_dirty_cpu_lines_needs_them_dropped_or_cleaned() {
+        let (mut sim, o) = sim("arm64-noncoherent");
+        let usb = sim.device("usb").unwrap();
+        let m = sim.cpu_map(&[PAGE], MemAttr::Cached).unwrap();
+        sim.cpu_fill(m, 0, 256, 1).unwrap();
+        // Overwrites lines 0 and 1 whole and half of line 2; line 3 is untouched.
+        sim.device_fill(usb, BusAddr(0x4000_0000), 160, 2).unwrap();
+        let n = o.borrow().needed();
+        assert_eq!((n.invalidate.lines, n.clean.lines), (2, 1), "line 2 keeps CPU bytes: a clean");
+        let mut buf = [0u8; 64];
+        sim.device_read(usb, BusAddr(0x4000_0000 + 192), &mut buf).unwrap();
+        assert_eq!(o.borrow().needed().clean.lines, 2, "line 3 is read: a clean");
+    }
+
+    #[test]
+    fn a_device_cache_needs_flushing_for_readers_and_invalidating_after_writers() {
+        let (mut sim, o) = sim("arm64-noncoherent");
+        let (gpu, usb) = (sim.device("gpu").unwrap(), sim.device("usb").unwrap());
+        let m = sim.cpu_map(&[PAGE], MemAttr::Cached).unwrap();
+        sim.device_fill(gpu, BusAddr(0x4000_0000), 128, 5).unwrap();
+        let mut buf = [0u8; 128];
+        sim.device_read(usb, BusAddr(0x4000_0000), &mut buf).unwrap();
+        assert_eq!(lines(&o.borrow().needed()), [0, 0, 2, 0, 0]);
+        sim.cpu_read(m, 0, &mut buf).unwrap();
+        assert_eq!(lines(&o.borrow().needed()), [0, 2, 2, 0, 0], "the flush went to memory behind the CPU");
+        sim.cpu_fill(m, 0, 64, 6).unwrap();
+        sim.device_read(gpu, BusAddr(0x4000_0000), &mut buf).unwrap();
+        assert_eq!(
+            lines(&o.borrow().needed()),
+            [1, 2, 2, 1, 0],
+            "a clean for the CPU's line, and the GPU's old copy dropped"
+        );
+    }
+
+    #[test]
+    fn coherent_devices_need_nothing() {
+        let (mut sim, o) = sim("x86-pcie");
+        let cap = sim.device("capture").unwrap();
+        let page = PhysRange::new(PhysAddr(0x1_0000_0000), 4096).unwrap();
+        let m = sim.cpu_map(&[page], MemAttr::Cached).unwrap();
+        // The capture card sits behind an IOMMU: map the page where it can see it.
+        let bus = sim.iommu_map_pages(cap, &[page]).unwrap();
+        sim.cpu_fill(m, 0, 4096, 1).unwrap();
+        let mut buf = [0u8; 4096];
+        sim.device_read(cap, BusAddr(bus.raw()), &mut buf).unwrap();
+        sim.device_fill(cap, BusAddr(bus.raw()), 4096, 2).unwrap();
+        sim.cpu_read(m, 0, &mut buf).unwrap();
+        assert_eq!(o.borrow().needed().maintenance_bytes(), 0);
+    }
+
+    #[test]
+    fn a_coherent_reader_needs_stale_cpu_lines_dropped() {
+        let (mut sim, o) = sim("arm64-mixed");
+        let (iio, usb) = (sim.device("iio").unwrap(), sim.device("usb").unwrap());
+        let page = PhysRange::new(PhysAddr(0x10_0000), 4096).unwrap();
+        sim.cpu_map(&[page], MemAttr::Cached).unwrap();
+        sim.device_fill(iio, BusAddr(0x10_0000), 4096, 4).unwrap();
+        let mut buf = [0u8; 1024];
+        sim.device_read(usb, BusAddr(0x10_0000), &mut buf).unwrap();
+        assert_eq!(lines(&o.borrow().needed()), [0, 16, 0, 0, 0], "its snoop would hit a prefetched line");
+    }
+
+    #[test]
+    fn needs_whose_windows_overlap_share_an_operation() {
+        let (mut sim, o) = sim("arm64-noncoherent");
+        let usb = sim.device("usb").unwrap();
+        let m = sim.cpu_map(&[PAGE], MemAttr::Cached).unwrap();
+        sim.device_fill(usb, BusAddr(0x4000_0000), 4096, 7).unwrap();
+        let mut buf = [0u8; 1024];
+        for i in 0..4 {
+            sim.cpu_read(m, i * 1024, &mut buf).unwrap();
+        }
+        let n = o.borrow().needed();
+        assert_eq!((n.invalidate.ops, n.invalidate.lines), (1, 64), "one invalidate of the page before the first read");
+        // Two more rounds with a hole: one operation per contiguous run, per round.
+        for _ in 0..2 {
+            sim.device_fill(usb, BusAddr(0x4000_0000), 4096, 8).unwrap();
+            sim.cpu_read(m, 0, &mut buf[..64]).unwrap();
+            sim.cpu_read(m, 1024, &mut buf[..64]).unwrap();
+        }
+        let n = o.borrow().needed();
+        assert_eq!((n.invalidate.ops, n.invalidate.lines), (5, 68));
+    }
+
+    #[test]
+    fn bounced_bytes_are_copied_once_per_change_with_the_slot_lines_maintained() {
+        let (mut sim, o) = sim("arm64-dma32");
+        let dma = sim.device("legacy-dma").unwrap();
+        let page = PhysRange::new(PhysAddr(0x4000_0000), 4096).unwrap(); // above 30 bits
+        let m = sim.cpu_map(&[page], MemAttr::Cached).unwrap();
+        sim.cpu_fill(m, 0, 4096, 1).unwrap();
+        let map = sim.dma_map(dma, &[page], DmaDirection::Bidirectional, DmaAttrs::default()).unwrap();
+        assert!(map.is_bounced());
+        let bus = map.bus_address(0).unwrap();
+        let mut buf = [0u8; 256];
+        sim.device_read(dma, bus, &mut buf).unwrap();
+        sim.device_read(dma, bus, &mut buf).unwrap();
+        assert_eq!(lines(&o.borrow().needed()), [4, 0, 0, 0, 256], "256 bytes in, their slot lines cleaned");
+        sim.cpu_fill(m, 0, 16, 2).unwrap();
+        sim.dma_sync_for_device(&map, 0, 4096).unwrap();
+        sim.device_read(dma, bus, &mut buf).unwrap();
+        assert_eq!(lines(&o.borrow().needed()), [5, 0, 0, 0, 272], "only the 16 changed bytes");
+        // The device writes a line into its slot; the CPU reads it from the original.
+        sim.device_fill(dma, bus.add(1024), 64, 9).unwrap();
+        sim.dma_sync_for_cpu(&map, 0, 4096).unwrap();
+        let mut one = [0u8; 64];
+        sim.cpu_read(m, 1024, &mut one).unwrap();
+        assert_eq!(one, [9; 64]);
+        assert_eq!(lines(&o.borrow().needed()), [5, 1, 0, 0, 336], "64 bytes out, the slot line invalidated");
+    }
+}
