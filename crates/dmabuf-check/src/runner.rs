@@ -9,8 +9,9 @@
 //! not when they happened to run, so a missing wait shows up as a race whatever the
 //! order.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
 use std::rc::Rc;
@@ -20,7 +21,9 @@ use dmabuf::buffer::{
     Attachment, DMA_BUF_SYNC_END, DMA_BUF_SYNC_READ, DMA_BUF_SYNC_RW, DMA_BUF_SYNC_WRITE, DmaBuf, Error as FwError,
     MaintenancePolicy, Memfd, Placement, Report, System, SystemConfig, UserMapping,
 };
-use dmabuf_sim::{CpuMapId, DmaDirection, MemAttr, Platform, Sim, Stats, chooser_from_name};
+use dmabuf_sim::{
+    Chooser, CpuMapId, DmaDirection, MemAttr, Observer, PhysAddr, Platform, Sim, Stats, chooser_from_name,
+};
 
 use crate::sanitizer::{AccessInfo, Finding, FindingKind, Involved, Path, Sanitizer, VClock, fmt_range};
 use crate::scenario::{
@@ -63,6 +66,8 @@ pub struct RunResult {
     pub stats: Stats,
     /// Steps executed (a loop body counts once per iteration).
     pub steps: u64,
+    /// The run was stopped early by an explorer (its state had been seen).
+    pub stopped: bool,
 }
 
 /// A scenario the runner cannot run: a name that does not exist, a range out of bounds.
@@ -468,7 +473,7 @@ struct Pending {
     submit: VClock,
 }
 
-struct Exec<'a> {
+struct Exec<'a, 'h> {
     ctx: Ctx<'a>,
     sys: System,
     san: Rc<RefCell<Sanitizer>>,
@@ -484,7 +489,13 @@ struct Exec<'a> {
     line: u32,
     reports_seen: usize,
     steps: u64,
-    progress: &'a mut dyn FnMut(u64),
+    progress: Option<&'h mut dyn FnMut(u64)>,
+    schedule: Option<&'h mut Schedule>,
+    visit: Option<&'h mut dyn FnMut(u64) -> bool>,
+    lines: Option<Rc<RefCell<Vec<PhysAddr>>>>,
+    line_cell: Option<Rc<Cell<u32>>>,
+    accessing: Option<Rc<Cell<bool>>>,
+    stopped: bool,
 }
 
 /// Runs a scenario: parses nothing, checks names, executes, and returns the findings.
@@ -512,15 +523,97 @@ pub fn run_with_progress(
     cfg: &RunConfig,
     progress: &mut dyn FnMut(u64),
 ) -> Result<RunResult, RunError> {
-    let platform = load_platform(scenario, file, src, cfg.platform.as_deref())?;
     let fname = file.display().to_string();
-    validate(scenario, &platform, &fname, src)?;
     let ctx = Ctx { file: &fname, src };
     let chooser = chooser_from_name(&cfg.chooser).map_err(|e| {
         ctx.err(Span::new(0, 0), e.to_string(), Some("choosers: adversarial, seeded:N, lru, never".into()))
     })?;
+    run_hooked(scenario, file, src, cfg, Hooks { progress: Some(progress), ..Hooks::new(chooser) })
+}
+
+/// An explorer's say in when pending jobs run: given the devices whose next job may run
+/// now, 0 to go on or `i` to run device `i - 1`'s job first.
+pub type Schedule = dyn FnMut(&[String]) -> usize;
+
+/// What an explorer plugs into a run: its own chooser, a say in when pending device jobs
+/// run, and a look at the whole state between steps.
+pub struct Hooks<'a> {
+    /// The hardware's chooser (used instead of the config's).
+    pub chooser: Box<dyn Chooser>,
+    /// Called with the steps executed so far after every step.
+    pub progress: Option<&'a mut dyn FnMut(u64)>,
+    /// Before every step: given the devices whose next pending job may run now, returns
+    /// 0 to go on with the step or `i` to run device `i - 1`'s job first (and is asked
+    /// again). Without it, jobs run as late as the program allows.
+    pub schedule: Option<&'a mut Schedule>,
+    /// Before every step: given a hash of the whole state (program position, clocks,
+    /// pending jobs, fences, the sanitizer's shadow and the hardware's state of `lines`),
+    /// returns false to stop the run here (the state was seen before).
+    pub visit: Option<&'a mut dyn FnMut(u64) -> bool>,
+    /// The lines whose hardware state [`Hooks::visit`] hashes (those the program touched).
+    pub lines: Option<Rc<RefCell<Vec<PhysAddr>>>>,
+    /// Set to the line of the step being executed.
+    pub line: Option<Rc<Cell<u32>>>,
+    /// True while one of the scenario's accesses (a CPU read or write, a device job's
+    /// read or write) runs, false during the framework's own work (allocation, maintenance).
+    pub accessing: Option<Rc<Cell<bool>>>,
+    /// One more observer of the hardware beside the sanitizer (the oracle of
+    /// `dmabuf bench`).
+    pub observer: Option<Box<dyn Observer>>,
+}
+
+impl<'a> Hooks<'a> {
+    /// Hooks with only a chooser.
+    pub fn new(chooser: Box<dyn Chooser>) -> Hooks<'a> {
+        Hooks {
+            chooser,
+            progress: None,
+            schedule: None,
+            visit: None,
+            lines: None,
+            line: None,
+            accessing: None,
+            observer: None,
+        }
+    }
+}
+
+/// [`run`] with one more observer of the simulated hardware beside the sanitizer (the
+/// oracle of `dmabuf bench`); read its results through your own handle to it.
+pub fn run_observed(
+    scenario: &Scenario,
+    file: &FsPath,
+    src: &str,
+    cfg: &RunConfig,
+    observer: Box<dyn Observer>,
+) -> Result<RunResult, RunError> {
+    let fname = file.display().to_string();
+    let ctx = Ctx { file: &fname, src };
+    let chooser = chooser_from_name(&cfg.chooser).map_err(|e| {
+        ctx.err(Span::new(0, 0), e.to_string(), Some("choosers: adversarial, seeded:N, lru, never".into()))
+    })?;
+    run_hooked(scenario, file, src, cfg, Hooks { observer: Some(observer), ..Hooks::new(chooser) })
+}
+
+/// Runs a scenario with an explorer's [`Hooks`]. A run stopped by `visit` returns the
+/// findings so far, with `stopped` set.
+pub fn run_hooked(
+    scenario: &Scenario,
+    file: &FsPath,
+    src: &str,
+    cfg: &RunConfig,
+    hooks: Hooks<'_>,
+) -> Result<RunResult, RunError> {
+    let platform = load_platform(scenario, file, src, cfg.platform.as_deref())?;
+    let fname = file.display().to_string();
+    validate(scenario, &platform, &fname, src)?;
+    let ctx = Ctx { file: &fname, src };
     let san = Rc::new(RefCell::new(Sanitizer::new()));
-    let sim = Sim::builder(platform.clone()).chooser_boxed(chooser).observer(san.clone()).build();
+    let builder = Sim::builder(platform.clone()).chooser_boxed(hooks.chooser);
+    let sim = match hooks.observer {
+        Some(o) => builder.observer((san.clone(), o)).build(),
+        None => builder.observer(san.clone()).build(),
+    };
     let sys = System::new(sim, SystemConfig { attach: cfg.attach, maintenance: cfg.maintenance });
     let ndev = platform.devices.len();
     let mut ex = Exec {
@@ -538,11 +631,20 @@ pub fn run_with_progress(
         line: 0,
         reports_seen: 0,
         steps: 0,
-        progress,
+        progress: hooks.progress,
+        schedule: hooks.schedule,
+        visit: hooks.visit,
+        lines: hooks.lines,
+        line_cell: hooks.line,
+        accessing: hooks.accessing,
+        stopped: false,
     };
     ex.cpu.tick(0);
     ex.steps(&scenario.steps)?;
-    ex.finish();
+    let stopped = ex.stopped;
+    if !stopped {
+        ex.finish();
+    }
     let stats = ex.sys.stats();
     // Tear down quietly: what a program leaves at exit the kernel cleans up.
     for (_, mut b) in ex.bufs.drain() {
@@ -552,9 +654,11 @@ pub fn run_with_progress(
         }
     }
     let mut san = ex.san.borrow_mut();
-    san.finish();
+    if !stopped {
+        san.finish();
+    }
     let findings = std::mem::take(&mut *san).into_findings();
-    Ok(RunResult { platform: platform.name.clone(), findings, stats, steps: ex.steps })
+    Ok(RunResult { platform: platform.name.clone(), findings, stats, steps: ex.steps, stopped })
 }
 
 fn dir(d: Dir) -> DmaDirection {
@@ -573,9 +677,12 @@ fn dir_word(d: DmaDirection) -> &'static str {
     }
 }
 
-impl Exec<'_> {
+impl Exec<'_, '_> {
     fn steps(&mut self, steps: &[Step]) -> Result<(), RunError> {
         for s in steps {
+            if self.stopped {
+                break;
+            }
             self.step(s)?;
         }
         Ok(())
@@ -783,14 +890,74 @@ impl Exec<'_> {
             self.frame = outer;
             return Ok(());
         }
+        if self.schedule.is_some() || self.visit.is_some() {
+            self.explore_point();
+            if self.stopped {
+                return Ok(());
+            }
+        }
         self.steps += 1;
         self.line = s.line;
+        if let Some(c) = &self.line_cell {
+            c.set(s.line);
+        }
         let buffer = step_buffer(&s.op).unwrap_or_default();
         self.san.borrow_mut().set_step(s.line, &buffer);
         self.exec(s)?;
         self.drain_reports(None);
-        (self.progress)(self.steps);
+        if let Some(p) = self.progress.as_mut() {
+            p(self.steps);
+        }
         Ok(())
+    }
+
+    /// Between two steps: lets the explorer stop a run whose state it has seen, and run
+    /// pending device jobs now rather than later.
+    fn explore_point(&mut self) {
+        if let Some(visit) = self.visit.as_mut() {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (self.steps, self.frame, &self.cpu, &self.devs).hash(&mut h);
+            for p in &self.pending {
+                (p.id, p.dev, &p.submit).hash(&mut h);
+            }
+            let mut fences: Vec<_> = self.fences.iter().collect();
+            fences.sort_by(|a, b| a.0.cmp(b.0));
+            for (name, st) in fences {
+                name.hash(&mut h);
+                match st {
+                    FenceState::Signalled(c) => (0u8, c).hash(&mut h),
+                    FenceState::Job(id) => (1u8, id).hash(&mut h),
+                    FenceState::Software => 2u8.hash(&mut h),
+                    FenceState::All(v) => (3u8, v).hash(&mut h),
+                }
+            }
+            self.san.borrow().digest(&mut h);
+            if let Some(lines) = &self.lines {
+                let lines = lines.borrow();
+                lines.hash(&mut h);
+                self.sys.with_sim(|sim| sim.hash_lines(&lines, &mut h));
+            }
+            if !visit(h.finish()) {
+                self.stopped = true;
+                return;
+            }
+        }
+        while self.schedule.is_some() {
+            let mut devs: Vec<usize> = Vec::new();
+            for p in &self.pending {
+                if !devs.contains(&p.dev) {
+                    devs.push(p.dev);
+                }
+            }
+            if devs.is_empty() {
+                return;
+            }
+            let names: Vec<String> = devs.iter().map(|&d| self.sys.platform().devices[d].name.clone()).collect();
+            let pick = self.schedule.as_mut().map_or(0, |f| f(&names));
+            let Some(&d) = pick.checked_sub(1).and_then(|i| devs.get(i)) else { return };
+            let first = self.pending.iter().find(|p| p.dev == d).map(|p| p.id);
+            self.run_device_until(d, first);
+        }
     }
 
     fn exec(&mut self, s: &Step) -> Result<(), RunError> {
@@ -1245,7 +1412,7 @@ impl Exec<'_> {
             path,
         };
         let data = write.map(|v| self.bytes(v, &r, self.frame));
-        self.san.borrow_mut().begin_access(info);
+        open_access(&self.san, &self.accessing, info);
         let b = &self.bufs[&t.buf.node];
         let res: Result<Option<Vec<u8>>, FwError> = match (&data, &b.umap) {
             (Some(d), Some(m)) => m.write_unsynced(r.start, d).map(|_| None),
@@ -1259,7 +1426,7 @@ impl Exec<'_> {
                 handle.kernel_read(r.start, &mut out).map(|()| Some(out))
             }
         };
-        let found = self.san.borrow_mut().end_access();
+        let found = close_access(&self.san, &self.accessing);
         self.cpu.tick(0);
         self.drain_reports(Some(user));
         match res {
@@ -1507,9 +1674,9 @@ impl Exec<'_> {
             line: self.line,
             path: Path::Device { coherent, mapped_at },
         };
-        self.san.borrow_mut().begin_access(info);
+        open_access(&self.san, &self.accessing, info);
         let res = att.device_read_raw(r);
-        let found = self.san.borrow_mut().end_access();
+        let found = close_access(&self.san, &self.accessing);
         match res {
             Ok(v) if !found => Some(v),
             Ok(_) => None,
@@ -1538,9 +1705,9 @@ impl Exec<'_> {
             line: self.line,
             path: Path::Device { coherent, mapped_at },
         };
-        self.san.borrow_mut().begin_access(info);
+        open_access(&self.san, &self.accessing, info);
         let res = att.device_write_raw(r.start, data);
-        self.san.borrow_mut().end_access();
+        close_access(&self.san, &self.accessing);
         if let Err(e) = res {
             self.fw_error(&dst.buf.node, vec![dev.to_string()], e);
         }
@@ -1611,6 +1778,22 @@ fn first_mismatch(v: Value, start: u64, frame: u64, got: &[u8]) -> Option<usize>
         }
         None => got.iter().enumerate().position(|(i, &x)| x != ((start + i as u64).wrapping_add(frame) & 0xff) as u8),
     }
+}
+
+/// An access of the scenario starts: the sanitizer watches it, and the explorer knows.
+fn open_access(san: &RefCell<Sanitizer>, accessing: &Option<Rc<Cell<bool>>>, info: AccessInfo) {
+    san.borrow_mut().begin_access(info);
+    if let Some(a) = accessing {
+        a.set(true);
+    }
+}
+
+/// The access ends; whether the sanitizer found something in it.
+fn close_access(san: &RefCell<Sanitizer>, accessing: &Option<Rc<Cell<bool>>>) -> bool {
+    if let Some(a) = accessing {
+        a.set(false);
+    }
+    san.borrow_mut().end_access()
 }
 
 fn job_buffers(j: &Job) -> Vec<String> {

@@ -19,12 +19,13 @@
 //! one finding with a count.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::ops::Range;
 
 use dmabuf_sim::{Cause, Event, Observer, ProvRun};
 
 /// A vector clock: one counter per thread.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct VClock(Vec<u32>);
 
 impl VClock {
@@ -225,6 +226,41 @@ impl Sanitizer {
     /// A sanitizer with no history.
     pub fn new() -> Sanitizer {
         Sanitizer::default()
+    }
+
+    /// Feeds into `h` everything that decides the sanitizer's future verdicts: the
+    /// shadow (the latest write and reads of every byte range, with those accesses' clocks
+    /// and lines), which writes were destroyed, which write ids stand for which accesses,
+    /// and the findings so far. An explorer visits a state once by this digest.
+    pub fn digest(&self, h: &mut impl Hasher) {
+        let access = |i: u32, h: &mut _| {
+            let a = &self.accesses[i as usize];
+            (i, a.thread, &a.clock, a.write, a.line, a.range.start, a.range.end).hash(h);
+        };
+        let mut bufs: Vec<_> = self.shadow.iter().collect();
+        bufs.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, map) in bufs {
+            name.hash(h);
+            for (start, seg) in map {
+                (start, seg.end).hash(h);
+                if let Some(w) = seg.write {
+                    access(w, h);
+                }
+                for &r in &seg.reads {
+                    access(r, h);
+                }
+            }
+        }
+        let mut destroyed: Vec<_> = self.destroyed.keys().collect();
+        destroyed.sort();
+        destroyed.hash(h);
+        let mut writes: Vec<_> = self.writes.iter().collect();
+        writes.sort();
+        writes.hash(h);
+        (self.accesses.len(), self.findings.len()).hash(h);
+        for f in &self.findings {
+            (f.kind, &f.buffer, f.line, f.count).hash(h);
+        }
     }
 
     /// The step being executed (for events that happen outside any access, such as a

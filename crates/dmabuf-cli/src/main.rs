@@ -10,6 +10,8 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod explore;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use dmabuf::attach::AttachPolicy;
 use dmabuf::buffer::MaintenancePolicy;
@@ -30,6 +32,15 @@ enum Cmd {
     /// Run scenarios with the sanitizer and report stale reads, lost writes, races and
     /// misuse. Exit status: 0 no findings, 1 findings, 2 bad input.
     Check(CheckArgs),
+    /// Explore every choice the hardware may make and every order of unordered jobs:
+    /// proved, or a counterexample saved as a replay file. Exit status: 0 proved,
+    /// 1 counterexample, 2 bad input, 3 inconclusive (a bound was reached).
+    Explore {
+        #[command(flatten)]
+        args: explore::ExploreArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
     /// List the platform presets, or print one as TOML.
     Platforms {
         #[command(subcommand)]
@@ -71,13 +82,7 @@ enum Format {
 }
 
 #[derive(clap::Args)]
-struct CheckArgs {
-    /// Scenario files.
-    #[arg(required = true)]
-    files: Vec<PathBuf>,
-    /// How the hardware uses its freedoms: adversarial, seeded:N, lru, never.
-    #[arg(long, default_value = "adversarial")]
-    chooser: String,
+struct PolicyArgs {
     /// Attach policy.
     #[arg(long, value_enum, default_value = "strict")]
     attach_policy: AttachArg,
@@ -87,6 +92,39 @@ struct CheckArgs {
     /// Platform preset name or TOML file, overriding the scenario's.
     #[arg(long)]
     platform: Option<String>,
+}
+
+impl PolicyArgs {
+    fn config(&self, chooser: &str) -> RunConfig {
+        RunConfig {
+            chooser: chooser.to_string(),
+            attach: match self.attach_policy {
+                AttachArg::Strict => AttachPolicy::Strict,
+                AttachArg::Linux => AttachPolicy::Linux,
+            },
+            maintenance: match self.maintenance {
+                MaintArg::Minimal => MaintenancePolicy::Minimal,
+                MaintArg::Linux => MaintenancePolicy::Linux,
+            },
+            platform: self.platform.clone(),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Scenario files.
+    #[arg(required_unless_present = "replay")]
+    files: Vec<PathBuf>,
+    /// How the hardware uses its freedoms: adversarial, seeded:N, lru, never.
+    #[arg(long, default_value = "adversarial")]
+    chooser: String,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// Run the path of a replay file that `dmabuf explore` saved (its scenario and
+    /// policies come from the file).
+    #[arg(long, conflicts_with_all = ["files", "chooser"])]
+    replay: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
@@ -102,6 +140,7 @@ fn main() -> ExitCode {
     };
     match cli.cmd {
         Cmd::Check(a) => check(a),
+        Cmd::Explore { args, policy } => explore::run(args, policy.config("explore")),
         Cmd::Platforms { cmd } => platforms(cmd),
     }
 }
@@ -128,6 +167,65 @@ fn platforms(cmd: Option<PlatformsCmd>) -> ExitCode {
     }
 }
 
+/// `dmabuf check --replay FILE`: one path of `dmabuf explore`, deterministically.
+fn check_replay(path: &Path, format: Format) -> ExitCode {
+    use dmabuf_check::explore::{parse_replay, replay};
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let r = match parse_replay(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {}:{e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let file = path.parent().unwrap_or(Path::new("")).join(&r.scenario);
+    let policy = PolicyArgs {
+        attach_policy: if r.attach_policy == "linux" { AttachArg::Linux } else { AttachArg::Strict },
+        maintenance: if r.maintenance == "linux" { MaintArg::Linux } else { MaintArg::Minimal },
+        platform: r.platform.clone(),
+    };
+    let cfg = policy.config("explore");
+    let (s, src) = match parse_file(&file) {
+        Ok(x) => x,
+        Err(e) => {
+            report_error(e);
+            return ExitCode::from(2);
+        }
+    };
+    let (result, moves) = match replay(&s, &file, &src, &cfg, &r.choices) {
+        Ok(x) => x,
+        Err(e) => {
+            report_error(e);
+            return ExitCode::from(2);
+        }
+    };
+    let name = file.display().to_string();
+    let report = FileReport { file: &name, src: &src, result: &result };
+    let mut out = anstream::stdout();
+    match format {
+        Format::Json => {
+            let mut v = to_json(&[report]);
+            v["moves"] = serde_json::json!(moves);
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        Format::Text => {
+            for m in &moves {
+                let _ = writeln!(out, "hardware, at line {}: {}", m.line, m.what);
+            }
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let st = if color { Styles::colored() } else { Styles::default() };
+            let _ = write!(out, "{}", to_text(&report, st));
+        }
+    }
+    ExitCode::from(u8::from(!result.findings.is_empty()))
+}
+
 /// Steps from which a run shows a progress bar (on a terminal only).
 const PROGRESS_FROM: u64 = 5_000;
 
@@ -151,18 +249,10 @@ fn report_error(e: impl miette::Diagnostic + Send + Sync + 'static) {
 }
 
 fn check(a: CheckArgs) -> ExitCode {
-    let cfg = RunConfig {
-        chooser: a.chooser.clone(),
-        attach: match a.attach_policy {
-            AttachArg::Strict => AttachPolicy::Strict,
-            AttachArg::Linux => AttachPolicy::Linux,
-        },
-        maintenance: match a.maintenance {
-            MaintArg::Minimal => MaintenancePolicy::Minimal,
-            MaintArg::Linux => MaintenancePolicy::Linux,
-        },
-        platform: a.platform.clone(),
-    };
+    if let Some(r) = &a.replay {
+        return check_replay(r, a.format);
+    }
+    let cfg = a.policy.config(&a.chooser);
     if let Err(e) = dmabuf_sim::chooser_from_name(&cfg.chooser) {
         eprintln!("error: {e}; choosers: adversarial, seeded:N, lru, never");
         return ExitCode::from(2);

@@ -1620,7 +1620,52 @@ impl HwView<'_> {
     }
 }
 
+impl HwView<'_> {
+    /// Feeds into `h` everything the hardware holds for the lines at `lines`: each cache's
+    /// state of the line with its bytes and their provenance, memory's bytes and
+    /// provenance, and every pending write-combined store. Two states with the same hash
+    /// (for the lines a program touches) behave the same from here on, whatever path led
+    /// to them: what an explorer uses to visit a state once.
+    pub fn hash_lines(&self, lines: &[PhysAddr], h: &mut impl std::hash::Hasher) {
+        use std::hash::Hash;
+        let line = self.sim.line as usize;
+        let mut prov = Vec::new();
+        for &a in lines {
+            let (pfn, l) = self.sim.line_pos(a.raw());
+            let off = l as usize * line;
+            for (id, c) in self.caches() {
+                let (valid, dirty) = c.state(pfn);
+                let (v, d) = (valid >> l & 1 == 1, dirty >> l & 1 == 1);
+                (id, v, d).hash(h);
+                if let Some(p) = c.page(pfn).filter(|_| v) {
+                    p.data[off..off + line].hash(h);
+                    prov.clear();
+                    p.prov.runs(off, line, 0, &mut prov);
+                    prov.iter().for_each(|r| (r.offset, r.len, r.write).hash(h));
+                }
+            }
+            match self.sim.mem.page(pfn) {
+                Some(p) => {
+                    p.data[off..off + line].hash(h);
+                    prov.clear();
+                    p.prov.runs(off, line, 0, &mut prov);
+                    prov.iter().for_each(|r| (r.offset, r.len, r.write).hash(h));
+                }
+                None => 0u8.hash(h),
+            }
+        }
+        for e in &self.sim.wc {
+            (e.line, &e.data, &e.mask, &e.prov).hash(h);
+        }
+    }
+}
+
 impl Sim {
+    /// [`HwView::hash_lines`] from outside a chooser.
+    pub fn hash_lines(&self, lines: &[PhysAddr], h: &mut impl std::hash::Hasher) {
+        HwView { sim: self }.hash_lines(lines, h)
+    }
+
     /// The candidates of [`HwView::candidates`], for callers outside a chooser (an
     /// explorer choosing between operations).
     pub fn candidates(&self, range: &PhysRange) -> Vec<Freedom> {

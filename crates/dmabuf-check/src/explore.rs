@@ -1,0 +1,511 @@
+//! The exhaustive explorer: every choice the hardware may make, every order of what
+//! nothing orders.
+//!
+//! `dmabuf check` runs one choice sequence (one chooser). A protocol is correct only if it
+//! is correct for every write-back, drop and speculative fill the hardware may do, and
+//! for every order in which device jobs that nothing orders may complete. The explorer
+//! enumerates them depth-first by re-execution: a path is the list of choices made at
+//! each choice point, a run follows a prefix and then takes the first option everywhere,
+//! and the next path changes the last choice that has an option left. Scenarios are
+//! small and runs take microseconds, so re-running beats snapshotting the simulator.
+//!
+//! Choice points:
+//! - after every hardware operation, for each line of the operation's range that holds
+//!   a candidate freedom (from [`dmabuf_sim::HwView::candidates`]): a dirty line may
+//!   stay, be written back, or be written back and dropped; a clean line may stay or be
+//!   dropped; an absent line of a cacheable mapping may stay absent or be prefetched;
+//! - before every step, for each device with a pending job: run it now or not (the runner
+//!   otherwise runs jobs as late as the program allows).
+//!
+//! # Reductions, and why they are sound
+//!
+//! - **Only lines the scenario reads or writes are choice points.** A pilot run records the
+//!   lines of every CPU and device access. A stale read, lost write or race is about bytes
+//!   some access wrote or read; a freedom on any other line changes no byte an access
+//!   sees, so leaving those lines alone loses no verdict.
+//! - **A freedom on a line is only offered right after an operation on that line.** Between
+//!   two operations on line L, operations on other lines neither see nor change L's cache
+//!   state or memory, so a freedom on L taken anywhere in that interval commutes to right
+//!   after the first of them (partial-order reduction: independent moves commute).
+//!   Freedoms on different lines at one point are independent too, so each line's choice
+//!   is made once per point, in address order, never in every permutation.
+//! - **State hashing.** Before every step the runner hashes the whole state that decides the
+//!   future: program position, vector clocks, pending jobs, fences, the sanitizer's
+//!   shadow (latest writes and reads with their clocks, destroyed writes, findings so
+//!   far), and the hardware's state of the scenario's lines (every cache's line state,
+//!   bytes and provenance, memory's bytes and provenance, pending write-combined stores).
+//!   Equal hashes behave the same from there on, so a state already visited is not
+//!   explored again: depth-first order has explored everything below it the first time.
+//!   (A 64-bit hash collision could merge two states; at the state counts here the odds
+//!   are below 1 in 10^9.)
+//!
+//! Bounds (`max_states`, `timeout`) end the search as `Inconclusive`, never `Proved`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use dmabuf_sim::{CacheId, Chooser, Freedom, HwView, OpInfo, OpKind, PhysAddr};
+
+use crate::runner::{Hooks, RunConfig, RunError, RunResult, run_hooked};
+use crate::sanitizer::{Finding, FindingKind};
+use crate::scenario::Scenario;
+
+/// Bounds and settings of an exploration.
+#[derive(Clone, Debug)]
+pub struct ExploreConfig {
+    /// Policies and platform, as for `dmabuf check` (the chooser is ignored).
+    pub run: RunConfig,
+    /// Stop as inconclusive after this many distinct states.
+    pub max_states: u64,
+    /// Stop as inconclusive after this long.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for ExploreConfig {
+    fn default() -> Self {
+        ExploreConfig { run: RunConfig::default(), max_states: 1_000_000, timeout: None }
+    }
+}
+
+/// The outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// No stale read, lost write or race on any path.
+    Proved,
+    /// A path with one.
+    Counterexample,
+    /// A bound was hit first.
+    Inconclusive,
+}
+
+impl Verdict {
+    /// The name in reports and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Proved => "proved",
+            Verdict::Counterexample => "counterexample",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// One choice taken on a path (the first option, "nothing", is not listed).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Move {
+    /// The scenario line being executed when the choice was made (the step after which
+    /// the hardware acted, or before which a job ran).
+    pub line: u32,
+    /// What happened.
+    pub what: String,
+}
+
+/// A path that breaks the protocol.
+#[derive(Clone, Debug)]
+pub struct Counterexample {
+    /// The choice made at every point, in order: what a replay file stores.
+    pub choices: Vec<u8>,
+    /// The choices that were not "nothing", in order.
+    pub moves: Vec<Move>,
+    /// The run's findings.
+    pub result: RunResult,
+}
+
+/// What an exploration found.
+#[derive(Clone, Debug)]
+pub struct Exploration {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Distinct states visited.
+    pub states: u64,
+    /// Complete paths run.
+    pub paths: u64,
+    /// The most choice points on one path.
+    pub max_depth: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// The shortest counterexample found (fewest moves).
+    pub counterexample: Option<Counterexample>,
+    /// Why the search stopped early, when it did.
+    pub bound: Option<String>,
+}
+
+struct Point {
+    chosen: u8,
+    n: u8,
+    mv: Option<Move>,
+}
+
+/// The path being followed: a prefix of choices to replay, then first options.
+#[derive(Default)]
+struct Trail {
+    prefix: Vec<u8>,
+    taken: Vec<Point>,
+    /// The line of the step being executed.
+    line: Rc<Cell<u32>>,
+}
+
+impl Trail {
+    fn next(&mut self, n: usize, describe: impl Fn(usize) -> String) -> usize {
+        let n = n.min(u8::MAX as usize);
+        let c = self.prefix.get(self.taken.len()).map_or(0, |&c| (c as usize).min(n - 1));
+        let mv = (c != 0).then(|| Move { line: self.line.get(), what: describe(c) });
+        self.taken.push(Point { chosen: c as u8, n: n as u8, mv });
+        c
+    }
+
+    fn replaying(&self) -> bool {
+        self.taken.len() < self.prefix.len()
+    }
+}
+
+/// The explorer's chooser: records the lines accesses touch (in the pilot run) and asks
+/// the trail at every candidate freedom on them.
+struct ExploreChooser {
+    trail: Rc<RefCell<Trail>>,
+    /// Lines of the scenario's accesses: recorded by the pilot, a filter afterwards.
+    lines: Rc<RefCell<Vec<PhysAddr>>>,
+    pilot: bool,
+    /// Whether one of the scenario's accesses is running (set by the runner).
+    accessing: Rc<Cell<bool>>,
+}
+
+fn cache_name(c: CacheId) -> String {
+    match c {
+        CacheId::Cpu => "the CPU cache".into(),
+        CacheId::Device(d) => format!("device {}'s cache", d.index()),
+    }
+}
+
+impl Chooser for ExploreChooser {
+    fn name(&self) -> String {
+        "explore".into()
+    }
+
+    fn bounded(&self) -> bool {
+        false
+    }
+
+    fn choose(&mut self, op: &OpInfo, hw: &HwView<'_>, out: &mut Vec<Freedom>) {
+        let line = hw.line_size();
+        if self.pilot {
+            let access =
+                matches!(op.kind, OpKind::CpuRead | OpKind::CpuWrite | OpKind::DeviceRead | OpKind::DeviceWrite);
+            if access && self.accessing.get() {
+                let mut lines = self.lines.borrow_mut();
+                for r in &op.ranges {
+                    let a = r.align_out(line);
+                    let mut x = a.start.raw();
+                    while x < a.end().raw() {
+                        if let Err(i) = lines.binary_search(&PhysAddr(x)) {
+                            lines.insert(i, PhysAddr(x));
+                        }
+                        x += line;
+                    }
+                }
+            }
+            return;
+        }
+        let mut cands = Vec::new();
+        for r in &op.ranges {
+            hw.candidates(r, &mut cands);
+        }
+        cands.sort();
+        cands.dedup();
+        let lines = self.lines.borrow();
+        let mut trail = self.trail.borrow_mut();
+        for f in cands {
+            let at = match f {
+                Freedom::WriteBack { line, .. } | Freedom::Drop { line, .. } | Freedom::Prefetch { line } => line,
+            };
+            if lines.binary_search(&at).is_err() {
+                continue;
+            }
+            match f {
+                Freedom::WriteBack { cache, line } => {
+                    let c = trail.next(3, |c| {
+                        let verb = if c == 1 { "writes back" } else { "writes back and drops" };
+                        format!("{} {verb} dirty line {:#x}", cache_name(cache), line.raw())
+                    });
+                    if c >= 1 {
+                        out.push(f);
+                    }
+                    if c == 2 {
+                        out.push(Freedom::Drop { cache, line });
+                    }
+                }
+                Freedom::Drop { cache, line } => {
+                    if trail.next(2, |_| format!("{} drops clean line {:#x}", cache_name(cache), line.raw())) == 1 {
+                        out.push(f);
+                    }
+                }
+                Freedom::Prefetch { line } => {
+                    if trail.next(2, |_| format!("the CPU prefetches line {:#x}", line.raw())) == 1 {
+                        out.push(f);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn is_violation(f: &Finding) -> bool {
+    matches!(f.kind, FindingKind::StaleRead | FindingKind::LostWrite | FindingKind::Race)
+}
+
+/// The pilot run: records the lines the scenario's accesses touch.
+fn pilot(
+    scenario: &Scenario,
+    file: &Path,
+    src: &str,
+    cfg: &RunConfig,
+    lines: &Rc<RefCell<Vec<PhysAddr>>>,
+) -> Result<(), RunError> {
+    let accessing = Rc::new(Cell::new(false));
+    let chooser =
+        ExploreChooser { trail: Rc::default(), lines: lines.clone(), pilot: true, accessing: accessing.clone() };
+    let mut hooks = Hooks::new(Box::new(chooser));
+    hooks.accessing = Some(accessing);
+    run_hooked(scenario, file, src, cfg, hooks)?;
+    Ok(())
+}
+
+/// One run along `prefix`; returns the result and the points passed.
+fn run_path(
+    scenario: &Scenario,
+    file: &Path,
+    src: &str,
+    cfg: &RunConfig,
+    prefix: Vec<u8>,
+    lines: &Rc<RefCell<Vec<PhysAddr>>>,
+    visited: Option<&mut HashSet<u64>>,
+) -> Result<(RunResult, Vec<Point>), RunError> {
+    let line = Rc::new(Cell::new(0));
+    let trail = Rc::new(RefCell::new(Trail { prefix, taken: Vec::new(), line: line.clone() }));
+    let chooser = ExploreChooser { trail: trail.clone(), lines: lines.clone(), pilot: false, accessing: Rc::default() };
+    let sched_trail = trail.clone();
+    let mut schedule = move |devs: &[String]| -> usize {
+        sched_trail.borrow_mut().next(devs.len() + 1, |c| format!("{}'s pending job runs", devs[c - 1]))
+    };
+    let visit_trail = trail.clone();
+    let mut visit_fn;
+    let mut hooks = Hooks::new(Box::new(chooser));
+    hooks.schedule = Some(&mut schedule);
+    hooks.lines = Some(lines.clone());
+    hooks.line = Some(line);
+    if let Some(visited) = visited {
+        visit_fn = move |key: u64| -> bool { visit_trail.borrow().replaying() || visited.insert(key) };
+        hooks.visit = Some(&mut visit_fn);
+    }
+    let result = run_hooked(scenario, file, src, cfg, hooks)?;
+    let taken = std::mem::take(&mut trail.borrow_mut().taken);
+    Ok((result, taken))
+}
+
+/// Explores every path of `scenario`. `progress` is called now and then with
+/// (states, depth, paths).
+pub fn explore(
+    scenario: &Scenario,
+    file: &Path,
+    src: &str,
+    cfg: &ExploreConfig,
+    progress: &mut dyn FnMut(u64, usize, u64),
+) -> Result<Exploration, RunError> {
+    let start = Instant::now();
+    // The pilot: which lines the accesses touch.
+    let lines = Rc::new(RefCell::new(Vec::new()));
+    {
+        pilot(scenario, file, src, &cfg.run, &lines)?;
+    }
+    let mut visited = HashSet::new();
+    let (mut paths, mut max_depth) = (0u64, 0usize);
+    let mut best: Option<Counterexample> = None;
+    let mut prefix = Vec::new();
+    let mut bound = None;
+    loop {
+        let (result, taken) = run_path(scenario, file, src, &cfg.run, prefix, &lines, Some(&mut visited))?;
+        max_depth = max_depth.max(taken.len());
+        if !result.stopped {
+            paths += 1;
+        }
+        if result.findings.iter().any(is_violation) {
+            let moves: Vec<Move> = taken.iter().filter_map(|p| p.mv.clone()).collect();
+            if best.as_ref().is_none_or(|b| moves.len() < b.moves.len()) {
+                let choices = taken.iter().map(|p| p.chosen).collect();
+                best = Some(Counterexample { choices, moves, result });
+            }
+            if best.as_ref().is_some_and(|b| b.moves.is_empty()) {
+                break;
+            }
+        }
+        if paths.is_multiple_of(64) {
+            progress(visited.len() as u64, max_depth, paths);
+        }
+        // The next path: change the last choice that has an option left.
+        let Some(i) = taken.iter().rposition(|p| p.chosen + 1 < p.n) else { break };
+        prefix = taken[..i].iter().map(|p| p.chosen).collect();
+        prefix.push(taken[i].chosen + 1);
+        if visited.len() as u64 >= cfg.max_states {
+            bound = Some(format!("--max-states {} reached", cfg.max_states));
+            break;
+        }
+        if let Some(t) = cfg.timeout
+            && start.elapsed() >= t
+        {
+            bound = Some(format!("--timeout {:.1}s reached", t.as_secs_f64()));
+            break;
+        }
+    }
+    progress(visited.len() as u64, max_depth, paths);
+    let verdict = match (&best, &bound) {
+        (Some(_), _) => Verdict::Counterexample,
+        (None, Some(_)) => Verdict::Inconclusive,
+        (None, None) => Verdict::Proved,
+    };
+    Ok(Exploration {
+        verdict,
+        states: visited.len() as u64,
+        paths,
+        max_depth,
+        elapsed: start.elapsed(),
+        counterexample: best,
+        bound,
+    })
+}
+
+/// Runs one path again, deterministically, with the full sanitizer: what
+/// `dmabuf check --replay` does with a replay file's choices.
+pub fn replay(
+    scenario: &Scenario,
+    file: &Path,
+    src: &str,
+    cfg: &RunConfig,
+    choices: &[u8],
+) -> Result<(RunResult, Vec<Move>), RunError> {
+    let lines = Rc::new(RefCell::new(Vec::new()));
+    {
+        pilot(scenario, file, src, cfg, &lines)?;
+    }
+    let (result, taken) = run_path(scenario, file, src, cfg, choices.to_vec(), &lines, None)?;
+    Ok((result, taken.into_iter().filter_map(|p| p.mv).collect()))
+}
+
+/// The text of a replay file: the scenario (relative to the replay file's directory when
+/// possible), the policies, and the choices.
+pub fn replay_file(scenario: &str, cfg: &RunConfig, choices: &[u8]) -> String {
+    let list: Vec<String> = choices.iter().map(|c| c.to_string()).collect();
+    let mut s = String::from("# dmabuf replay: run it with `dmabuf check --replay FILE`\n");
+    s += &format!("scenario {scenario}\n");
+    s += &format!(
+        "attach-policy {}\n",
+        if cfg.attach == dmabuf::attach::AttachPolicy::Linux { "linux" } else { "strict" }
+    );
+    s += &format!(
+        "maintenance {}\n",
+        if cfg.maintenance == dmabuf::buffer::MaintenancePolicy::Linux { "linux" } else { "minimal" }
+    );
+    if let Some(p) = &cfg.platform {
+        s += &format!("platform {p}\n");
+    }
+    s += &format!("choices {}\n", list.join(" "));
+    s
+}
+
+/// A replay file, read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replay {
+    /// The scenario file, as written in the replay.
+    pub scenario: String,
+    /// `strict` or `linux`.
+    pub attach_policy: String,
+    /// `minimal` or `linux`.
+    pub maintenance: String,
+    /// A platform override, if the exploration had one.
+    pub platform: Option<String>,
+    /// The choices.
+    pub choices: Vec<u8>,
+}
+
+/// Why a replay file cannot be read: the line and what is wrong.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("line {line}: {message}")]
+pub struct ReplayError {
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Parses a replay file.
+pub fn parse_replay(text: &str) -> Result<Replay, ReplayError> {
+    let mut r = Replay {
+        scenario: String::new(),
+        attach_policy: "strict".into(),
+        maintenance: "minimal".into(),
+        platform: None,
+        choices: Vec::new(),
+    };
+    let mut have = (false, false);
+    for (i, l) in text.lines().enumerate() {
+        let err = |message: String| ReplayError { line: i + 1, message };
+        let l = l.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let (key, val) = l.split_once(' ').map_or((l, ""), |(k, v)| (k, v.trim()));
+        match key {
+            "scenario" if !val.is_empty() => {
+                r.scenario = val.to_string();
+                have.0 = true;
+            }
+            "attach-policy" if matches!(val, "strict" | "linux") => r.attach_policy = val.into(),
+            "maintenance" if matches!(val, "minimal" | "linux") => r.maintenance = val.into(),
+            "platform" if !val.is_empty() => r.platform = Some(val.into()),
+            "choices" => {
+                for w in val.split_whitespace() {
+                    r.choices.push(w.parse().map_err(|_| err(format!("`{w}` is not a choice (0 to 255)")))?);
+                }
+                have.1 = true;
+            }
+            _ => return Err(err(format!("unexpected `{l}`"))),
+        }
+    }
+    match have {
+        (false, _) => Err(ReplayError { line: 0, message: "no `scenario` line".into() }),
+        (_, false) => Err(ReplayError { line: 0, message: "no `choices` line".into() }),
+        _ => Ok(r),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_files_round_trip_and_refuse_garbage() {
+        let cfg = RunConfig::default();
+        let text = replay_file("litmus/x.dmabuf", &cfg, &[0, 2, 1]);
+        let r = parse_replay(&text).unwrap();
+        assert_eq!(r.scenario, "litmus/x.dmabuf");
+        assert_eq!(r.choices, vec![0, 2, 1]);
+        assert_eq!(r.maintenance, "minimal");
+        assert_eq!(parse_replay("scenario a\nchoices 1 x\n").unwrap_err().line, 2);
+        assert_eq!(parse_replay("choices 1\n").unwrap_err().line, 0);
+        assert_eq!(parse_replay("scenario a\nchoices 1\nfrobnicate\n").unwrap_err().line, 3);
+    }
+
+    #[test]
+    fn the_trail_replays_its_prefix_then_takes_first_options() {
+        let mut t = Trail { prefix: vec![1, 2], ..Trail::default() };
+        assert!(t.replaying());
+        assert_eq!(t.next(2, |_| "a".into()), 1);
+        assert_eq!(t.next(2, |_| "b".into()), 1, "clamped to the options there are");
+        assert!(!t.replaying());
+        assert_eq!(t.next(3, |_| "c".into()), 0);
+        let moves: Vec<_> = t.taken.iter().filter_map(|p| p.mv.as_ref().map(|m| m.what.clone())).collect();
+        assert_eq!(moves, vec!["a", "b"]);
+    }
+}

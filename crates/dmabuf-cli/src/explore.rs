@@ -1,0 +1,178 @@
+//! `dmabuf explore FILE`: every choice of the hardware, a proof or a counterexample.
+//! Exit status: 0 proved, 1 counterexample, 2 bad input, 3 inconclusive.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use dmabuf_check::explore::{Exploration, ExploreConfig, Verdict, explore, replay_file};
+use dmabuf_check::report::{FileReport, Styles, to_text};
+use dmabuf_check::runner::RunConfig;
+use dmabuf_check::scenario::parse_file;
+
+use crate::{Format, report_error};
+
+/// Flags of `dmabuf explore`.
+#[derive(clap::Args)]
+pub struct ExploreArgs {
+    /// The scenario.
+    file: PathBuf,
+    /// Stop as inconclusive after this many distinct states.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_states: u64,
+    /// Stop as inconclusive after this many seconds.
+    #[arg(long)]
+    timeout: Option<f64>,
+    /// Where to save the counterexample's replay file (default: FILE.replay next to the
+    /// scenario).
+    #[arg(long)]
+    replay_out: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+fn spinner() -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} exploring: {msg} [{elapsed}]") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(120));
+    Some(bar)
+}
+
+fn json(e: &Exploration, file: &str, replay: Option<&str>) -> serde_json::Value {
+    let ce = e.counterexample.as_ref().map(|c| {
+        serde_json::json!({
+            "moves": c.moves,
+            "findings": c.result.findings,
+            "replay": replay,
+        })
+    });
+    serde_json::json!({
+        "file": file,
+        "verdict": e.verdict.name(),
+        "states": e.states,
+        "paths": e.paths,
+        "max_depth": e.max_depth,
+        "seconds": e.elapsed.as_secs_f64(),
+        "bound": e.bound,
+        "counterexample": ce,
+    })
+}
+
+/// Runs `dmabuf explore`.
+pub fn run(a: ExploreArgs, run: RunConfig) -> ExitCode {
+    if let Some(t) = a.timeout
+        && !(t.is_finite() && t > 0.0)
+    {
+        eprintln!("error: --timeout must be a positive number of seconds");
+        return ExitCode::from(2);
+    }
+    let (scenario, src) = match parse_file(&a.file) {
+        Ok(x) => x,
+        Err(e) => {
+            report_error(e);
+            return ExitCode::from(2);
+        }
+    };
+    let cfg = ExploreConfig { run, max_states: a.max_states, timeout: a.timeout.map(Duration::from_secs_f64) };
+    let bar = spinner();
+    let mut tick = |states: u64, depth: usize, paths: u64| {
+        if let Some(b) = &bar {
+            b.set_message(format!("{states} states, {paths} paths, depth {depth}"));
+        }
+    };
+    let res = explore(&scenario, &a.file, &src, &cfg, &mut tick);
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let e = match res {
+        Ok(e) => e,
+        Err(e) => {
+            report_error(e);
+            return ExitCode::from(2);
+        }
+    };
+    let file = a.file.display().to_string();
+    // Save the counterexample as a replay file.
+    let mut replay = None;
+    if let Some(c) = &e.counterexample {
+        let out = a.replay_out.clone().unwrap_or_else(|| a.file.with_extension("replay"));
+        let name = scenario_ref(&a.file, &out);
+        match std::fs::write(&out, replay_file(&name, &cfg.run, &c.choices)) {
+            Ok(()) => replay = Some(out.display().to_string()),
+            Err(err) => eprintln!("warning: cannot write the replay file {}: {err}", out.display()),
+        }
+    }
+    let mut stdout = anstream::stdout();
+    match a.format {
+        Format::Json => {
+            let v = json(&e, &file, replay.as_deref());
+            let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        Format::Text => {
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let st = if color { Styles::colored() } else { Styles::default() };
+            let _ = write!(stdout, "{}", text(&e, &file, &src, replay.as_deref(), st));
+        }
+    }
+    ExitCode::from(match e.verdict {
+        Verdict::Proved => 0,
+        Verdict::Counterexample => 1,
+        Verdict::Inconclusive => 3,
+    })
+}
+
+/// How the replay file names the scenario: relative to the replay file's directory when
+/// both sit under it, else as given.
+fn scenario_ref(scenario: &Path, replay: &Path) -> String {
+    let dir = replay.parent().unwrap_or(Path::new(""));
+    match scenario.strip_prefix(dir) {
+        Ok(rel) if !dir.as_os_str().is_empty() => rel.display().to_string(),
+        _ => std::path::absolute(scenario).unwrap_or_else(|_| scenario.to_path_buf()).display().to_string(),
+    }
+}
+
+fn text(e: &Exploration, file: &str, src: &str, replay: Option<&str>, st: Styles) -> String {
+    let mut out = String::new();
+    let lines: Vec<&str> = src.lines().collect();
+    let quote =
+        |n: u32| lines.get(n.saturating_sub(1) as usize).map_or("", |l| l.split('#').next().unwrap_or("").trim());
+    let stats =
+        format!("{} states, {} paths, depth {}, {:.3} s", e.states, e.paths, e.max_depth, e.elapsed.as_secs_f64());
+    match (&e.verdict, &e.counterexample) {
+        (Verdict::Counterexample, Some(c)) => {
+            out += &format!("{file}: counterexample ({stats})\n");
+            out += "  the path, the scenario's steps with the hardware's choices:\n";
+            let mut shown = 0;
+            for m in &c.moves {
+                if m.line != shown {
+                    out += &format!("    {:>5} | {}\n", m.line, quote(m.line));
+                    shown = m.line;
+                }
+                out += &format!("          ^ {}\n", m.what);
+            }
+            if c.moves.is_empty() {
+                out += "    (no choice needed: the first path fails)\n";
+            }
+            if let Some(r) = replay {
+                out += &format!("  replay: dmabuf check --replay {r}\n");
+            }
+            out.push('\n');
+            out += &to_text(&FileReport { file, src, result: &c.result }, st);
+        }
+        (Verdict::Inconclusive, _) => {
+            out += &format!(
+                "{file}: inconclusive ({stats}): {}; no counterexample in what was covered\n",
+                e.bound.as_deref().unwrap_or("a bound was reached")
+            );
+        }
+        _ => out += &format!("{file}: proved ({stats}): no stale read, lost write or race on any path\n"),
+    }
+    out
+}
