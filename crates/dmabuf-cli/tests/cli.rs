@@ -168,3 +168,49 @@ fn platforms_lists_and_shows_presets() {
     assert!(text(&o.stdout).contains("name = \"x86-pcie\""));
     assert_eq!(dmabuf(&["platforms", "show", "pdp-11"]).status.code(), Some(2));
 }
+
+fn litmus(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/litmus").join(name).display().to_string()
+}
+
+#[test]
+fn explore_proves_exits_0_and_a_counterexample_exits_1_with_a_replay_that_reproduces_it() {
+    let o = dmabuf(&["explore", &litmus("cpu-to-dev-bracketed.dmabuf")]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(text(&o.stdout).contains("proved"));
+
+    let replay = std::env::temp_dir().join(format!("dmabuf-cli-replay-{}.replay", std::process::id()));
+    let o = dmabuf(&[
+        "explore",
+        "--format",
+        "json",
+        "--replay-out",
+        replay.to_str().unwrap(),
+        &litmus("lost-write-late-end.dmabuf"),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["verdict"], "counterexample");
+    assert!(v["states"].as_u64().unwrap() > 0);
+    let kind = v["counterexample"]["findings"][0]["kind"].clone();
+
+    let o = dmabuf(&["check", "--format", "json", "--replay", replay.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["findings"][0]["kind"], kind);
+}
+
+#[test]
+fn explore_with_a_tiny_bound_is_inconclusive_exit_3() {
+    let o = dmabuf(&["explore", "--max-states", "2", &litmus("riscv-bracketed.dmabuf")]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stdout));
+    assert!(text(&o.stdout).contains("inconclusive"));
+}
+
+#[test]
+fn a_bad_replay_file_is_exit_2_naming_the_line() {
+    let p = tmp("bad.replay", b"scenario x.dmabuf\nchoices 1 two\n");
+    let o = dmabuf(&["check", "--replay", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("line 2"), "{}", text(&o.stderr));
+}
