@@ -1262,6 +1262,21 @@ impl DmaBuf {
                 }
             }
             MaintenancePolicy::Minimal => {
+                // A device that keeps its mapping hands over what it wrote in the range now,
+                // as the kernel's begin_cpu_access syncs every mapped attachment for the CPU.
+                let keeping: Vec<usize> = b
+                    .attachments
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| {
+                        a.as_ref().is_some_and(|a| a.mapping.is_some() && !a.written.within(range.clone()).is_empty())
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                for idx in keeping {
+                    Attachment::end_at(inner, self.id, idx, range.clone())?;
+                }
+                let b = &inner.bufs[self.id];
                 // Only what non-coherent devices wrote since the CPU last looked, inside the
                 // bracket's range. For every direction: a partial-line CPU write into a
                 // stale line would merge with stale bytes.
@@ -1738,10 +1753,16 @@ impl Attachment {
     /// The device finished accessing `range`: hand what it wrote there to everyone else
     /// (Minimal). `to_cpu`: also make it ready for the CPU (copy a bounce slot back).
     fn device_end(&self, inner: &mut Inner, range: Range<u64>) -> Result<(), Error> {
-        let id = self.buf.id;
-        let (dev, devid) = self.dev(inner);
+        Self::end_at(inner, self.buf.id, self.idx, range)
+    }
+
+    /// [`Attachment::device_end`] for attachment `idx` of buffer `id`: hands what the
+    /// device wrote in `range` over to everyone else (Minimal).
+    fn end_at(inner: &mut Inner, id: usize, idx: usize, range: Range<u64>) -> Result<(), Error> {
+        let dev = inner.bufs[id].attachments[idx].as_ref().map(|a| a.dev).unwrap_or_default();
+        let devid = DeviceId(dev as u16);
         let sync = inner.bufs[id].exporter.needs_cpu_sync();
-        let Some(a) = inner.bufs[id].attachments[self.idx].as_mut() else { return Ok(()) };
+        let Some(a) = inner.bufs[id].attachments[idx].as_mut() else { return Ok(()) };
         let Some(m) = a.mapping.clone() else { return Ok(()) };
         let written = a.written.within(range.clone());
         a.written.remove(range);
@@ -1766,7 +1787,7 @@ impl Attachment {
         // overwrote.
         for (i, other) in inner.bufs[id].attachments.iter_mut().enumerate() {
             if let Some(o) = other
-                && i != self.idx
+                && i != idx
             {
                 o.stale.union(&written);
             }
