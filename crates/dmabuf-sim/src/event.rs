@@ -256,6 +256,20 @@ impl<T: Observer + ?Sized> Observer for std::rc::Rc<std::cell::RefCell<T>> {
     }
 }
 
+impl<T: Observer + ?Sized> Observer for Box<T> {
+    fn event(&mut self, ev: &Event<'_>) {
+        (**self).event(ev);
+    }
+
+    fn wants_provenance(&self) -> bool {
+        (**self).wants_provenance()
+    }
+
+    fn operation(&mut self, op: &OpInfo) {
+        (**self).operation(op);
+    }
+}
+
 /// Two observers watching one simulation (a sanitizer and an [`Oracle`](crate::Oracle)):
 /// each is told everything, the first first. Provenance is kept if either wants it.
 impl<A: Observer, B: Observer> Observer for (A, B) {
