@@ -8,6 +8,7 @@
 //! that happens before it (spec §7). Its findings name the scenario lines involved and the
 //! missing step.
 
+pub mod bench;
 pub mod explore;
 pub mod report;
 pub mod runner;
