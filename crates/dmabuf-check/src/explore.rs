@@ -23,12 +23,19 @@
 //!   lines of every CPU and device access. A stale read, lost write or race is about bytes
 //!   some access wrote or read; a freedom on any other line changes no byte an access
 //!   sees, so leaving those lines alone loses no verdict.
+//! - **Lines are explored one at a time.** The hardware's freedoms on one line change no
+//!   byte of another line, and stale reads and lost writes are properties of bytes; so a
+//!   violation on some path shows up on a path that takes only that line's freedoms. Each
+//!   line's choices are explored on their own (with every order of jobs, which are not
+//!   per line), and the states add up over lines instead of multiplying. Races do not
+//!   depend on the hardware's choices at all (they come from the happens-before order of
+//!   the program and its jobs), so every line's exploration finds them.
 //! - **A freedom on a line is only offered right after an operation on that line.** Between
 //!   two operations on line L, operations on other lines neither see nor change L's cache
 //!   state or memory, so a freedom on L taken anywhere in that interval commutes to right
 //!   after the first of them (partial-order reduction: independent moves commute).
-//!   Freedoms on different lines at one point are independent too, so each line's choice
-//!   is made once per point, in address order, never in every permutation.
+//!   Freedoms in different caches at one point are independent too, so each choice is
+//!   made once per point, never in every permutation.
 //! - **State hashing.** Before every step the runner hashes the whole state that decides the
 //!   future: program position, vector clocks, pending jobs, fences, the sanitizer's
 //!   shadow (latest writes and reads with their clocks, destroyed writes, findings so
@@ -106,6 +113,9 @@ pub struct Move {
 /// A path that breaks the protocol.
 #[derive(Clone, Debug)]
 pub struct Counterexample {
+    /// The line whose freedoms were explored (an index into the scenario's accessed
+    /// lines, in address order), when there are any.
+    pub line: Option<usize>,
     /// The choice made at every point, in order: what a replay file stores.
     pub choices: Vec<u8>,
     /// The choices that were not "nothing", in order.
@@ -273,19 +283,23 @@ fn pilot(
     Ok(())
 }
 
-/// One run along `prefix`; returns the result and the points passed.
+/// One run along `prefix`, offering freedoms on `choice` lines and hashing the state of
+/// `all` lines; returns the result and the points passed.
+#[allow(clippy::too_many_arguments)]
 fn run_path(
     scenario: &Scenario,
     file: &Path,
     src: &str,
     cfg: &RunConfig,
     prefix: Vec<u8>,
+    choice: &Rc<RefCell<Vec<PhysAddr>>>,
     lines: &Rc<RefCell<Vec<PhysAddr>>>,
     visited: Option<&mut HashSet<u64>>,
 ) -> Result<(RunResult, Vec<Point>), RunError> {
     let line = Rc::new(Cell::new(0));
     let trail = Rc::new(RefCell::new(Trail { prefix, taken: Vec::new(), line: line.clone() }));
-    let chooser = ExploreChooser { trail: trail.clone(), lines: lines.clone(), pilot: false, accessing: Rc::default() };
+    let chooser =
+        ExploreChooser { trail: trail.clone(), lines: choice.clone(), pilot: false, accessing: Rc::default() };
     let sched_trail = trail.clone();
     let mut schedule = move |devs: &[String]| -> usize {
         sched_trail.borrow_mut().next(devs.len() + 1, |c| format!("{}'s pending job runs", devs[c - 1]))
@@ -320,82 +334,90 @@ pub fn explore(
     {
         pilot(scenario, file, src, &cfg.run, &lines)?;
     }
-    let mut visited = HashSet::new();
-    let (mut paths, mut max_depth) = (0u64, 0usize);
+    // Lines are independent: the hardware's freedoms on one line change no byte of
+    // another, and the verdicts are about bytes. So each line's freedoms are explored
+    // on their own (with every job order), instead of the product of all lines'.
+    let all: Vec<PhysAddr> = lines.borrow().clone();
+    let groups: Vec<(Option<usize>, Vec<PhysAddr>)> = if all.is_empty() {
+        vec![(None, Vec::new())]
+    } else {
+        all.iter().enumerate().map(|(i, &l)| (Some(i), vec![l])).collect()
+    };
+    let (mut paths, mut max_depth, mut states) = (0u64, 0usize, 0u64);
     let mut best: Option<Counterexample> = None;
-    let mut prefix = Vec::new();
     let mut bound = None;
-    loop {
-        let (result, taken) = run_path(scenario, file, src, &cfg.run, prefix, &lines, Some(&mut visited))?;
-        max_depth = max_depth.max(taken.len());
-        if !result.stopped {
-            paths += 1;
-        }
-        if result.findings.iter().any(is_violation) {
-            let moves: Vec<Move> = taken.iter().filter_map(|p| p.mv.clone()).collect();
-            if best.as_ref().is_none_or(|b| moves.len() < b.moves.len()) {
-                let choices = taken.iter().map(|p| p.chosen).collect();
-                best = Some(Counterexample { choices, moves, result });
+    'lines: for (index, group) in groups {
+        let choice = Rc::new(RefCell::new(group));
+        let mut visited = HashSet::new();
+        let mut prefix = Vec::new();
+        loop {
+            let (result, taken) = run_path(scenario, file, src, &cfg.run, prefix, &choice, &lines, Some(&mut visited))?;
+            max_depth = max_depth.max(taken.len());
+            if !result.stopped {
+                paths += 1;
             }
-            if best.as_ref().is_some_and(|b| b.moves.is_empty()) {
-                break;
+            if result.findings.iter().any(is_violation) {
+                let moves: Vec<Move> = taken.iter().filter_map(|p| p.mv.clone()).collect();
+                if best.as_ref().is_none_or(|b| moves.len() < b.moves.len()) {
+                    let choices = taken.iter().map(|p| p.chosen).collect();
+                    best = Some(Counterexample { line: index, choices, moves, result });
+                }
+                if best.as_ref().is_some_and(|b| b.moves.is_empty()) {
+                    states += visited.len() as u64;
+                    break 'lines;
+                }
+            }
+            if paths.is_multiple_of(64) {
+                progress(states + visited.len() as u64, max_depth, paths);
+            }
+            // The next path: change the last choice that has an option left.
+            let Some(i) = taken.iter().rposition(|p| p.chosen + 1 < p.n) else { break };
+            prefix = taken[..i].iter().map(|p| p.chosen).collect();
+            prefix.push(taken[i].chosen + 1);
+            if states + visited.len() as u64 >= cfg.max_states {
+                bound = Some(format!("--max-states {} reached", cfg.max_states));
+            } else if let Some(t) = cfg.timeout
+                && start.elapsed() >= t
+            {
+                bound = Some(format!("--timeout {:.1}s reached", t.as_secs_f64()));
+            }
+            if bound.is_some() {
+                states += visited.len() as u64;
+                break 'lines;
             }
         }
-        if paths.is_multiple_of(64) {
-            progress(visited.len() as u64, max_depth, paths);
-        }
-        // The next path: change the last choice that has an option left.
-        let Some(i) = taken.iter().rposition(|p| p.chosen + 1 < p.n) else { break };
-        prefix = taken[..i].iter().map(|p| p.chosen).collect();
-        prefix.push(taken[i].chosen + 1);
-        if visited.len() as u64 >= cfg.max_states {
-            bound = Some(format!("--max-states {} reached", cfg.max_states));
-            break;
-        }
-        if let Some(t) = cfg.timeout
-            && start.elapsed() >= t
-        {
-            bound = Some(format!("--timeout {:.1}s reached", t.as_secs_f64()));
-            break;
-        }
+        states += visited.len() as u64;
     }
-    progress(visited.len() as u64, max_depth, paths);
+    progress(states, max_depth, paths);
     let verdict = match (&best, &bound) {
         (Some(_), _) => Verdict::Counterexample,
         (None, Some(_)) => Verdict::Inconclusive,
         (None, None) => Verdict::Proved,
     };
-    Ok(Exploration {
-        verdict,
-        states: visited.len() as u64,
-        paths,
-        max_depth,
-        elapsed: start.elapsed(),
-        counterexample: best,
-        bound,
-    })
+    Ok(Exploration { verdict, states, paths, max_depth, elapsed: start.elapsed(), counterexample: best, bound })
 }
 
 /// Runs one path again, deterministically, with the full sanitizer: what
-/// `dmabuf check --replay` does with a replay file's choices.
+/// `dmabuf check --replay` does with a replay file's line and choices.
 pub fn replay(
     scenario: &Scenario,
     file: &Path,
     src: &str,
     cfg: &RunConfig,
+    line: Option<usize>,
     choices: &[u8],
 ) -> Result<(RunResult, Vec<Move>), RunError> {
     let lines = Rc::new(RefCell::new(Vec::new()));
-    {
-        pilot(scenario, file, src, cfg, &lines)?;
-    }
-    let (result, taken) = run_path(scenario, file, src, cfg, choices.to_vec(), &lines, None)?;
+    pilot(scenario, file, src, cfg, &lines)?;
+    let group: Vec<PhysAddr> = line.and_then(|i| lines.borrow().get(i).copied()).into_iter().collect();
+    let choice = Rc::new(RefCell::new(group));
+    let (result, taken) = run_path(scenario, file, src, cfg, choices.to_vec(), &choice, &lines, None)?;
     Ok((result, taken.into_iter().filter_map(|p| p.mv).collect()))
 }
 
 /// The text of a replay file: the scenario (relative to the replay file's directory when
 /// possible), the policies, and the choices.
-pub fn replay_file(scenario: &str, cfg: &RunConfig, choices: &[u8]) -> String {
+pub fn replay_file(scenario: &str, cfg: &RunConfig, line: Option<usize>, choices: &[u8]) -> String {
     let list: Vec<String> = choices.iter().map(|c| c.to_string()).collect();
     let mut s = String::from("# dmabuf replay: run it with `dmabuf check --replay FILE`\n");
     s += &format!("scenario {scenario}\n");
@@ -409,6 +431,9 @@ pub fn replay_file(scenario: &str, cfg: &RunConfig, choices: &[u8]) -> String {
     );
     if let Some(p) = &cfg.platform {
         s += &format!("platform {p}\n");
+    }
+    if let Some(l) = line {
+        s += &format!("line {l}\n");
     }
     s += &format!("choices {}\n", list.join(" "));
     s
@@ -425,6 +450,8 @@ pub struct Replay {
     pub maintenance: String,
     /// A platform override, if the exploration had one.
     pub platform: Option<String>,
+    /// The explored line (an index into the scenario's accessed lines).
+    pub line: Option<usize>,
     /// The choices.
     pub choices: Vec<u8>,
 }
@@ -446,6 +473,7 @@ pub fn parse_replay(text: &str) -> Result<Replay, ReplayError> {
         attach_policy: "strict".into(),
         maintenance: "minimal".into(),
         platform: None,
+        line: None,
         choices: Vec::new(),
     };
     let mut have = (false, false);
@@ -464,6 +492,7 @@ pub fn parse_replay(text: &str) -> Result<Replay, ReplayError> {
             "attach-policy" if matches!(val, "strict" | "linux") => r.attach_policy = val.into(),
             "maintenance" if matches!(val, "minimal" | "linux") => r.maintenance = val.into(),
             "platform" if !val.is_empty() => r.platform = Some(val.into()),
+            "line" => r.line = Some(val.parse().map_err(|_| err(format!("`{val}` is not a line index")))?),
             "choices" => {
                 for w in val.split_whitespace() {
                     r.choices.push(w.parse().map_err(|_| err(format!("`{w}` is not a choice (0 to 255)")))?);
@@ -487,10 +516,11 @@ mod tests {
     #[test]
     fn replay_files_round_trip_and_refuse_garbage() {
         let cfg = RunConfig::default();
-        let text = replay_file("litmus/x.dmabuf", &cfg, &[0, 2, 1]);
+        let text = replay_file("litmus/x.dmabuf", &cfg, Some(3), &[0, 2, 1]);
         let r = parse_replay(&text).unwrap();
         assert_eq!(r.scenario, "litmus/x.dmabuf");
         assert_eq!(r.choices, vec![0, 2, 1]);
+        assert_eq!(r.line, Some(3));
         assert_eq!(r.maintenance, "minimal");
         assert_eq!(parse_replay("scenario a\nchoices 1 x\n").unwrap_err().line, 2);
         assert_eq!(parse_replay("choices 1\n").unwrap_err().line, 0);

@@ -54,7 +54,7 @@ fn every_litmus_test_reaches_its_verdict() {
                 broken += 1;
                 let c = e.counterexample.as_ref().unwrap();
                 // The replay reproduces the violation, deterministically.
-                let (again, moves) = replay(&s, f, &src, &RunConfig::default(), &c.choices).unwrap();
+                let (again, moves) = replay(&s, f, &src, &RunConfig::default(), c.line, &c.choices).unwrap();
                 assert_eq!(moves, c.moves, "{}", f.display());
                 let kinds = |fs: &[dmabuf_check::sanitizer::Finding]| {
                     fs.iter().map(|x| (x.kind, x.line, x.range)).collect::<Vec<_>>()

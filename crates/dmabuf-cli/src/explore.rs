@@ -104,7 +104,7 @@ pub fn run(a: ExploreArgs, run: RunConfig) -> ExitCode {
     if let Some(c) = &e.counterexample {
         let out = a.replay_out.clone().unwrap_or_else(|| a.file.with_extension("replay"));
         let name = scenario_ref(&a.file, &out);
-        match std::fs::write(&out, replay_file(&name, &cfg.run, &c.choices)) {
+        match std::fs::write(&out, replay_file(&name, &cfg.run, c.line, &c.choices)) {
             Ok(()) => replay = Some(out.display().to_string()),
             Err(err) => eprintln!("warning: cannot write the replay file {}: {err}", out.display()),
         }

@@ -198,7 +198,7 @@ fn check_replay(path: &Path, format: Format) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (result, moves) = match replay(&s, &file, &src, &cfg, &r.choices) {
+    let (result, moves) = match replay(&s, &file, &src, &cfg, r.line, &r.choices) {
         Ok(x) => x,
         Err(e) => {
             report_error(e);
