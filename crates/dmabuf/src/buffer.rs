@@ -1337,7 +1337,7 @@ impl DmaBuf {
                     .attachments
                     .iter()
                     .flatten()
-                    .any(|a| a.mapping.is_some() && !devices[a.dev].coherent);
+                    .any(|a| a.mapping.as_ref().is_some_and(|m| !fully_bounced(m)) && !devices[a.dev].coherent);
                 if mapped_noncoherent {
                     self.clean_cpu_dirty(inner)?;
                 }
@@ -1611,7 +1611,10 @@ impl Attachment {
             MaintenancePolicy::Linux => {
                 let (_, devid) = self.dev(inner);
                 let Some(m) = self.current_mapping(inner) else { return Ok(()) };
-                inner.sim.dma_sync_for_device(&m, range.start, range.end - range.start)?;
+                // Like its map (DMA_ATTR_SKIP_CPU_SYNC), no CPU sync for uncached memory.
+                if inner.bufs[self.buf.id].exporter.needs_cpu_sync() {
+                    inner.sim.dma_sync_for_device(&m, range.start, range.end - range.start)?;
+                }
                 if inner.sim.device_has_cache(devid) {
                     for p in bus_phys(&m, range.clone()) {
                         inner.sim.device_cache_invalidate(devid, p)?;
@@ -1656,7 +1659,9 @@ impl Attachment {
                         inner.sim.device_cache_flush(devid, p)?;
                     }
                 }
-                inner.sim.dma_sync_for_cpu(&m, range.start, range.end - range.start)?;
+                if inner.bufs[self.buf.id].exporter.needs_cpu_sync() {
+                    inner.sim.dma_sync_for_cpu(&m, range.start, range.end - range.start)?;
+                }
                 let id = self.buf.id;
                 let written = inner.bufs[id].attachments[self.idx]
                     .as_mut()
@@ -1704,9 +1709,11 @@ impl Attachment {
         let Some(m) = inner.bufs[id].attachments[self.idx].as_ref().and_then(|a| a.mapping.clone()) else {
             return Ok(());
         };
-        if sync && Self::noncoherent(inner, dev) {
+        if sync && Self::noncoherent(inner, dev) && !fully_bounced(&m) {
             // Only the CPU's bytes that were not handed over yet, wherever they are: a
             // clean is cheap to keep exact and leaves nothing dirty for a later eviction.
+            // A mapping bounced everywhere reads its slots, which the copy fills through
+            // the CPU cache: the pages need no clean for it.
             self.buf.clean_cpu_dirty(inner)?;
         }
         if sync && !Self::noncoherent(inner, dev) {
@@ -1776,12 +1783,17 @@ impl Attachment {
                 }
             }
         }
-        if m.is_bounced() {
-            for r in written.iter() {
-                inner.sim.dma_sync_for_cpu(&m, r.start, r.end - r.start)?;
+        let (bounced, direct) = split_bounced(&m, &written);
+        for r in bounced.iter() {
+            inner.sim.dma_sync_for_cpu(&m, r.start, r.end - r.start)?;
+        }
+        if sync {
+            // The copy back went through the CPU cache: those lines are dirty now, and a
+            // non-coherent reader of the pages needs them cleaned.
+            inner.bufs[id].cpu_dirty.union(&bounced);
+            if Self::noncoherent(inner, dev) {
+                inner.bufs[id].dev_dirty.union(&direct);
             }
-        } else if sync && Self::noncoherent(inner, dev) {
-            inner.bufs[id].dev_dirty.union(&written);
         }
         // Every other device may hold (in its cache or its bounce slot) what this one
         // overwrote.
@@ -1847,6 +1859,24 @@ impl Attachment {
     fn noncoherent(inner: &Inner, dev: usize) -> bool {
         DmaBuf::noncoherent(inner, dev)
     }
+}
+
+/// Whether every segment of a mapping is bounced (the device never reads the pages).
+fn fully_bounced(m: &DmaMapping) -> bool {
+    m.segments.iter().all(|s| s.bounce.is_some())
+}
+
+/// Splits buffer ranges into the parts a mapping bounces and the parts it maps directly.
+fn split_bounced(m: &DmaMapping, set: &RangeSet) -> (RangeSet, RangeSet) {
+    let (mut bounced, mut direct) = (RangeSet::new(), RangeSet::new());
+    let mut base = 0u64;
+    for s in &m.segments {
+        for r in set.within(base..base + s.len).iter() {
+            if s.bounce.is_some() { bounced.insert(r) } else { direct.insert(r) }
+        }
+        base += s.len;
+    }
+    (bounced, direct)
 }
 
 /// The physical addresses a device's cache tags for buffer range `r` of a mapping: the
