@@ -705,8 +705,10 @@ pub fn to_text(suite: &Suite, results: &[WorkloadResult]) -> String {
 pub fn to_svg(suite: &Suite, results: &[WorkloadResult]) -> String {
     let (bar, gap, left, top, plot_h) = (14.0, 18.0, 70.0, 50.0, 320.0);
     let group = 3.0 * bar + gap;
-    let width = left + group * results.len() as f64 + 20.0;
-    let height = top + plot_h + 190.0;
+    let plot_w = group * results.len() as f64;
+    // Room for the slanted labels below the plot and past its right end.
+    let width = left + plot_w + 200.0;
+    let height = top + plot_h + 230.0;
     let max = results.iter().flat_map(|r| [r.linux.bytes, r.minimal.bytes, r.oracle.bytes]).max().unwrap_or(1);
     // Decades from 1 KiB (the floor) to the largest value.
     let lo = 10f64.powi(3);
@@ -727,7 +729,7 @@ pub fn to_svg(suite: &Suite, results: &[WorkloadResult]) -> String {
     let _ = writeln!(s, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
     let _ = writeln!(
         s,
-        "<text x=\"{left}\" y=\"20\" font-size=\"14\">Cache maintenance per pipeline: bytes, log scale ({} frames of {}x{})</text>",
+        "<text x=\"{left}\" y=\"20\" font-size=\"14\">Cache maintenance and bounce bytes per pipeline, log scale ({} frames of {}x{} after a warm-up frame)</text>",
         suite.frames, suite.width, suite.height
     );
     for (i, (name, color)) in colors.iter().enumerate() {
@@ -741,14 +743,14 @@ pub fn to_svg(suite: &Suite, results: &[WorkloadResult]) -> String {
         let _ = writeln!(
             s,
             "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#ddd\"/>",
-            width - 20.0
+            left + plot_w
         );
         let _ = writeln!(
             s,
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
             left - 6.0,
             yy + 4.0,
-            human(d as u64)
+            si(d as u64)
         );
         d *= 10.0;
     }
@@ -789,12 +791,23 @@ pub fn to_svg(suite: &Suite, results: &[WorkloadResult]) -> String {
     let _ = writeln!(
         s,
         "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>",
-        width - 20.0,
+        left + plot_w,
         top + plot_h,
         top + plot_h
     );
     s.push_str("</svg>\n");
     s
+}
+
+/// A power of ten of bytes, in SI units (the chart's decades).
+fn si(b: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let (mut v, mut i) = (b, 0);
+    while v >= 1000 && i + 1 < units.len() {
+        v /= 1000;
+        i += 1;
+    }
+    format!("{v} {}", units[i])
 }
 
 fn xml(t: &str) -> String {

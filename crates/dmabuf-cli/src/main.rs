@@ -4,12 +4,14 @@
 //! Its flags, exit statuses and JSON are a contract scripts depend on:
 //!
 //! - `dmabuf check FILE...`: 0 no findings, 1 findings, 2 bad input or usage;
-//! - `dmabuf platforms` and `dmabuf platforms show NAME`.
+//! - `dmabuf platforms` and `dmabuf platforms show NAME`;
+//! - `dmabuf bench [--format text|json] [--svg FILE]`: 0 no findings, 1 findings, 2 usage.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod bench;
 mod explore;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -41,6 +43,10 @@ enum Cmd {
         #[command(flatten)]
         policy: PolicyArgs,
     },
+    /// The maintenance benchmark: a suite of pipelines under the Linux and Minimal
+    /// policies against the oracle's minimum (bytes, operations, cycles, ratios,
+    /// findings). Exit status: 0 no findings, 1 findings, 2 bad usage.
+    Bench(bench::BenchArgs),
     /// List the platform presets, or print one as TOML.
     Platforms {
         #[command(subcommand)]
@@ -142,6 +148,7 @@ fn main() -> ExitCode {
         Cmd::Check(a) => check(a),
         Cmd::Explore { args, policy } => explore::run(args, policy.config("explore")),
         Cmd::Platforms { cmd } => platforms(cmd),
+        Cmd::Bench(a) => bench::run(a),
     }
 }
 
