@@ -195,7 +195,11 @@ pub struct Oracle {
     caches: usize,
     bounce_pools: Vec<PhysRange>,
     seq: u64,
-    pages: FxHashMap<u64, Page>,
+    pages: Vec<Page>,
+    /// Page frame number to index in `pages`.
+    index: FxHashMap<u64, usize>,
+    /// The page of the last lookup: `(pfn, index)`.
+    last: (u64, usize),
     /// Slot line index to `original - slot` (wrapping).
     slot_delta: FxHashMap<u64, u64>,
     /// Original line index to the bytes its slot holds up to date.
@@ -231,7 +235,9 @@ impl Oracle {
             caches,
             bounce_pools: platform.regions.iter().filter(|r| r.kind == RegionKind::Bounce).map(|r| r.range()).collect(),
             seq: 0,
-            pages: FxHashMap::default(),
+            pages: Vec::new(),
+            index: FxHashMap::default(),
+            last: (u64::MAX, 0),
             slot_delta: FxHashMap::default(),
             slot_fresh: FxHashMap::default(),
             out: FxHashMap::default(),
@@ -322,12 +328,21 @@ impl Oracle {
     }
 
     fn page(&mut self, pfn: u64) -> &mut Page {
-        let (lpp, caches) = (self.lpp, self.caches);
-        self.pages.entry(pfn).or_insert_with(|| Page {
-            cacheable: false,
-            cpu: vec![CpuLine::default(); lpp],
-            dev: vec![vec![DevLine::default(); lpp]; caches],
-        })
+        // Accesses walk lines in order: most lookups hit the page of the last one.
+        if self.last.0 != pfn {
+            let (lpp, caches) = (self.lpp, self.caches);
+            let pages = &mut self.pages;
+            let i = *self.index.entry(pfn).or_insert_with(|| {
+                pages.push(Page {
+                    cacheable: false,
+                    cpu: vec![CpuLine::default(); lpp],
+                    dev: vec![vec![DevLine::default(); lpp]; caches],
+                });
+                pages.len() - 1
+            });
+            self.last = (pfn, i);
+        }
+        &mut self.pages[self.last.1]
     }
 
     fn line_pos(&self, line: u64) -> (u64, usize) {
@@ -601,31 +616,29 @@ impl Oracle {
 
     // ----- operations ------------------------------------------------------------------
 
-    /// Calls `f(line, offset in line, len)` for every line piece of `r`.
-    fn pieces(&self, r: &PhysRange, mut f: impl FnMut(u64, u64, u64)) {
-        let (mut a, end) = (r.start.raw(), r.end().raw());
-        while a < end {
-            let line = a / self.line;
-            let e = ((line + 1) * self.line).min(end);
-            f(line, a - line * self.line, e - a);
-            a = e;
-        }
+    /// The line piece of `[a, end)` that starts at `a`: `(line, offset in line, len)`.
+    fn piece(&self, a: u64, end: u64) -> (u64, u64, u64) {
+        let line = a / self.line;
+        let e = ((line + 1) * self.line).min(end);
+        (line, a - line * self.line, e - a)
     }
 
     fn access(&mut self, who: Who, write: bool, r: &PhysRange) {
-        let mut v = Vec::new();
-        self.pieces(r, |line, off, len| v.push((line, off, len)));
         let bounced = matches!(who, Who::Device(_)) && !self.slot_delta.is_empty() && self.in_pool(r);
-        for (line, off, len) in v {
+        let (mut a, end) = (r.start.raw(), r.end().raw());
+        while a < end {
+            let (line, off, len) = self.piece(a, end);
+            a += len;
             if bounced
                 && let Who::Device(dev) = who
                 && let Some(&delta) = self.slot_delta.get(&line)
             {
-                let orig = PhysRange { start: PhysAddr((line * self.line + off).wrapping_add(delta)), len };
-                let mut w = Vec::new();
-                self.pieces(&orig, |l, o, n| w.push((l, o, n)));
-                for (l, o, n) in w {
-                    let (t, c) = self.masks(o, n);
+                let mut o = (line * self.line + off).wrapping_add(delta);
+                let oend = o + len;
+                while o < oend {
+                    let (l, lo, n) = self.piece(o, oend);
+                    o += n;
+                    let (t, c) = self.masks(lo, n);
                     if write {
                         self.bounced_write(dev, l, t, c, line);
                     } else {
@@ -655,9 +668,8 @@ impl Oracle {
             _ => return,
         };
         let delta = orig.start.raw().wrapping_sub(slot.start.raw());
-        let mut lines = Vec::new();
-        self.pieces(slot, |line, _, _| lines.push(line));
-        for line in lines {
+        let (first, end) = (slot.start.raw() / self.line, slot.end().raw().div_ceil(self.line));
+        for line in first..end {
             if self.slot_delta.insert(line, delta).is_some_and(|d| d != delta) {
                 // The slot now stands for other bytes: what it held is not theirs.
                 let o = (line * self.line).wrapping_add(delta) / self.line;
