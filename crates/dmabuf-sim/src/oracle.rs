@@ -1,6 +1,9 @@
 //! The oracle: after a run, the cache maintenance and bounce copying that were truly
 //! needed, line by line, to compare a policy's cost with the minimum.
 //!
+//! `docs/maintenance-cost.md` puts the definition below next to the benchmark that uses
+//! it (`dmabuf bench`) and its results.
+//!
 //! The oracle is an [`Observer`] that knows nothing of DMA-buf. It watches the accesses
 //! of a run (through [`Observer::operation`], which gives the physical bytes of each),
 //! ignores every maintenance operation, bounce copy and freedom the run performed, and
