@@ -101,3 +101,52 @@ unmap gpu blk
         assert!(r.findings.is_empty(), "{maintenance:?}: {:?}", r.findings);
     }
 }
+
+/// The oracle is a lower bound: on every example and litmus scenario that a policy runs
+/// without a finding, that policy maintained at least the lines the oracle needed, kind by
+/// kind (CPU cleans and invalidates together: a clean serves where the oracle needs a
+/// dirty line dropped before a device overwrites it, as the heap's clean of zeroed pages
+/// does).
+#[test]
+fn no_correct_run_maintains_less_than_the_oracle() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use dmabuf_check::runner::run_observed;
+    use dmabuf_sim::Oracle;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+    let mut files: Vec<_> = ["", "litmus"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(root.join(d)).into_iter().flatten())
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "dmabuf"))
+        .collect();
+    files.sort();
+    assert!(files.len() > 20);
+    let mut checked = 0;
+    for f in &files {
+        let src = std::fs::read_to_string(f).expect("readable");
+        let Ok(s) = parse(&src, &f.display().to_string()) else { continue };
+        for maintenance in [MaintenancePolicy::Minimal, MaintenancePolicy::Linux] {
+            let cfg = RunConfig { maintenance, ..RunConfig::default() };
+            let Ok(platform) = dmabuf_check::runner::load_platform(&s, f, &src, None) else { continue };
+            let oracle = Rc::new(RefCell::new(Oracle::new(&platform)));
+            let Ok(r) = run_observed(&s, f, &src, &cfg, Box::new(oracle.clone())) else { continue };
+            if !r.findings.is_empty() {
+                continue;
+            }
+            let (n, st) = (oracle.borrow().needed(), r.stats);
+            let cpu = |c: &dmabuf_sim::Stats| c.clean.lines + c.invalidate.lines + c.clean_invalidate.lines;
+            let at = format!("{} under {maintenance:?}", f.display());
+            assert!(cpu(&n) <= cpu(&st), "{at}: CPU lines {} needed, {} done", cpu(&n), cpu(&st));
+            assert!(n.device_flush.lines <= st.device_flush.lines, "{at}: device flush");
+            assert!(n.device_invalidate.lines <= st.device_invalidate.lines, "{at}: device invalidate");
+            assert!(n.bounce.bytes <= st.bounce.bytes, "{at}: bounce");
+            assert!(n.maintenance_bytes() <= st.maintenance_bytes(), "{at}: bytes");
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "{checked} runs checked");
+}
