@@ -30,6 +30,13 @@
 //!   per line), and the states add up over lines instead of multiplying. Races do not
 //!   depend on the hardware's choices at all (they come from the happens-before order of
 //!   the program and its jobs), so every line's exploration finds them.
+//! - **Symmetric lines are explored once.** The pilot records, for every line, the list
+//!   of operations that touched it (their order, kind, agent, attribute, whether they
+//!   covered the whole line, whether they were the scenario's accesses). Two lines with
+//!   the same list see the same operations at the same points, each acting on the whole
+//!   line the same way, so every path on one has a mirror path on the other with the same
+//!   verdict (only the byte values differ, and verdicts come from provenance). A 64 KiB
+//!   frame written, cleaned and read as a whole is one class, not 1024 lines.
 //! - **A freedom on a line is only offered right after an operation on that line.** Between
 //!   two operations on line L, operations on other lines neither see nor change L's cache
 //!   state or memory, so a freedom on L taken anywhere in that interval commutes to right
@@ -49,7 +56,8 @@
 //! Bounds (`max_states`, `timeout`) end the search as `Inconclusive`, never `Proved`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -181,6 +189,11 @@ struct ExploreChooser {
     pilot: bool,
     /// Whether one of the scenario's accesses is running (set by the runner).
     accessing: Rc<Cell<bool>>,
+    /// The pilot's record of every operation on every line: (operation number, what it
+    /// was, whether it covered the whole line, whether it was one of the scenario's
+    /// accesses). Lines with the same record are symmetric.
+    sigs: Rc<RefCell<HashMap<PhysAddr, Vec<(u32, u64, bool, bool)>>>>,
+    seq: u32,
 }
 
 fn cache_name(c: CacheId) -> String {
@@ -202,6 +215,24 @@ impl Chooser for ExploreChooser {
     fn choose(&mut self, op: &OpInfo, hw: &HwView<'_>, out: &mut Vec<Freedom>) {
         let line = hw.line_size();
         if self.pilot {
+            self.seq += 1;
+            let what = {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                format!("{:?} {:?} {:?} {}", op.kind, op.agent, op.attr, op.writes_memory).hash(&mut h);
+                h.finish()
+            };
+            {
+                let mut sigs = self.sigs.borrow_mut();
+                for r in &op.ranges {
+                    let a = r.align_out(line);
+                    let mut x = a.start.raw();
+                    while x < a.end().raw() {
+                        let full = r.start.raw() <= x && x + line <= r.end().raw();
+                        sigs.entry(PhysAddr(x)).or_default().push((self.seq, what, full, self.accessing.get()));
+                        x += line;
+                    }
+                }
+            }
             let access =
                 matches!(op.kind, OpKind::CpuRead | OpKind::CpuWrite | OpKind::DeviceRead | OpKind::DeviceWrite);
             if access && self.accessing.get() {
@@ -266,21 +297,46 @@ fn is_violation(f: &Finding) -> bool {
     matches!(f.kind, FindingKind::StaleRead | FindingKind::LostWrite | FindingKind::Race)
 }
 
-/// The pilot run: records the lines the scenario's accesses touch.
+/// What the pilot run learnt: for each line the scenario's accesses touch, the
+/// representative of its symmetry class (index into the lines).
+type Classes = Vec<usize>;
+
+/// The pilot run: records the lines the scenario's accesses touch, and groups them into
+/// classes of lines that every operation treats alike.
 fn pilot(
     scenario: &Scenario,
     file: &Path,
     src: &str,
     cfg: &RunConfig,
     lines: &Rc<RefCell<Vec<PhysAddr>>>,
-) -> Result<(), RunError> {
+) -> Result<Classes, RunError> {
     let accessing = Rc::new(Cell::new(false));
-    let chooser =
-        ExploreChooser { trail: Rc::default(), lines: lines.clone(), pilot: true, accessing: accessing.clone() };
+    let sigs: Rc<RefCell<HashMap<PhysAddr, Vec<(u32, u64, bool, bool)>>>> = Rc::default();
+    let chooser = ExploreChooser {
+        trail: Rc::default(),
+        lines: lines.clone(),
+        pilot: true,
+        accessing: accessing.clone(),
+        sigs: sigs.clone(),
+        seq: 0,
+    };
     let mut hooks = Hooks::new(Box::new(chooser));
     hooks.accessing = Some(accessing);
     run_hooked(scenario, file, src, cfg, hooks)?;
-    Ok(())
+    let sigs = sigs.borrow();
+    let mut first: HashMap<&Vec<(u32, u64, bool, bool)>, usize> = HashMap::new();
+    let mut reps = Vec::new();
+    for (i, l) in lines.borrow().iter().enumerate() {
+        let Some(sig) = sigs.get(l) else {
+            reps.push(i);
+            continue;
+        };
+        if let std::collections::hash_map::Entry::Vacant(e) = first.entry(sig) {
+            e.insert(i);
+            reps.push(i);
+        }
+    }
+    Ok(reps)
 }
 
 /// One run along `prefix`, offering freedoms on `choice` lines and hashing the state of
@@ -298,8 +354,14 @@ fn run_path(
 ) -> Result<(RunResult, Vec<Point>), RunError> {
     let line = Rc::new(Cell::new(0));
     let trail = Rc::new(RefCell::new(Trail { prefix, taken: Vec::new(), line: line.clone() }));
-    let chooser =
-        ExploreChooser { trail: trail.clone(), lines: choice.clone(), pilot: false, accessing: Rc::default() };
+    let chooser = ExploreChooser {
+        trail: trail.clone(),
+        lines: choice.clone(),
+        pilot: false,
+        accessing: Rc::default(),
+        sigs: Rc::default(),
+        seq: 0,
+    };
     let sched_trail = trail.clone();
     let mut schedule = move |devs: &[String]| -> usize {
         sched_trail.borrow_mut().next(devs.len() + 1, |c| format!("{}'s pending job runs", devs[c - 1]))
@@ -329,20 +391,16 @@ pub fn explore(
     progress: &mut dyn FnMut(u64, usize, u64),
 ) -> Result<Exploration, RunError> {
     let start = Instant::now();
-    // The pilot: which lines the accesses touch.
+    // The pilot: which lines the accesses touch, in classes of symmetric lines.
     let lines = Rc::new(RefCell::new(Vec::new()));
-    {
-        pilot(scenario, file, src, &cfg.run, &lines)?;
-    }
+    let reps = pilot(scenario, file, src, &cfg.run, &lines)?;
     // Lines are independent: the hardware's freedoms on one line change no byte of
     // another, and the verdicts are about bytes. So each line's freedoms are explored
-    // on their own (with every job order), instead of the product of all lines'.
+    // on their own (with every job order), instead of the product of all lines', and of
+    // lines that every operation treats alike, one stands for all.
     let all: Vec<PhysAddr> = lines.borrow().clone();
-    let groups: Vec<(Option<usize>, Vec<PhysAddr>)> = if all.is_empty() {
-        vec![(None, Vec::new())]
-    } else {
-        all.iter().enumerate().map(|(i, &l)| (Some(i), vec![l])).collect()
-    };
+    let groups: Vec<(Option<usize>, Vec<PhysAddr>)> =
+        if all.is_empty() { vec![(None, Vec::new())] } else { reps.iter().map(|&i| (Some(i), vec![all[i]])).collect() };
     let (mut paths, mut max_depth, mut states) = (0u64, 0usize, 0u64);
     let mut best: Option<Counterexample> = None;
     let mut bound = None;
