@@ -180,6 +180,10 @@ impl Trail {
     }
 }
 
+/// For each line, the operations that touched it: (operation number, what it was,
+/// whether it covered the whole line, whether it was one of the scenario's accesses).
+type LineOps = HashMap<PhysAddr, Vec<(u32, u64, bool, bool)>>;
+
 /// The explorer's chooser: records the lines accesses touch (in the pilot run) and asks
 /// the trail at every candidate freedom on them.
 struct ExploreChooser {
@@ -192,7 +196,7 @@ struct ExploreChooser {
     /// The pilot's record of every operation on every line: (operation number, what it
     /// was, whether it covered the whole line, whether it was one of the scenario's
     /// accesses). Lines with the same record are symmetric.
-    sigs: Rc<RefCell<HashMap<PhysAddr, Vec<(u32, u64, bool, bool)>>>>,
+    sigs: Rc<RefCell<LineOps>>,
     seq: u32,
 }
 
@@ -311,7 +315,7 @@ fn pilot(
     lines: &Rc<RefCell<Vec<PhysAddr>>>,
 ) -> Result<Classes, RunError> {
     let accessing = Rc::new(Cell::new(false));
-    let sigs: Rc<RefCell<HashMap<PhysAddr, Vec<(u32, u64, bool, bool)>>>> = Rc::default();
+    let sigs: Rc<RefCell<LineOps>> = Rc::default();
     let chooser = ExploreChooser {
         trail: Rc::default(),
         lines: lines.clone(),
