@@ -46,8 +46,10 @@
 //! - **State hashing.** Before every step the runner hashes the whole state that decides the
 //!   future: program position, vector clocks, pending jobs, fences, the sanitizer's
 //!   shadow (latest writes and reads with their clocks, destroyed writes, findings so
-//!   far), and the hardware's state of the scenario's lines (every cache's line state,
+//!   far), and the hardware's state of the explored line (every cache's line state,
 //!   bytes and provenance, memory's bytes and provenance, pending write-combined stores).
+//!   The other lines take no choices, so their state follows from the program position
+//!   and the order in which jobs ran, which the rest of the hash holds.
 //!   Equal hashes behave the same from there on, so a state already visited is not
 //!   explored again: depth-first order has explored everything below it the first time.
 //!   (A 64-bit hash collision could merge two states; at the state counts here the odds
@@ -254,13 +256,21 @@ impl Chooser for ExploreChooser {
             }
             return;
         }
+        // Only the explored lines the operation touched are choice points: ask for their
+        // candidates alone, not for the whole (possibly megabytes long) operation.
+        let lines = self.lines.borrow();
         let mut cands = Vec::new();
-        for r in &op.ranges {
-            hw.candidates(r, &mut cands);
+        for &l in lines.iter() {
+            let touched = op.ranges.iter().any(|r| {
+                let a = r.align_out(line);
+                a.start.raw() <= l.raw() && l.raw() < a.end().raw()
+            });
+            if touched {
+                hw.candidates(&dmabuf_sim::PhysRange { start: l, len: line }, &mut cands);
+            }
         }
         cands.sort();
         cands.dedup();
-        let lines = self.lines.borrow();
         let mut trail = self.trail.borrow_mut();
         for f in cands {
             let at = match f {
@@ -374,7 +384,11 @@ fn run_path(
     let mut visit_fn;
     let mut hooks = Hooks::new(Box::new(chooser));
     hooks.schedule = Some(&mut schedule);
-    hooks.lines = Some(lines.clone());
+    // The state hash covers the hardware state of the explored lines only: the other
+    // lines take no choices, so their state follows from the program position and the
+    // order in which jobs ran, which the runner's part of the hash holds.
+    let _ = lines;
+    hooks.lines = Some(choice.clone());
     hooks.line = Some(line);
     if let Some(visited) = visited {
         visit_fn = move |key: u64| -> bool { visit_trail.borrow().replaying() || visited.insert(key) };

@@ -209,6 +209,8 @@ struct Open {
 pub struct Sanitizer {
     accesses: Vec<AccessInfo>,
     writes: HashMap<u64, u32>,
+    /// A running digest of `writes`, in insertion order (for [`Sanitizer::digest`]).
+    writes_digest: u64,
     /// Writes made by copies (a migration): each new write stands for the bytes it
     /// copied.
     aliases: HashMap<u64, Vec<ProvRun>>,
@@ -254,9 +256,7 @@ impl Sanitizer {
         let mut destroyed: Vec<_> = self.destroyed.keys().collect();
         destroyed.sort();
         destroyed.hash(h);
-        let mut writes: Vec<_> = self.writes.iter().collect();
-        writes.sort();
-        writes.hash(h);
+        self.writes_digest.hash(h);
         (self.accesses.len(), self.findings.len()).hash(h);
         for f in &self.findings {
             (f.kind, &f.buffer, f.line, f.count).hash(h);
@@ -692,6 +692,12 @@ impl Sanitizer {
     }
 }
 
+/// Folds a (write id, access) pair into a running digest.
+fn mix(d: u64, id: u64, idx: u32) -> u64 {
+    let x = (id ^ (u64::from(idx) << 40)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    d.rotate_left(7) ^ x ^ (x >> 29)
+}
+
 /// `[0x0..0x1000)`.
 pub fn fmt_range(r: &Range<u64>) -> String {
     format!("[{:#x}..{:#x})", r.start, r.end)
@@ -759,11 +765,13 @@ impl Observer for Sanitizer {
             Event::CpuWrite { write, .. } => {
                 if let Some(o) = &self.open {
                     self.writes.insert(write.0, o.idx);
+                    self.writes_digest = mix(self.writes_digest, write.0, o.idx);
                 }
             }
             Event::DeviceWrite { write, len, .. } => {
                 if let Some(o) = &self.open {
                     self.writes.insert(write.0, o.idx);
+                    self.writes_digest = mix(self.writes_digest, write.0, o.idx);
                 } else if let Some((src, _, written)) = &mut self.copy {
                     let (s, e) = (*written, *written + *len);
                     let mut part = Vec::new();
