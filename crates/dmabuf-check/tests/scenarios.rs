@@ -2,16 +2,20 @@
 //! lines in its header, exactly: kind, buffer, byte range and line, and nothing else.
 //!
 //! The header says what the example shows, so the files document themselves and this
-//! test keeps them honest:
+//! test keeps them honest. `# expect[FLAGS]:` lines state the findings under other
+//! `dmabuf check` flags (`--attach-policy`, `--maintenance`, `--platform`, `--chooser`):
 //!
 //! ```text
 //! # expect: stale_read frame 0x0..0x10000 line 13
 //! # expect: none
+//! # expect[--attach-policy linux]: stale_read raw 0x80000..0x100000 line 16
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use dmabuf::attach::AttachPolicy;
+use dmabuf::buffer::MaintenancePolicy;
 use dmabuf_check::runner::{RunConfig, run};
 use dmabuf_check::scenario::parse;
 
@@ -28,14 +32,38 @@ fn num(s: &str) -> Option<u64> {
     }
 }
 
-/// The `# expect:` lines of a scenario; `None` if it has none (then the test fails: every
-/// example must say what it shows).
-fn expected(src: &str, file: &Path) -> Option<Expected> {
-    let mut out = Expected::new();
-    let mut any = false;
+/// The run configuration the flags of an `# expect[FLAGS]:` line select.
+fn config(flags: &str, file: &Path) -> RunConfig {
+    let mut cfg = RunConfig::default();
+    let w: Vec<&str> = flags.split_whitespace().collect();
+    for pair in w.chunks(2) {
+        match pair {
+            ["--attach-policy", "linux"] => cfg.attach = AttachPolicy::Linux,
+            ["--attach-policy", "strict"] => cfg.attach = AttachPolicy::Strict,
+            ["--maintenance", "linux"] => cfg.maintenance = MaintenancePolicy::Linux,
+            ["--maintenance", "minimal"] => cfg.maintenance = MaintenancePolicy::Minimal,
+            ["--platform", p] => cfg.platform = Some(p.to_string()),
+            ["--chooser", c] => cfg.chooser = c.to_string(),
+            _ => panic!("{}: bad flags {flags:?}", file.display()),
+        }
+    }
+    cfg
+}
+
+/// The `# expect:` lines of a scenario, by the flags they are for (`""`: the defaults).
+/// Every example must have a line for the defaults.
+fn expected(src: &str, file: &Path) -> BTreeMap<String, Expected> {
+    let mut out: BTreeMap<String, Expected> = BTreeMap::new();
     for l in src.lines() {
-        let Some(rest) = l.trim().strip_prefix("# expect:") else { continue };
-        any = true;
+        let Some(rest) = l.trim().strip_prefix("# expect") else { continue };
+        let (flags, rest) = match rest.strip_prefix('[') {
+            Some(r) => r.split_once("]:").unwrap_or_else(|| panic!("{}: bad expect line {l:?}", file.display())),
+            None => match rest.strip_prefix(':') {
+                Some(r) => ("", r),
+                None => continue,
+            },
+        };
+        let set = out.entry(flags.trim().to_string()).or_default();
         let w: Vec<&str> = rest.split_whitespace().collect();
         if w == ["none"] {
             continue;
@@ -44,9 +72,10 @@ fn expected(src: &str, file: &Path) -> Option<Expected> {
         let [kind, buf, range, "line", line] = w[..] else { bad() };
         let (a, b) = range.split_once("..").unwrap_or_else(|| bad());
         let (Some(a), Some(b), Ok(line)) = (num(a), num(b), line.parse()) else { bad() };
-        out.insert((kind.to_string(), buf.to_string(), a, b, line));
+        set.insert((kind.to_string(), buf.to_string(), a, b, line));
     }
-    any.then_some(out)
+    assert!(out.contains_key(""), "{}: no `# expect:` line", file.display());
+    out
 }
 
 fn examples(dir: &Path) -> Vec<PathBuf> {
@@ -66,24 +95,27 @@ fn every_example_reports_exactly_its_expected_findings() {
     let mut failures = Vec::new();
     for file in &files {
         let src = std::fs::read_to_string(file).unwrap();
-        let want = expected(&src, file).unwrap_or_else(|| panic!("{}: no `# expect:` line", file.display()));
         let scenario = parse(&src, &file.display().to_string()).unwrap_or_else(|e| panic!("{e:?}"));
-        let result = run(&scenario, file, &src, &RunConfig::default()).unwrap_or_else(|e| panic!("{e:?}"));
-        let got: Expected = result
-            .findings
-            .iter()
-            .map(|f| (f.kind.name().to_string(), f.buffer.clone(), f.range[0], f.range[1], f.line))
-            .collect();
-        if got != want {
-            let show = |s: &Expected| {
-                s.iter().map(|(k, b, x, y, l)| format!("# expect: {k} {b} {x:#x}..{y:#x} line {l}")).collect::<Vec<_>>()
-            };
-            failures.push(format!(
-                "{}:\n  expected {:#?}\n  got {:#?}",
-                file.file_name().unwrap().to_string_lossy(),
-                show(&want),
-                show(&got)
-            ));
+        for (flags, want) in expected(&src, file) {
+            let result = run(&scenario, file, &src, &config(&flags, file)).unwrap_or_else(|e| panic!("{e:?}"));
+            let got: Expected = result
+                .findings
+                .iter()
+                .map(|f| (f.kind.name().to_string(), f.buffer.clone(), f.range[0], f.range[1], f.line))
+                .collect();
+            if got != want {
+                let show = |s: &Expected| {
+                    s.iter()
+                        .map(|(k, b, x, y, l)| format!("# expect[{flags}]: {k} {b} {x:#x}..{y:#x} line {l}"))
+                        .collect::<Vec<_>>()
+                };
+                failures.push(format!(
+                    "{} [{flags}]:\n  expected {:#?}\n  got {:#?}",
+                    file.file_name().unwrap().to_string_lossy(),
+                    show(&want),
+                    show(&got)
+                ));
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
