@@ -53,7 +53,7 @@ mod cache;
 mod chooser;
 mod dma;
 mod event;
-mod oracle;
+pub mod oracle;
 mod platform;
 mod sim;
 mod stats;
