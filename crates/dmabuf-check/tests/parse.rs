@@ -403,22 +403,6 @@ fn the_spec_examples_parse() {
     assert_eq!(j.signal.as_ref().map(name_of), Some("decoded"));
 }
 
-/// The spec's examples as files under the shared folder, when it is beside the repository
-/// (as on the developers' machines and in CI).
-#[test]
-fn the_spec_file_examples_parse() {
-    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/spec/scenario-language.md");
-    let Ok(text) = std::fs::read_to_string(&spec) else {
-        eprintln!("{}: not found, skipped (the examples are also in this file)", spec.display());
-        return;
-    };
-    let blocks = blocks(&text, "```\n");
-    assert!(blocks.len() >= 2, "{} blocks", blocks.len());
-    for (line, b) in blocks {
-        ok(&b).steps.first().unwrap_or_else(|| panic!("block at line {line} is empty"));
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // The documentation
 // ---------------------------------------------------------------------------------------

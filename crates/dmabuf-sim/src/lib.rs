@@ -25,7 +25,7 @@
 //!   maintenance policy with.
 //!
 //! The model knows nothing of DMA-buf: it is the hardware and the kernel's DMA-mapping
-//! layer below it. The rules it implements are in `shared/spec/coherency-model.md`,
+//! layer below it. The rules it implements are in `docs/coherency-model.md`,
 //! sections 2 to 5.
 //!
 //! ```
