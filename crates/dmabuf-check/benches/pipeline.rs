@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use dmabuf::buffer::MaintenancePolicy;
+use dmabuf::MaintenancePolicy;
 use dmabuf_check::runner::{RunConfig, run};
 use dmabuf_check::scenario::parse;
 

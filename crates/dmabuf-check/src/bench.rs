@@ -24,7 +24,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::rc::Rc;
 
-use dmabuf::buffer::MaintenancePolicy;
+use dmabuf::MaintenancePolicy;
 use dmabuf_sim::{Oracle, Platform, Stats};
 use serde::Serialize;
 

@@ -497,13 +497,10 @@ pub fn replay_file(scenario: &str, cfg: &RunConfig, line: Option<usize>, choices
     let list: Vec<String> = choices.iter().map(|c| c.to_string()).collect();
     let mut s = String::from("# dmabuf replay: run it with `dmabuf check --replay FILE`\n");
     s += &format!("scenario {scenario}\n");
-    s += &format!(
-        "attach-policy {}\n",
-        if cfg.attach == dmabuf::attach::AttachPolicy::Linux { "linux" } else { "strict" }
-    );
+    s += &format!("attach-policy {}\n", if cfg.attach == dmabuf::AttachPolicy::Linux { "linux" } else { "strict" });
     s += &format!(
         "maintenance {}\n",
-        if cfg.maintenance == dmabuf::buffer::MaintenancePolicy::Linux { "linux" } else { "minimal" }
+        if cfg.maintenance == dmabuf::MaintenancePolicy::Linux { "linux" } else { "minimal" }
     );
     if let Some(p) = &cfg.platform {
         s += &format!("platform {p}\n");

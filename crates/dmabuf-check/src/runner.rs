@@ -16,8 +16,8 @@ use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
 use std::rc::Rc;
 
-use dmabuf::attach::{AttachError, AttachPolicy, ImporterCaps};
-use dmabuf::buffer::{
+use dmabuf::{AttachError, AttachPolicy, BufferId, ImporterCaps, raw};
+use dmabuf::{
     Attachment, DMA_BUF_SYNC_END, DMA_BUF_SYNC_READ, DMA_BUF_SYNC_RW, DMA_BUF_SYNC_WRITE, DmaBuf, Error as FwError,
     MaintenancePolicy, Memfd, Placement, Report, System, SystemConfig, UserMapping,
 };
@@ -478,8 +478,8 @@ struct Exec<'a, 'h> {
     sys: System,
     san: Rc<RefCell<Sanitizer>>,
     bufs: HashMap<String, Buf>,
-    /// The framework's buffer names, back to the scenario's.
-    names: HashMap<String, String>,
+    /// The framework's buffers, by the scenario's names.
+    names: HashMap<BufferId, String>,
     fences: HashMap<String, FenceState>,
     pending: Vec<Pending>,
     next_job: usize,
@@ -650,7 +650,7 @@ pub fn run_hooked(
     for (_, mut b) in ex.bufs.drain() {
         b.umap = None;
         for (_, a) in b.atts.drain() {
-            let _ = a.unmap_raw();
+            let _ = raw::unmap_attachment(&a);
         }
     }
     let mut san = ex.san.borrow_mut();
@@ -729,7 +729,8 @@ impl Exec<'_, '_> {
     fn drain_reports(&mut self, path_user: Option<bool>) {
         let reports = self.sys.reports();
         for r in reports.iter().skip(self.reports_seen) {
-            let name = |b: &String| self.names.get(b).cloned().unwrap_or_else(|| b.clone());
+            let name = |b: &BufferId| self.names.get(b).cloned().unwrap_or_else(|| format!("buffer {}", b.index()));
+            let dev = |d: &dmabuf_sim::DeviceId| self.sys.platform().devices[d.index()].name.clone();
             let (buffer, range, agents, msg, hint) = match r {
                 Report::AccessOutsideBracket { buffer, range, write } => {
                     let b = name(buffer);
@@ -787,8 +788,9 @@ impl Exec<'_, '_> {
                         format!("end with the direction it began with ({})", dir_word(*started)),
                     )
                 }
-                Report::LeakedAttachments { buffer, count } => {
+                Report::LeakedAttachments { buffer, devices } => {
                     let b = name(buffer);
+                    let count = devices.len();
                     (
                         b.clone(),
                         0..0,
@@ -797,8 +799,9 @@ impl Exec<'_, '_> {
                         format!("detach every device from {b} before releasing it"),
                     )
                 }
-                Report::LeakedMappings { buffer, count } => {
+                Report::LeakedMappings { buffer, devices } => {
                     let b = name(buffer);
+                    let count = devices.len();
                     (
                         b.clone(),
                         0..0,
@@ -809,6 +812,7 @@ impl Exec<'_, '_> {
                 }
                 Report::UnmapNotMapped { buffer, device } => {
                     let b = name(buffer);
+                    let device = &dev(device);
                     (
                         b.clone(),
                         0..0,
@@ -819,6 +823,7 @@ impl Exec<'_, '_> {
                 }
                 Report::DeviceAccessUnmapped { buffer, device } => {
                     let b = name(buffer);
+                    let device = &dev(device);
                     (
                         b.clone(),
                         0..0,
@@ -829,6 +834,7 @@ impl Exec<'_, '_> {
                 }
                 Report::DeviceDirection { buffer, device, mapped, access } => {
                     let b = name(buffer);
+                    let device = &dev(device);
                     (
                         b.clone(),
                         0..0,
@@ -1030,7 +1036,7 @@ impl Exec<'_, '_> {
                 match b.atts.remove(&dev.node) {
                     Some(a) => {
                         if a.mapped_direction().is_some() {
-                            let _ = a.unmap_raw();
+                            let _ = raw::unmap_attachment(&a);
                             self.finding(
                                 FindingKind::Misuse,
                                 &buf.node,
@@ -1082,7 +1088,7 @@ impl Exec<'_, '_> {
                     b.map_lines.insert(dev.node.clone(), line);
                 }
                 let r = match self.att(dev, buf) {
-                    Some(a) => a.map_raw(dir(d.node)),
+                    Some(a) => raw::map_attachment(a, dir(d.node)),
                     None => {
                         self.not_attached(dev, buf);
                         return Ok(());
@@ -1095,7 +1101,7 @@ impl Exec<'_, '_> {
             Op::Unmap { dev, buf } => {
                 self.in_flight_check(dev, buf, "unmap");
                 let r = match self.att(dev, buf) {
-                    Some(a) => a.unmap_raw(),
+                    Some(a) => raw::unmap_attachment(a),
                     None => {
                         self.not_attached(dev, buf);
                         return Ok(());
@@ -1109,8 +1115,8 @@ impl Exec<'_, '_> {
                 let begin = matches!(s.op, Op::DeviceBegin { .. });
                 let r = self.range(target);
                 let res = match self.att(dev, &target.buf) {
-                    Some(a) if begin => a.begin_access_raw(r),
-                    Some(a) => a.end_access_raw(r),
+                    Some(a) if begin => raw::begin_device_access(a, r),
+                    Some(a) => raw::end_device_access(a, r),
                     None => {
                         self.not_attached(dev, &target.buf);
                         return Ok(());
@@ -1127,7 +1133,7 @@ impl Exec<'_, '_> {
                     self.not_attached(missing, &target.buf);
                     return Ok(());
                 };
-                if let Err(e) = a.sync_to_raw(b, r) {
+                if let Err(e) = raw::sync_device_to_device(a, b, r) {
                     self.fw_error(&target.buf.node, vec![from.node.clone(), to.node.clone()], e);
                 }
             }
@@ -1139,7 +1145,7 @@ impl Exec<'_, '_> {
                 };
                 self.implicit_wait(&target.buf, dir(d.node));
                 let r = self.range(target);
-                match b.begin_cpu_access_raw(dir(d.node), r) {
+                match raw::begin_cpu_access(&b, dir(d.node), r) {
                     Ok(()) => {
                         if let Some(x) = self.bufs.get_mut(&target.buf.node) {
                             x.kernel_open += 1;
@@ -1153,7 +1159,7 @@ impl Exec<'_, '_> {
                     self.released(buf);
                     return Ok(());
                 };
-                if let Err(e) = b.end_cpu_access_raw(dir(d.node)) {
+                if let Err(e) = raw::end_cpu_access(&b, dir(d.node)) {
                     self.fw_error(&buf.node, vec!["cpu".into()], e);
                 }
                 if let Some(x) = self.bufs.get_mut(&buf.node) {
@@ -1184,7 +1190,7 @@ impl Exec<'_, '_> {
                     self.released(buf);
                     return Ok(());
                 };
-                if let Err(e) = b.vmap_raw() {
+                if let Err(e) = raw::vmap(&b) {
                     self.fw_error(&buf.node, vec!["cpu".into()], e);
                 }
             }
@@ -1193,7 +1199,7 @@ impl Exec<'_, '_> {
                     self.released(buf);
                     return Ok(());
                 };
-                let _ = b.vunmap_raw();
+                let _ = raw::vunmap(&b);
             }
             Op::Mmap { buf } => {
                 let Some(b) = self.buf(buf).and_then(|b| b.buf.clone()) else {
@@ -1228,12 +1234,9 @@ impl Exec<'_, '_> {
                     self.released(buf);
                     return Ok(());
                 };
-                let old = b.name();
+
                 match b.set_name(&name.node) {
-                    Ok(()) => {
-                        self.names.remove(&old);
-                        self.names.insert(name.node.clone(), buf.node.clone());
-                    }
+                    Ok(()) => {}
                     Err(e) => self.fw_error(&buf.node, vec!["cpu".into()], e),
                 }
             }
@@ -1298,7 +1301,7 @@ impl Exec<'_, '_> {
         let fw_name: String = b.label.as_ref().map_or(b.name.node.clone(), |l| l.node.clone());
         let fw_name: String = fw_name.chars().take(31).collect();
         let _ = buf.set_name(&fw_name);
-        self.names.insert(fw_name, b.name.node.clone());
+        self.names.insert(buf.id(), b.name.node.clone());
         self.bufs.insert(
             b.name.node.clone(),
             Buf {
@@ -1367,7 +1370,7 @@ impl Exec<'_, '_> {
                 a | if end { DMA_BUF_SYNC_END } else { 0 }
             }
         };
-        let decoded = dmabuf::buffer::decode_sync_flags(raw);
+        let decoded = dmabuf::decode_sync_flags(raw);
         if let Some((false, d)) = decoded {
             self.implicit_wait(buf, d);
         }
@@ -1383,7 +1386,7 @@ impl Exec<'_, '_> {
             );
             return;
         };
-        let res = m.sync(raw);
+        let res = raw::sync_ioctl(m, raw);
         if let Some((end, _)) = decoded
             && let Some(x) = self.bufs.get_mut(&buf.node)
         {
@@ -1415,15 +1418,15 @@ impl Exec<'_, '_> {
         open_access(&self.san, &self.accessing, info);
         let b = &self.bufs[&t.buf.node];
         let res: Result<Option<Vec<u8>>, FwError> = match (&data, &b.umap) {
-            (Some(d), Some(m)) => m.write_unsynced(r.start, d).map(|_| None),
-            (Some(d), None) => handle.kernel_write(r.start, d).map(|_| None),
+            (Some(d), Some(m)) => raw::mmap_write(m, r.start, d).map(|_| None),
+            (Some(d), None) => raw::kernel_write(&handle, r.start, d).map(|_| None),
             (None, Some(m)) => {
                 let mut out = vec![0u8; (r.end - r.start) as usize];
-                m.read_unsynced(r.start, &mut out).map(|()| Some(out))
+                raw::mmap_read(m, r.start, &mut out).map(|()| Some(out))
             }
             (None, None) => {
                 let mut out = vec![0u8; (r.end - r.start) as usize];
-                handle.kernel_read(r.start, &mut out).map(|()| Some(out))
+                raw::kernel_read(&handle, r.start, &mut out).map(|()| Some(out))
             }
         };
         let found = close_access(&self.san, &self.accessing);
@@ -1679,7 +1682,7 @@ impl Exec<'_, '_> {
             path: Path::Device { coherent, mapped_at },
         };
         open_access(&self.san, &self.accessing, info);
-        let res = att.device_read_raw(r);
+        let res = raw::device_read(att, r);
         let found = close_access(&self.san, &self.accessing);
         match res {
             Ok(v) if !found => Some(v),
@@ -1710,7 +1713,7 @@ impl Exec<'_, '_> {
             path: Path::Device { coherent, mapped_at },
         };
         open_access(&self.san, &self.accessing, info);
-        let res = att.device_write_raw(r.start, data);
+        let res = raw::device_write(att, r.start, data);
         close_access(&self.san, &self.accessing);
         if let Err(e) = res {
             self.fw_error(&dst.buf.node, vec![dev.to_string()], e);

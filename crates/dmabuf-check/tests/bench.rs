@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use dmabuf::buffer::MaintenancePolicy;
+use dmabuf::MaintenancePolicy;
 use dmabuf_check::bench::{MINIMAL_OVER_ORACLE_MAX, Suite, WorkloadResult, run_suite, targets, to_json, to_svg};
 use dmabuf_check::runner::{RunConfig, run};
 use dmabuf_check::scenario::parse;

@@ -407,22 +407,6 @@ fn the_spec_examples_parse() {
 // The documentation
 // ---------------------------------------------------------------------------------------
 
-/// The fenced blocks of `text` whose opening line is `fence` (with its newline), with the
-/// line of the opening fence.
-fn blocks(text: &str, fence: &str) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    let mut cur: Option<(usize, String)> = None;
-    for (n, l) in text.split_inclusive('\n').enumerate() {
-        match &mut cur {
-            None if l == fence || l.trim_end() == fence.trim_end() => cur = Some((n + 1, String::new())),
-            Some(_) if l.trim_end() == "```" => out.extend(cur.take()),
-            Some((_, b)) => b.push_str(l),
-            None => {}
-        }
-    }
-    out
-}
-
 fn docs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/scenario-language.md")
 }

@@ -5,8 +5,8 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use dmabuf::attach::AttachPolicy;
-use dmabuf::buffer::{MaintenancePolicy, System, SystemConfig};
+use dmabuf::AttachPolicy;
+use dmabuf::{MaintenancePolicy, System, SystemConfig, raw};
 use dmabuf_check::sanitizer::{AccessInfo, FindingKind, Path, Sanitizer, VClock};
 use dmabuf_sim::{Adversarial, DmaDirection, Platform, Sim};
 
@@ -42,14 +42,14 @@ fn cpu_to_gpu(end_bracket: bool) -> Vec<dmabuf_check::sanitizer::Finding> {
     let mut cpu = VClock::default();
     cpu.tick(0);
 
-    buf.vmap_raw().unwrap();
-    buf.begin_cpu_access_raw(DmaDirection::ToDevice, 0..LEN).unwrap();
+    raw::vmap(&buf).unwrap();
+    raw::begin_cpu_access(&buf, DmaDirection::ToDevice, 0..LEN).unwrap();
     san.borrow_mut().set_step(1, "frame");
     san.borrow_mut().begin_access(access("cpu", 0, &cpu, true, 1, Path::Kernel { bracketed: true }));
-    buf.kernel_fill(0..LEN, 0x5a).unwrap();
+    raw::kernel_write(&buf, 0, &[0x5a; LEN as usize]).unwrap();
     san.borrow_mut().end_access();
     if end_bracket {
-        buf.end_cpu_access_raw(DmaDirection::ToDevice).unwrap();
+        raw::end_cpu_access(&buf, DmaDirection::ToDevice).unwrap();
     }
     cpu.tick(0);
 
@@ -64,7 +64,7 @@ fn cpu_to_gpu(end_bracket: bool) -> Vec<dmabuf_check::sanitizer::Finding> {
     assert_eq!(found, seen.iter().any(|&b| b != 0x5a), "a finding exactly when the bytes are wrong");
     drop(map);
     if !end_bracket {
-        buf.end_cpu_access_raw(DmaDirection::ToDevice).unwrap();
+        raw::end_cpu_access(&buf, DmaDirection::ToDevice).unwrap();
     }
     san.borrow_mut().finish();
     san.borrow().findings().to_vec()
@@ -103,9 +103,9 @@ fn unordered_accesses_are_a_race_whatever_the_bytes() {
     san.borrow_mut().end_access();
     let mut cpu = VClock::default();
     cpu.tick(0);
-    buf.vmap_raw().unwrap();
+    raw::vmap(&buf).unwrap();
     san.borrow_mut().begin_access(access("cpu", 0, &cpu, true, 6, Path::Kernel { bracketed: false }));
-    buf.kernel_fill(0..LEN, 0x22).unwrap();
+    raw::kernel_write(&buf, 0, &[0x22; LEN as usize]).unwrap();
     san.borrow_mut().end_access();
     let f = san.borrow().findings().to_vec();
     assert!(f.iter().any(|f| f.kind == FindingKind::Race && f.range == [0, LEN]), "{f:#?}");

@@ -14,8 +14,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use dmabuf::attach::AttachPolicy;
-use dmabuf::buffer::MaintenancePolicy;
+use dmabuf::AttachPolicy;
+use dmabuf::MaintenancePolicy;
 use dmabuf_check::runner::{RunConfig, run};
 use dmabuf_check::scenario::parse;
 

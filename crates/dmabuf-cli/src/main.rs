@@ -15,8 +15,8 @@ mod bench;
 mod explore;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use dmabuf::attach::AttachPolicy;
-use dmabuf::buffer::MaintenancePolicy;
+use dmabuf::AttachPolicy;
+use dmabuf::MaintenancePolicy;
 use dmabuf_check::report::{FileReport, Styles, to_json, to_text};
 use dmabuf_check::runner::{RunConfig, RunResult, run_with_progress, total_steps};
 use dmabuf_check::scenario::parse_file;

@@ -7,7 +7,7 @@
 //! streaming-DMA map and the policy's maintenance, the way every heap in
 //! `drivers/dma-buf/heaps/` does it with the same few DMA-API calls), then calls the
 //! exporter's hook for what only the exporter knows. A hook may refuse where the kernel's
-//! may fail (`attach`, `mmap`); the others observe. [`crate::buffer::System::export`]
+//! may fail (`attach`, `mmap`); the others observe. [`crate::System::export`]
 //! takes any exporter, so a test can stand in for a DRM driver's GEM objects.
 
 use dmabuf_sim::{DeviceDesc, DmaDirection, MemAttr, PAGE_SIZE, PhysAddr, PhysRange, Platform, RangeAlloc, RegionKind};

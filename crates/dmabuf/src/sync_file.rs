@@ -2,7 +2,7 @@
 //!
 //! A [`SyncFile`] holds one fence (an array when made from several) and a name. User
 //! space merges sync files, asks for their info, polls them and waits for them; the
-//! framework's buffers export and import them ([`crate::buffer::DmaBuf::export_sync_file`]).
+//! framework's buffers export and import them ([`crate::DmaBuf::export_sync_file`]).
 //! The info and wait results are the user-space API's types ([`crate::uapi`]), and
 //! [`SyncFile`] implements [`uapi::SyncFile`].
 

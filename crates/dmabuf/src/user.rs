@@ -10,14 +10,14 @@
 //! | here | kernel | framework underneath |
 //! |---|---|---|
 //! | [`Heaps`] | the entries of `/dev/dma_heap` | the [`System`]'s heaps, under the names a kernel gives them |
-//! | [`Heap::allocate`] | `DMA_HEAP_IOCTL_ALLOC` | [`buffer::Heap::allocate`] |
-//! | [`DmaBuf::set_name`] | `DMA_BUF_SET_NAME` | [`buffer::DmaBuf::set_name`] |
-//! | [`DmaBuf::mmap`] | `mmap` of the fd | [`buffer::DmaBuf::mmap`] |
-//! | [`Mapping`]'s guards | `DMA_BUF_IOCTL_SYNC` `START` / `END` | [`UserMapping::sync_range`], the bytes moved by [`UserMapping::read_unsynced`] / [`UserMapping::write_unsynced`] inside the bracket |
-//! | [`DmaBuf::export_sync_file`] / [`DmaBuf::import_sync_file`] | `DMA_BUF_IOCTL_EXPORT_SYNC_FILE` / `IMPORT_SYNC_FILE` | the same on [`buffer::DmaBuf`] |
-//! | [`DmaBuf::poll`] | `poll` on the fd | [`buffer::DmaBuf::poll_timeout`] |
+//! | [`Heap::allocate`] | `DMA_HEAP_IOCTL_ALLOC` | [`crate::Heap::allocate`] |
+//! | [`DmaBuf::set_name`] | `DMA_BUF_SET_NAME` | [`crate::DmaBuf::set_name`] |
+//! | [`DmaBuf::mmap`] | `mmap` of the fd | [`crate::DmaBuf::mmap`] |
+//! | [`Mapping`]'s guards | `DMA_BUF_IOCTL_SYNC` `START` / `END` | [`raw::sync_ioctl_range`](crate::raw::sync_ioctl_range), the bytes moved by [`raw::mmap_read`](crate::raw::mmap_read) / [`raw::mmap_write`](crate::raw::mmap_write) inside the bracket |
+//! | [`DmaBuf::export_sync_file`] / [`DmaBuf::import_sync_file`] | `DMA_BUF_IOCTL_EXPORT_SYNC_FILE` / `IMPORT_SYNC_FILE` | the same on [`crate::DmaBuf`] |
+//! | [`DmaBuf::poll`] | `poll` on the fd | [`crate::DmaBuf::poll_timeout`] |
 //! | [`SyncFile`] | `sync_file` | [`crate::sync_file::SyncFile`] |
-//! | [`Device`] | a driver that imports the buffer (PRIME import) and runs fenced jobs on it | [`buffer::DmaBuf::attach`], [`Attachment::map_raw`], device-side access brackets, [`crate::sim_time`] fences |
+//! | [`Device`] | a driver that imports the buffer (PRIME import) and runs fenced jobs on it | [`crate::DmaBuf::attach`], [`raw::map_attachment`](crate::raw::map_attachment), device-side access brackets, [`crate::sim_time`] fences |
 //!
 //! # The bytes
 //!
@@ -45,7 +45,7 @@
 //! [`SyncIoctls::Omit`] makes the guards skip the `DMA_BUF_IOCTL_SYNC` calls (and the
 //! implicit-sync wait inside `SYNC_START`): the same program then does what it would do
 //! with a bare `mmap`, and the framework reports every access as outside a bracket
-//! ([`buffer::Report::AccessOutsideBracket`]). On a non-coherent platform that is a stale
+//! ([`crate::Report::AccessOutsideBracket`]). On a non-coherent platform that is a stale
 //! read; on a coherent one it works, which is why the bug survives testing on x86.
 
 use std::cell::{Cell, RefCell};
@@ -57,15 +57,13 @@ use std::time::Duration;
 
 use dmabuf_sim::{DeviceId, DmaDirection, RegionKind};
 
-use crate::buffer::{
-    self, Attachment, DMA_BUF_SYNC_END, DMA_BUF_SYNC_START, Report, System, SystemConfig, UserMapping,
-};
 use crate::fence::{Errno, Fence, MonotonicTime, context_alloc};
 use crate::heap::HeapKind;
 use crate::resv::ResvUsage;
 use crate::sim_time::{EventQueue, Simulation};
 use crate::sync_file;
 use crate::uapi::{self, DMA_BUF_NAME_LEN, Readiness, SyncFileInfo, SyncFlags, WaitStatus};
+use crate::{Attachment, DMA_BUF_SYNC_END, DMA_BUF_SYNC_START, Report, System, SystemConfig, UserMapping};
 
 /// The name the kernel gives the CMA heap since 6.17; older kernels used the device-tree
 /// region's name (`linux,cma`, `reserved`).
@@ -147,7 +145,7 @@ pub enum Error {
         /// What was called.
         op: Op,
         /// The framework's reason.
-        source: Box<buffer::Error>,
+        source: Box<crate::Error>,
     },
 
     /// No heap has this name; `available` lists the heaps that exist.
@@ -204,7 +202,7 @@ pub enum Error {
         /// The buffer's name.
         buffer: String,
         /// The framework's reason.
-        source: Box<buffer::Error>,
+        source: Box<crate::Error>,
     },
 
     /// An earlier guard was dropped and ending it failed; reported by the next guard of
@@ -223,7 +221,7 @@ pub enum Error {
         /// What it was doing.
         action: &'static str,
         /// The framework's reason.
-        source: Box<buffer::Error>,
+        source: Box<crate::Error>,
     },
 
     /// A device was handed a buffer of another simulated system.
@@ -250,7 +248,7 @@ impl Error {
         }
     }
 
-    fn op_err(op: Op) -> impl FnOnce(buffer::Error) -> Error {
+    fn op_err(op: Op) -> impl FnOnce(crate::Error) -> Error {
         move |source| Error::Op { op, source: Box::new(source) }
     }
 }
@@ -482,7 +480,7 @@ impl uapi::Heaps for Heaps {
 
 /// An open simulated heap.
 pub struct Heap {
-    heap: buffer::Heap,
+    heap: crate::Heap,
     name: String,
     shared: Rc<Shared>,
 }
@@ -534,7 +532,7 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn size_of(buf: &buffer::DmaBuf) -> usize {
+fn size_of(buf: &crate::DmaBuf) -> usize {
     usize::try_from(buf.size()).unwrap_or(usize::MAX)
 }
 
@@ -551,7 +549,7 @@ fn range64(r: &Range<usize>) -> Range<u64> {
 
 /// A simulated dma-buf, as user space holds it (the fd).
 pub struct DmaBuf {
-    inner: buffer::DmaBuf,
+    inner: crate::DmaBuf,
     shared: Rc<Shared>,
     id: u64,
     mapped: Cell<bool>,
@@ -565,7 +563,7 @@ impl fmt::Debug for DmaBuf {
 
 impl DmaBuf {
     /// The framework's buffer (its reservation object, name, backing, attachments).
-    pub fn framework(&self) -> &buffer::DmaBuf {
+    pub fn framework(&self) -> &crate::DmaBuf {
         &self.inner
     }
 
@@ -1031,7 +1029,7 @@ struct Import {
     id: u64,
     att: Attachment,
     /// The reference the importer holds (a driver holds the dma-buf's file).
-    _buf: buffer::DmaBuf,
+    _buf: crate::DmaBuf,
 }
 
 impl Drop for Import {
@@ -1128,7 +1126,7 @@ impl Device {
         buf: &DmaBuf,
         write: bool,
         range: Range<usize>,
-        work: impl FnOnce(&Attachment) -> Result<R, buffer::Error>,
+        work: impl FnOnce(&Attachment) -> Result<R, crate::Error>,
     ) -> Result<R> {
         check_range(&range, buf.size())?;
         let idx = self.import_index(buf)?;

@@ -5,16 +5,16 @@
 use std::thread;
 use std::time::Duration;
 
-use dmabuf::attach::AttachPolicy;
-use dmabuf::buffer::{
+use dmabuf::AttachPolicy;
+use dmabuf::ResvUsage;
+use dmabuf::SyncFile;
+use dmabuf::SyncTimeline;
+use dmabuf::fence::{Fence, FenceError, FenceStatus, context_alloc};
+use dmabuf::sim_time::EventQueue;
+use dmabuf::uapi::{Readiness, SyncFlags};
+use dmabuf::{
     DMA_BUF_SYNC_READ, DMA_BUF_SYNC_RW, DMA_BUF_SYNC_WRITE, DmaBuf, Error, MaintenancePolicy, System, SystemConfig,
 };
-use dmabuf::fence::{Fence, FenceError, FenceStatus, context_alloc};
-use dmabuf::resv::ResvUsage;
-use dmabuf::sim_time::EventQueue;
-use dmabuf::sw_sync::SyncTimeline;
-use dmabuf::sync_file::SyncFile;
-use dmabuf::uapi::{Readiness, SyncFlags};
 use dmabuf_sim::{DmaDirection, Platform, Sim};
 
 fn buffer() -> DmaBuf {
@@ -149,5 +149,5 @@ fn cpu_brackets_wait_for_the_fences() {
     assert!(matches!(r, Err(Error::Fence(FenceError::Deadlock { .. }))));
     // The user-space sync ioctl goes through the same bracket.
     let map = buf.mmap().unwrap();
-    assert!(matches!(map.sync(DMA_BUF_SYNC_READ), Err(Error::Fence(FenceError::Deadlock { .. }))));
+    assert!(matches!(dmabuf::raw::sync_ioctl(&map, DMA_BUF_SYNC_READ), Err(Error::Fence(FenceError::Deadlock { .. }))));
 }

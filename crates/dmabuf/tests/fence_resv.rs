@@ -6,7 +6,7 @@ use std::thread;
 use std::time::Duration;
 
 use dmabuf::fence::{Fence, FenceArray, FenceChain, FenceError, MonotonicTime, context_alloc};
-use dmabuf::resv::{Resv, ResvUsage};
+use dmabuf::{Resv, ResvUsage};
 
 fn alloc_fence() -> Fence {
     let f = Fence::new_software(context_alloc(1), 1);

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use dmabuf::SyncFile;
 use dmabuf::fence::{Fence, FenceArray, FenceChain, FenceError, MonotonicTime, context_alloc};
-use dmabuf::resv::{Resv, ResvUsage};
 use dmabuf::sim_time::{EventQueue, SimFenceOps, Simulation, Step};
-use dmabuf::sync_file::SyncFile;
 use dmabuf::uapi::WaitStatus;
+use dmabuf::{Resv, ResvUsage};
 
 fn ns(n: u64) -> MonotonicTime {
     MonotonicTime::from_nanos(n)

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
+use dmabuf::SyncFile;
+use dmabuf::SyncTimeline;
 use dmabuf::fence::{Fence, context_alloc};
-use dmabuf::sw_sync::SyncTimeline;
-use dmabuf::sync_file::SyncFile;
 use dmabuf::uapi::WaitStatus;
 
 /// sync_stress_parallelism.c `test_stress_two_threads_shared_timeline`, for 100,000

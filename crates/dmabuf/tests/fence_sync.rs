@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use dmabuf::SyncFile;
+use dmabuf::SyncTimeline;
 use dmabuf::fence::{Errno, Fence, FenceStatus, MonotonicTime, context_alloc};
-use dmabuf::sw_sync::SyncTimeline;
-use dmabuf::sync_file::SyncFile;
 use dmabuf::uapi::{self, WaitStatus};
 
 /// The selftests' `sync_fence_count_with_status`.

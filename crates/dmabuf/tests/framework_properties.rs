@@ -2,8 +2,8 @@
 //! nothing panics, misuse comes back as errors or reports, and after every buffer is
 //! released nothing is left mapped, attached or bounced.
 
-use dmabuf::attach::AttachPolicy;
-use dmabuf::buffer::{DmaBuf, MaintenancePolicy, Report, System, SystemConfig};
+use dmabuf::AttachPolicy;
+use dmabuf::{DmaBuf, MaintenancePolicy, Report, System, SystemConfig, raw};
 use dmabuf_sim::{Adversarial, DmaDirection, Platform, Seeded, Sim};
 use proptest::prelude::*;
 
@@ -138,20 +138,20 @@ fn run(preset: &str, cfg: SystemConfig, seed: u64, ops: &[Op]) {
                 let Some(b) = pick(&bufs, *buf) else { continue };
                 let Ok(user) = b.mmap() else { continue };
                 for f in flags {
-                    let _ = user.sync(*f as u64);
+                    let _ = raw::sync_ioctl(&user, *f as u64);
                 }
                 for &(write, at, n) in accesses {
                     let _ = if write {
-                        user.write_unsynced(at as u64, &vec![1; n as usize]).map(|_| ())
+                        raw::mmap_write(&user, at as u64, &vec![1; n as usize]).map(|_| ())
                     } else {
-                        user.read_unsynced(at as u64, &mut vec![0; n as usize])
+                        raw::mmap_read(&user, at as u64, &mut vec![0; n as usize])
                     };
                     let _ = user.read(at as u64..at as u64 + n as u64);
                 }
             }
             Op::Migrate { buf, to_device } => {
                 let Some(b) = pick(&bufs, *buf) else { continue };
-                let to = if *to_device { dmabuf::buffer::Placement::Device } else { dmabuf::buffer::Placement::System };
+                let to = if *to_device { dmabuf::Placement::Device } else { dmabuf::Placement::System };
                 let _ = b.migrate(to);
             }
             Op::SetName { buf, len } => {

@@ -10,11 +10,11 @@ mod frame_share;
 use std::ops::Range;
 use std::time::Duration;
 
-use dmabuf::buffer::{self, Report};
-use dmabuf::heap::HeapKind;
-use dmabuf::sw_sync::SyncTimeline;
+use dmabuf::HeapKind;
+use dmabuf::SyncTimeline;
 use dmabuf::uapi::{self, CpuAccess, FenceStatus, Mapping as _, MonotonicTime, Readiness, SyncFlags, WaitStatus};
 use dmabuf::user::{CMA_HEAP_NAME, DmaBuf, Error, Heaps, Op, SyncFile, SyncIoctls};
+use dmabuf::{self, Report};
 use dmabuf_sim::{Adversarial, Platform, Sim};
 
 const NOW: Option<Duration> = Some(Duration::ZERO);
@@ -127,7 +127,7 @@ fn buffers_are_page_rounded_zeroed_on_reallocation_and_never_empty() {
 
     let e = heap.allocate(0).map(drop).expect_err("empty");
     assert_eq!(e.op(), Some(Op::DmaHeapIoctlAlloc));
-    assert!(matches!(&e, Error::Op { source, .. } if **source == buffer::Error::ZeroSize), "{e:?}");
+    assert!(matches!(&e, Error::Op { source, .. } if **source == dmabuf::Error::ZeroSize), "{e:?}");
     assert!(e.to_string().starts_with("DMA_HEAP_IOCTL_ALLOC failed: "), "{e}");
     let allocs = h.ioctls().iter().filter(|c| c.op == Op::DmaHeapIoctlAlloc).count();
     assert_eq!(allocs, 3, "the refused allocation is issued too");
@@ -484,10 +484,10 @@ fn a_device_holds_its_buffers_and_lets_them_go_cleanly() {
     assert!(gpu.has_imported(&buf));
     // The program lets go of its buffer: the importer still holds it.
     drop(buf);
-    assert!(!framework.resv().test_signaled(dmabuf::resv::ResvUsage::Read), "the job is still running");
+    assert!(!framework.resv().test_signaled(dmabuf::ResvUsage::Read), "the job is still running");
     // The device goes: it finishes its job, unmaps and detaches.
     drop(gpu);
-    assert!(framework.resv().test_signaled(dmabuf::resv::ResvUsage::Bookkeep));
+    assert!(framework.resv().test_signaled(dmabuf::ResvUsage::Bookkeep));
     drop(framework);
     let leaks: Vec<_> = h
         .reports()

@@ -302,7 +302,7 @@ pub fn run_sim(
         .filter(|c| matches!(c.op, user::Op::DmaBufIoctlSyncStart | user::Op::DmaBufIoctlSyncEnd))
         .count();
     let unbracketed =
-        heaps.reports().iter().filter(|r| matches!(r, dmabuf::buffer::Report::AccessOutsideBracket { .. })).count();
+        heaps.reports().iter().filter(|r| matches!(r, dmabuf::Report::AccessOutsideBracket { .. })).count();
     let maintenance_ops = heaps.system().stats().maintenance_ops();
     Ok(SimRun { platform: name, sync_ioctls, result, sync_calls, unbracketed, maintenance_ops })
 }

@@ -12,7 +12,7 @@
 //! plugs in through [`FenceOps`] (the kernel's `dma_fence_ops`):
 //!
 //! - a plain software fence ([`Fence::new_software`]) is signalled by whoever holds it;
-//! - the `sw_sync` timeline ([`crate::sw_sync`]) signals its fences as it advances;
+//! - the `sw_sync` timeline ([`crate::SyncTimeline`]) signals its fences as it advances;
 //! - containers ([`FenceChain`], [`FenceArray`]) signal when the fences they hold do;
 //! - a *simulated* provider completes device jobs in simulated time. Its
 //!   [`FenceOps::wait`] override runs the simulation until the fence signals (or until

@@ -1,0 +1,155 @@
+//! Why a framework call failed: one variant per rule, each naming the objects involved.
+
+use dmabuf_sim::{DmaDirection, SimError};
+
+use crate::attach::AttachError;
+use crate::fence::FenceError;
+use crate::heap::HeapKind;
+
+/// Why a framework call failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// Attach refused a device (under the `Strict` policy).
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    /// The hardware refused an operation.
+    #[error(transparent)]
+    Hardware(#[from] SimError),
+    /// No heap has that name.
+    #[error("no heap `{name}`; heaps: {}", HeapKind::ALL.map(HeapKind::name).join(", "))]
+    NoSuchHeap {
+        /// The name asked for.
+        name: String,
+    },
+    /// The platform has no device with that name.
+    #[error("no device `{name}` on platform {platform}; devices: {known}")]
+    NoSuchDevice {
+        /// The name asked for.
+        name: String,
+        /// The platform.
+        platform: String,
+        /// The devices it has.
+        known: String,
+    },
+    /// The heap could not provide the memory.
+    #[error("heap `{heap}` cannot allocate {size} bytes (ENOMEM)")]
+    OutOfMemory {
+        /// The heap.
+        heap: String,
+        /// The size asked for.
+        size: u64,
+    },
+    /// A zero-sized allocation (the kernel refuses it with EINVAL).
+    #[error("a dma-buf cannot be empty (EINVAL)")]
+    ZeroSize,
+    /// A byte range outside the buffer.
+    #[error("range {start:#x}..{end:#x} is outside buffer `{buffer}` of {size:#x} bytes")]
+    OutOfBounds {
+        /// The buffer's name.
+        buffer: String,
+        /// First byte.
+        start: u64,
+        /// One past the last byte.
+        end: u64,
+        /// The buffer's size.
+        size: u64,
+    },
+    /// `DMA_BUF_IOCTL_SYNC` flags the kernel refuses.
+    #[error("DMA_BUF_IOCTL_SYNC: flags {flags:#x} are invalid (EINVAL): use READ, WRITE or RW with START or END")]
+    BadSyncFlags {
+        /// The flags.
+        flags: u64,
+    },
+    /// `DMA_BUF_IOCTL_EXPORT_SYNC_FILE` or `IMPORT_SYNC_FILE` with flags that are not a
+    /// non-empty subset of READ | WRITE (EINVAL).
+    #[error("{ioctl}: flags {flags:#x} are invalid (EINVAL): use READ (0x1), WRITE (0x2) or both")]
+    BadSyncFileFlags {
+        /// Which ioctl.
+        ioctl: &'static str,
+        /// The flags.
+        flags: u64,
+    },
+    /// A fence, reservation-object or sync-file operation failed (a wait timed out, a
+    /// simulated wait could never complete, ...).
+    #[error(transparent)]
+    Fence(#[from] FenceError),
+    /// `DMA_BUF_SET_NAME` with a name too long (EINVAL).
+    #[error("DMA_BUF_SET_NAME: `{name}` is longer than 31 bytes (EINVAL)")]
+    NameTooLong {
+        /// The name.
+        name: String,
+    },
+    /// A migration was asked for while an importer pins the buffer.
+    #[error("cannot move `{buffer}`: `{device}` pins it (a static importer, or an explicit pin)")]
+    Pinned {
+        /// The buffer's name.
+        buffer: String,
+        /// The device that pins it.
+        device: String,
+    },
+    /// A migration was asked for while the buffer is mapped (by a device or the CPU).
+    #[error("cannot move `{buffer}` while it is mapped ({what})")]
+    Busy {
+        /// The buffer's name.
+        buffer: String,
+        /// Who maps it.
+        what: String,
+    },
+    /// The exporter cannot move its memory.
+    #[error("`{buffer}` comes from `{exporter}`, which cannot migrate buffers")]
+    NotDynamic {
+        /// The buffer's name.
+        buffer: String,
+        /// The exporter.
+        exporter: String,
+    },
+    /// `UDMABUF_CREATE` refused the request (EINVAL), for the reason given.
+    #[error("UDMABUF_CREATE: {reason} (EINVAL)")]
+    Udmabuf {
+        /// Which of udmabuf's rules was broken.
+        reason: String,
+    },
+    /// The exporter refused a user mapping.
+    #[error("mmap of `{buffer}` refused by its exporter: {reason}")]
+    MmapRefused {
+        /// The buffer's name.
+        buffer: String,
+        /// The exporter's reason.
+        reason: String,
+    },
+    /// The device has no local memory to export.
+    #[error("`{device}` has no local memory to export buffers from")]
+    NoLocalMemory {
+        /// The device's name.
+        device: String,
+    },
+    /// A map of an attachment that is already mapped.
+    #[error("`{device}` has already mapped `{buffer}`: unmap it first")]
+    AlreadyMapped {
+        /// The buffer's name.
+        buffer: String,
+        /// The device's name.
+        device: String,
+    },
+    /// An unmap, or a device access, of an attachment that is not mapped.
+    #[error("`{device}` has not mapped `{buffer}`")]
+    NotMapped {
+        /// The buffer's name.
+        buffer: String,
+        /// The device's name.
+        device: String,
+    },
+    /// A device access through a mapping the device did not map for that direction.
+    #[error("`{device}` mapped `{buffer}` {mapped:?} and cannot {access} it")]
+    WrongDirection {
+        /// The buffer's name.
+        buffer: String,
+        /// The device's name.
+        device: String,
+        /// The mapping's direction.
+        mapped: DmaDirection,
+        /// What it tried.
+        access: &'static str,
+    },
+}

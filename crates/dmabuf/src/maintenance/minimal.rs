@@ -1,0 +1,229 @@
+//! The minimal conforming maintenance: only the bytes declared written since the last
+//! hand-over, only for the non-coherent parties involved.
+//!
+//! What it knows is what was declared to it (coherency model, section 8): the ranges the
+//! CPU wrote inside brackets (`cpu_dirty` until handed to a device), the ranges
+//! non-coherent devices wrote (`dev_dirty` until the CPU looks), what each device wrote
+//! through its mapping (`written`) and what others changed behind a device's cache or
+//! bounce slot (`stale`). It never looks at the simulator's cache state.
+
+use std::ops::Range;
+
+use dmabuf_sim::{DmaAttrs, DmaDirection};
+
+use super::{Maintenance, bus_phys, fully_bounced, split_bounced};
+use crate::error::Error;
+use crate::ranges::RangeSet;
+use crate::state::Inner;
+
+/// Only what the DMA API promises, on only the declared bytes.
+pub(crate) struct Minimal;
+
+impl Maintenance for Minimal {
+    fn begin_cpu_access(
+        &self,
+        inner: &mut Inner,
+        buf: usize,
+        _dir: DmaDirection,
+        range: Range<u64>,
+    ) -> Result<(), Error> {
+        // A device that keeps its mapping hands over what it wrote in the range now, as the
+        // kernel's begin_cpu_access syncs every mapped attachment for the CPU.
+        let keeping: Vec<usize> = inner.bufs[buf]
+            .attachments
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| {
+                a.as_ref().is_some_and(|a| a.mapping.is_some() && !a.written.within(range.clone()).is_empty())
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for att in keeping {
+            device_end(inner, buf, att, range.clone())?;
+        }
+        // Only what non-coherent devices wrote since the CPU last looked, inside the
+        // bracket's range. For every direction: a partial-line CPU write into a stale line
+        // would merge with stale bytes.
+        invalidate_dev_dirty(inner, buf, range)
+    }
+
+    fn end_cpu_access(
+        &self,
+        inner: &mut Inner,
+        buf: usize,
+        dir: DmaDirection,
+        written: &RangeSet,
+    ) -> Result<(), Error> {
+        inner.bufs[buf].cpu_dirty.union(written);
+        // Hand the bytes over now if a non-coherent device holds a long-lived mapping;
+        // otherwise its map will.
+        let mapped_noncoherent = inner.bufs[buf]
+            .attachments
+            .iter()
+            .flatten()
+            .any(|a| a.mapping.as_ref().is_some_and(|m| !fully_bounced(m)) && inner.noncoherent(a.dev));
+        if mapped_noncoherent {
+            clean_cpu_dirty(inner, buf)?;
+        }
+        // A bounced long-lived mapping reads its own copy: copy what the CPU wrote into
+        // the bounce slots now (the kernel's end_cpu_access syncs every mapped attachment
+        // for the device), only the written ranges.
+        if dir != DmaDirection::FromDevice {
+            let bounced: Vec<_> = inner.bufs[buf]
+                .attachments
+                .iter()
+                .flatten()
+                .filter_map(|a| a.mapping.clone())
+                .filter(|m| m.is_bounced())
+                .map(|mut m| {
+                    m.dir = DmaDirection::ToDevice;
+                    m
+                })
+                .collect();
+            for m in bounced {
+                for r in written.iter() {
+                    inner.sim.dma_sync_for_device(&m, r.start, r.end - r.start)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn map(&self, inner: &mut Inner, buf: usize, att: usize, dir: DmaDirection) -> Result<(), Error> {
+        let b = &inner.bufs[buf];
+        let Some(a) = b.att(att) else { return Ok(()) };
+        let dev = a.device();
+        let pages = b.exporter.backing().pages.clone();
+        let m = inner.sim.dma_map(dev, &pages, dir, DmaAttrs { skip_cpu_sync: true })?;
+        let len = m.len();
+        if let Some(a) = inner.bufs[buf].att_mut(att) {
+            a.mapping = Some(m);
+            a.written.clear();
+        }
+        // A bounce slot starts empty: fill all of it (what swiotlb's map does).
+        device_begin(inner, buf, att, 0..len, true)
+    }
+
+    fn unmap(&self, inner: &mut Inner, buf: usize, att: usize) -> Result<(), Error> {
+        let Some(len) = inner.bufs[buf].att(att).and_then(|a| a.mapping.as_ref()).map(|m| m.len()) else {
+            return Ok(());
+        };
+        device_end(inner, buf, att, 0..len)?;
+        if let Some(m) = inner.bufs[buf].att_mut(att).and_then(|a| a.mapping.take()) {
+            inner.sim.dma_unmap(m, DmaAttrs { skip_cpu_sync: true })?;
+        }
+        Ok(())
+    }
+
+    fn begin_device_access(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
+        device_begin(inner, buf, att, range, false)
+    }
+
+    fn end_device_access(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
+        device_end(inner, buf, att, range)
+    }
+}
+
+/// Cleans what the CPU wrote since the last hand-over.
+fn clean_cpu_dirty(inner: &mut Inner, buf: usize) -> Result<(), Error> {
+    let b = &inner.bufs[buf];
+    let pieces: Vec<_> = b.cpu_dirty.iter().flat_map(|r| b.phys(r)).collect();
+    for p in pieces {
+        inner.sim.cache_clean(p)?;
+    }
+    inner.bufs[buf].cpu_dirty.clear();
+    Ok(())
+}
+
+/// Drops the CPU's lines over what non-coherent devices wrote in `range` since the CPU
+/// last looked.
+fn invalidate_dev_dirty(inner: &mut Inner, buf: usize, range: Range<u64>) -> Result<(), Error> {
+    let b = &inner.bufs[buf];
+    let pieces: Vec<_> = b.dev_dirty.within(range.clone()).iter().flat_map(|r| b.phys(r)).collect();
+    for p in pieces {
+        inner.sim.cache_invalidate(p)?;
+    }
+    inner.bufs[buf].dev_dirty.remove(range);
+    Ok(())
+}
+
+/// The device is about to access `range` through its mapping: make what others wrote
+/// visible to it. `fill_slot`: copy the whole range into a bounce slot.
+fn device_begin(inner: &mut Inner, buf: usize, att: usize, range: Range<u64>, fill_slot: bool) -> Result<(), Error> {
+    let b = &inner.bufs[buf];
+    let cached = b.cpu_cached();
+    let Some(a) = b.att(att) else { return Ok(()) };
+    let Some(m) = a.mapping.clone() else { return Ok(()) };
+    let (dev, devid) = (a.dev, a.device());
+    if cached && inner.noncoherent(dev) && !fully_bounced(&m) {
+        // Only the CPU's bytes that were not handed over yet, wherever they are: a clean
+        // is cheap to keep exact and leaves nothing dirty for a later eviction. A mapping
+        // bounced everywhere reads its slots, which the copy fills through the CPU cache:
+        // the pages need no clean for it.
+        clean_cpu_dirty(inner, buf)?;
+    }
+    if cached && !inner.noncoherent(dev) {
+        // A coherent device's reads hit the CPU's lines: drop the ones that went stale
+        // when a non-coherent device wrote memory behind them.
+        invalidate_dev_dirty(inner, buf, range.clone())?;
+    }
+    let stale: Vec<Range<u64>> =
+        inner.bufs[buf].att(att).map(|a| a.stale.within(range.clone()).iter().collect()).unwrap_or_default();
+    if m.is_bounced() {
+        if fill_slot {
+            inner.sim.dma_sync_for_device(&m, range.start, range.end - range.start)?;
+        } else {
+            for r in &stale {
+                inner.sim.dma_sync_for_device(&m, r.start, r.end - r.start)?;
+            }
+        }
+    }
+    if inner.sim.device_has_cache(devid) {
+        for r in stale {
+            for p in bus_phys(&m, r) {
+                inner.sim.device_cache_invalidate(devid, p)?;
+            }
+        }
+    }
+    if let Some(a) = inner.bufs[buf].att_mut(att) {
+        a.stale.remove(range);
+    }
+    Ok(())
+}
+
+/// The device finished accessing `range`: hand what it wrote there over to everyone
+/// else (the CPU and the other devices).
+fn device_end(inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
+    let cached = inner.bufs[buf].cpu_cached();
+    let Some(a) = inner.bufs[buf].att_mut(att) else { return Ok(()) };
+    let Some(m) = a.mapping.clone() else { return Ok(()) };
+    let (dev, devid) = (a.dev, a.device());
+    let written = a.written.within(range.clone());
+    a.written.remove(range);
+    if written.is_empty() {
+        return Ok(());
+    }
+    if inner.sim.device_has_cache(devid) {
+        for r in written.iter() {
+            for p in bus_phys(&m, r) {
+                inner.sim.device_cache_flush(devid, p)?;
+            }
+        }
+    }
+    let (bounced, direct) = split_bounced(&m, &written);
+    for r in bounced.iter() {
+        inner.sim.dma_sync_for_cpu(&m, r.start, r.end - r.start)?;
+    }
+    if cached {
+        // The copy back went through the CPU cache: those lines are dirty now, and a
+        // non-coherent reader of the pages needs them cleaned.
+        inner.bufs[buf].cpu_dirty.union(&bounced);
+        if inner.noncoherent(dev) {
+            inner.bufs[buf].dev_dirty.union(&direct);
+        }
+    }
+    // Every other device may hold (in its cache or its bounce slot) what this one
+    // overwrote.
+    inner.bufs[buf].mark_stale_for_others(Some(att), &written);
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! Cache maintenance and bounce copies: what the framework does at each hand-over point,
+//! behind one trait with an implementation per policy.
+//!
+//! The hand-over points are the CPU access bracket (begin and end), `map` and `unmap` of
+//! an attachment, and the device-side access bracket of importers that keep their
+//! mapping. At each one an implementation decides which lines to clean or invalidate,
+//! which device caches to flush or drop and which bounce slots to fill or copy back:
+//!
+//! - [`upstream`]: what upstream Linux does: the whole buffer, for every mapped
+//!   attachment, at every CPU bracket (the system heap's `begin_cpu_access`), full
+//!   maintenance at map and unmap (`dma_map_sgtable` / `dma_unmap_sgtable`);
+//! - [`minimal`]: only what was declared written since the last hand-over, only for
+//!   non-coherent parties, and nothing at all on a coherent platform. It knows what was
+//!   declared to it and never looks at the simulator's caches (coherency model, section 8).
+//!
+//! The benchmark runs both and compares them with the oracle.
+
+mod minimal;
+mod upstream;
+
+use std::ops::Range;
+
+use dmabuf_sim::{DmaDirection, DmaMapping, PhysRange};
+
+use crate::error::Error;
+use crate::ranges::RangeSet;
+use crate::state::Inner;
+
+/// Which maintenance the framework performs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MaintenancePolicy {
+    /// What upstream Linux does: whole buffers, every mapped attachment.
+    Linux,
+    /// Only the ranges declared written since the last hand-over, only for non-coherent
+    /// parties.
+    #[default]
+    Minimal,
+}
+
+impl MaintenancePolicy {
+    /// The implementation.
+    pub(crate) fn implementation(self) -> &'static dyn Maintenance {
+        match self {
+            MaintenancePolicy::Linux => &upstream::Upstream,
+            MaintenancePolicy::Minimal => &minimal::Minimal,
+        }
+    }
+}
+
+/// One maintenance implementation: a method per hand-over point. Each gets the
+/// framework's state, the buffer (an index into `inner.bufs`) and, for attachment points,
+/// the attachment (an index into the buffer's attachments).
+pub(crate) trait Maintenance {
+    /// After the implicit fence wait of a CPU bracket over `range`, on cached memory.
+    fn begin_cpu_access(
+        &self,
+        inner: &mut Inner,
+        buf: usize,
+        dir: DmaDirection,
+        range: Range<u64>,
+    ) -> Result<(), Error>;
+
+    /// At the end of a CPU bracket on cached memory; `written` are the bytes the CPU
+    /// declared written in it.
+    fn end_cpu_access(&self, inner: &mut Inner, buf: usize, dir: DmaDirection, written: &RangeSet)
+    -> Result<(), Error>;
+
+    /// Maps the attachment for `dir` (the streaming DMA mapping and whatever makes the
+    /// handed-over bytes visible to the device) and stores the mapping.
+    fn map(&self, inner: &mut Inner, buf: usize, att: usize, dir: DmaDirection) -> Result<(), Error>;
+
+    /// Hands what the device wrote over and removes the attachment's mapping.
+    fn unmap(&self, inner: &mut Inner, buf: usize, att: usize) -> Result<(), Error>;
+
+    /// A device that keeps its mapping is about to access `range` through it.
+    fn begin_device_access(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error>;
+
+    /// A device that keeps its mapping finished with `range`.
+    fn end_device_access(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error>;
+}
+
+/// Whether every segment of a mapping is bounced (the device never reads the pages).
+pub(crate) fn fully_bounced(m: &DmaMapping) -> bool {
+    m.segments.iter().all(|s| s.bounce.is_some())
+}
+
+/// Splits buffer ranges into the parts a mapping bounces and the parts it maps directly.
+pub(crate) fn split_bounced(m: &DmaMapping, set: &RangeSet) -> (RangeSet, RangeSet) {
+    let (mut bounced, mut direct) = (RangeSet::new(), RangeSet::new());
+    let mut base = 0u64;
+    for s in &m.segments {
+        for r in set.within(base..base + s.len).iter() {
+            if s.bounce.is_some() { bounced.insert(r) } else { direct.insert(r) }
+        }
+        base += s.len;
+    }
+    (bounced, direct)
+}
+
+/// The physical addresses a device's cache tags for buffer range `r` of a mapping: the
+/// bounce slot when bounced, the pages otherwise.
+pub(crate) fn bus_phys(m: &DmaMapping, r: Range<u64>) -> Vec<PhysRange> {
+    let mut out = Vec::new();
+    let mut base = 0u64;
+    for s in &m.segments {
+        let (a, b) = (r.start.max(base), r.end.min(base + s.len));
+        if a < b {
+            let start = s.bounce.unwrap_or(s.phys).add(a - base);
+            out.push(PhysRange { start, len: b - a });
+        }
+        base += s.len;
+    }
+    out
+}
+
+/// Every mapped attachment's mapping, with its direction replaced by `dir` (what the
+/// kernel's `begin_cpu_access` and `end_cpu_access` sync each attachment with).
+pub(crate) fn mappings_for(inner: &Inner, buf: usize, dir: DmaDirection) -> Vec<DmaMapping> {
+    inner.bufs[buf]
+        .attachments
+        .iter()
+        .flatten()
+        .filter_map(|a| a.mapping.clone())
+        .map(|mut m| {
+            m.dir = dir;
+            m
+        })
+        .collect()
+}

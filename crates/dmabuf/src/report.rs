@@ -1,0 +1,105 @@
+//! What the framework saw a program get wrong: the DMA-API-debug class of misuse.
+//!
+//! The framework does what a program asks, as the kernel does, and records each misuse
+//! as a [`Report`]; a checker turns them into findings. Reports name buffers and devices
+//! by their typed identities, never by name.
+
+use std::ops::Range;
+
+use dmabuf_sim::{DeviceId, DmaDirection};
+
+use crate::attach::AttachError;
+use crate::state::BufferId;
+
+/// A protocol violation or leak the framework saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Report {
+    /// The CPU touched a mapping (an mmap, or a vmap) outside any access bracket.
+    AccessOutsideBracket {
+        /// Whose bytes.
+        buffer: BufferId,
+        /// The bytes touched.
+        range: Range<u64>,
+        /// A write (else a read).
+        write: bool,
+    },
+    /// `DMA_BUF_IOCTL_SYNC` with flags the kernel refuses (EINVAL).
+    BadSyncFlags {
+        /// The buffer the ioctl was issued on.
+        buffer: BufferId,
+        /// The flags as passed.
+        flags: u64,
+    },
+    /// An end of a CPU access bracket with none open.
+    DoubleEnd {
+        /// The buffer the end was issued on.
+        buffer: BufferId,
+    },
+    /// A CPU access bracket ended with another direction than it began with.
+    DirectionMismatch {
+        /// The buffer of the bracket.
+        buffer: BufferId,
+        /// The direction the bracket began with.
+        started: DmaDirection,
+        /// The direction it ended with.
+        ended: DmaDirection,
+    },
+    /// An attachment the `Strict` rules refuse was let through under the `Linux` policy.
+    AttachAccepted {
+        /// The refusal `Strict` would have given.
+        error: AttachError,
+    },
+    /// Devices were still attached when the last reference to the buffer went.
+    LeakedAttachments {
+        /// The released buffer.
+        buffer: BufferId,
+        /// The devices still attached, one entry per attachment.
+        devices: Vec<DeviceId>,
+    },
+    /// Devices still had the buffer mapped when the last reference to it went.
+    LeakedMappings {
+        /// The released buffer.
+        buffer: BufferId,
+        /// The devices whose mapping leaked, one entry per mapping.
+        devices: Vec<DeviceId>,
+    },
+    /// An unmap of an attachment that is not mapped.
+    UnmapNotMapped {
+        /// The buffer of the attachment.
+        buffer: BufferId,
+        /// The importing device.
+        device: DeviceId,
+    },
+    /// A device accessed a buffer through an attachment it has not mapped.
+    DeviceAccessUnmapped {
+        /// The buffer accessed.
+        buffer: BufferId,
+        /// The device that accessed it.
+        device: DeviceId,
+    },
+    /// A device accessed a mapping against its direction (a write through a TO_DEVICE
+    /// mapping, a read through a FROM_DEVICE one).
+    DeviceDirection {
+        /// The buffer accessed.
+        buffer: BufferId,
+        /// The device that accessed it.
+        device: DeviceId,
+        /// The direction the mapping was made for.
+        mapped: DmaDirection,
+        /// What the device did: "read" or "write".
+        access: &'static str,
+    },
+    /// A `dma_buf_unpin` of an attachment that holds no pin.
+    UnpinNotPinned {
+        /// The buffer of the attachment.
+        buffer: BufferId,
+        /// The importing device.
+        device: DeviceId,
+    },
+    /// A vunmap of a buffer that is not vmapped.
+    VunmapNotMapped {
+        /// The buffer.
+        buffer: BufferId,
+    },
+}
