@@ -272,6 +272,12 @@ impl Sanitizer {
         }
     }
 
+    /// A buffer name now stands for a new buffer (a scenario declared it again): what was
+    /// known of the old one's bytes no longer applies.
+    pub fn forget_buffer(&mut self, buffer: &str) {
+        self.shadow.remove(buffer);
+    }
+
     /// An access starts: the simulator events until [`Sanitizer::end_access`] are its.
     pub fn begin_access(&mut self, info: AccessInfo) {
         let idx = self.accesses.len() as u32;

@@ -12,6 +12,7 @@ use crate::dma_buf::DmaBuf;
 use crate::error::Error;
 use crate::maintenance::bus_phys;
 use crate::report::Report;
+use crate::resv::ResvUsage;
 use crate::state::{AttState, Inner};
 
 /// A device attached to a buffer (`struct dma_buf_attachment`). Dropping it detaches
@@ -114,6 +115,12 @@ impl Attachment {
     pub(crate) fn map_raw(&self, dir: DmaDirection) -> Result<(), Error> {
         if self.mapped_direction().is_some() {
             return Err(Error::AlreadyMapped { buffer: self.buf.name(), device: self.device_name() });
+        }
+        // A static importer's map waits for the kernel's own work on the buffer (a move, a
+        // clear) first, as `dma_buf_map_attachment` does; a dynamic importer synchronises
+        // itself. No borrow is held: the wait may run device jobs.
+        if !self.state(|a| a.caps.dynamic) {
+            self.buf.resv().wait_timeout(ResvUsage::Kernel, None)?;
         }
         self.buf.with(|inner, id| {
             inner.cfg.maintenance.implementation().map(inner, id, self.idx, dir)?;

@@ -768,23 +768,10 @@ fn unknown_verb<T>(v: Spanned<&str>, known: &[&str], what: &str) -> PResult<T> {
 /// edit in a word of up to four letters, two in a longer one.
 fn closest<'k>(w: &str, known: &[&'k str]) -> Option<&'k str> {
     let most = if w.chars().count() <= 4 { 1 } else { 2 };
-    known.iter().map(|k| (edit_distance(w, k), *k)).filter(|&(d, _)| d <= most).min_by_key(|&(d, _)| d).map(|(_, k)| k)
-}
-
-/// Levenshtein distance, ignoring ASCII case.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().map(|c| c.to_ascii_lowercase()).collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().map(|c| c.to_ascii_lowercase()).enumerate() {
-        let mut cur = Vec::with_capacity(b.len() + 1);
-        cur.push(i + 1);
-        for (j, cb) in b.iter().enumerate() {
-            let subst = prev.get(j).map_or(usize::MAX, |p| p + usize::from(ca != *cb));
-            let del = prev.get(j + 1).map_or(usize::MAX, |p| p + 1);
-            let ins = cur.get(j).map_or(usize::MAX, |p| p + 1);
-            cur.push(subst.min(del).min(ins));
-        }
-        prev = cur;
-    }
-    prev.last().copied().unwrap_or(0)
+    known
+        .iter()
+        .map(|k| (strsim::levenshtein(&w.to_ascii_lowercase(), &k.to_ascii_lowercase()), *k))
+        .filter(|&(d, _)| d <= most)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, k)| k)
 }

@@ -1,0 +1,93 @@
+//! A scenario the runner cannot run: where in the file, and what would work.
+
+use crate::scenario::Span;
+
+/// A scenario the runner cannot run: a name that does not exist, a range out of bounds.
+///
+/// Boxed, so the `Result`s that carry it stay small on the success path.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error(transparent)]
+#[diagnostic(transparent)]
+pub struct RunError(Box<RunErrorInner>);
+
+impl RunError {
+    /// The scenario file.
+    pub fn file(&self) -> &str {
+        &self.0.file
+    }
+    /// 1-based line.
+    pub fn line(&self) -> u32 {
+        self.0.line
+    }
+    /// 1-based column.
+    pub fn column(&self) -> u32 {
+        self.0.column
+    }
+    /// What is wrong.
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+    /// What would work, when something would.
+    pub fn help(&self) -> Option<&str> {
+        self.0.help.as_deref()
+    }
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{file}:{line}:{column}: {message}")]
+#[diagnostic(code(dmabuf::scenario))]
+struct RunErrorInner {
+    file: String,
+    line: u32,
+    column: u32,
+    message: String,
+    #[help]
+    help: Option<String>,
+    #[source_code]
+    src: miette::NamedSource<String>,
+    #[label("here")]
+    span: miette::SourceSpan,
+}
+
+/// 1-based line and column of byte `offset` in `src`.
+pub fn line_col(src: &str, offset: usize) -> (u32, u32) {
+    let offset = offset.min(src.len());
+    let before = &src.as_bytes()[..offset];
+    let line = before.iter().filter(|&&b| b == b'\n').count() as u32 + 1;
+    let start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let column = String::from_utf8_lossy(&before[start..]).chars().count() as u32 + 1;
+    (line, column)
+}
+
+/// The scenario file and its text, to point errors at.
+pub(crate) struct Ctx<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) src: &'a str,
+}
+
+impl Ctx<'_> {
+    pub(crate) fn err(&self, span: Span, message: String, help: Option<String>) -> RunError {
+        let (line, column) = line_col(self.src, span.start);
+        RunError(Box::new(RunErrorInner {
+            file: self.file.to_string(),
+            line,
+            column,
+            message,
+            help,
+            src: miette::NamedSource::new(self.file, self.src.to_string()),
+            span: span.into(),
+        }))
+    }
+}
+
+/// Names close to `name` among `known`, for "did you mean" hints: the close ones if any,
+/// else all of them.
+pub(crate) fn suggest(name: &str, known: &[String]) -> Option<String> {
+    let close: Vec<&String> = known.iter().filter(|k| strsim::levenshtein(name, k) <= 2 || k.contains(name)).collect();
+    let list = if close.is_empty() { known.iter().collect::<Vec<_>>() } else { close };
+    if list.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = list.iter().map(|s| format!("`{s}`")).collect();
+    Some(if names.len() == 1 { format!("did you mean {}?", names[0]) } else { format!("known: {}", names.join(", ")) })
+}

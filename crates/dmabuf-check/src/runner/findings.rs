@@ -1,0 +1,275 @@
+//! The findings the runner makes itself (misuse, refused attaches, failed expects), and
+//! the framework's reports turned into findings with the scenario's names and hints.
+
+use std::ops::Range;
+
+use dmabuf::{AttachError, Report};
+use dmabuf_sim::{DeviceId, DmaDirection};
+
+use super::program::BufId;
+use super::world::World;
+use crate::sanitizer::{FindingKind, Involved, fmt_range};
+use crate::scenario::Value;
+
+/// A finding being put together, reported at the current line unless told otherwise.
+pub(crate) struct Finding {
+    kind: FindingKind,
+    buf: Option<BufId>,
+    range: Range<u64>,
+    agents: Vec<String>,
+    message: String,
+    hint: String,
+}
+
+impl Finding {
+    pub(crate) fn new(kind: FindingKind, buf: impl Into<Option<BufId>>) -> Finding {
+        Finding { kind, buf: buf.into(), range: 0..0, agents: Vec::new(), message: String::new(), hint: String::new() }
+    }
+
+    pub(crate) fn range(mut self, r: Range<u64>) -> Self {
+        self.range = r;
+        self
+    }
+
+    pub(crate) fn agent(mut self, a: String) -> Self {
+        self.agents.push(a);
+        self
+    }
+
+    pub(crate) fn cpu(self) -> Self {
+        self.agent("cpu".into())
+    }
+
+    pub(crate) fn agents(mut self, a: Vec<String>) -> Self {
+        self.agents.extend(a);
+        self
+    }
+
+    pub(crate) fn message(mut self, m: impl Into<String>) -> Self {
+        self.message = m.into();
+        self
+    }
+
+    pub(crate) fn hint(mut self, h: impl Into<String>) -> Self {
+        self.hint = h.into();
+        self
+    }
+
+    pub(crate) fn report(self, w: &World) {
+        let line = w.pos.get().line;
+        let buffer = self.buf.map_or("", |b| w.prog.buffer(b));
+        let steps = vec![Involved { line, role: "this step".into() }];
+        w.san.borrow_mut().report(self.kind, buffer, self.range, self.agents, steps, self.message, self.hint);
+    }
+}
+
+/// `write`, `read` or `rw`: the scenario's word for a CPU direction.
+pub(crate) fn dir_word(d: DmaDirection) -> &'static str {
+    match d {
+        DmaDirection::ToDevice => "write",
+        DmaDirection::FromDevice => "read",
+        DmaDirection::Bidirectional => "rw",
+    }
+}
+
+/// The bytes a value stands for over buffer range `r` in iteration `frame`.
+pub(crate) fn value_bytes(v: Value, r: &Range<u64>, frame: u64) -> Vec<u8> {
+    let len = (r.end - r.start) as usize;
+    match v {
+        Value::Byte(b) => vec![b; len],
+        Value::Frame => vec![(frame.wrapping_add(1) & 0xff) as u8; len],
+        Value::Seq => (r.start..r.end).map(|x| (x.wrapping_add(frame) & 0xff) as u8).collect(),
+    }
+}
+
+/// The index of the first byte of `got` (read at buffer offset `start`) that is not
+/// `v`. Compares a block at a time: a frame's worth of bytes is checked per read.
+pub(crate) fn first_mismatch(v: Value, start: u64, frame: u64, got: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 64;
+    let uniform = match v {
+        Value::Byte(b) => Some(b),
+        Value::Frame => Some((frame.wrapping_add(1) & 0xff) as u8),
+        Value::Seq => None,
+    };
+    match uniform {
+        Some(b) => {
+            let block = [b; BLOCK];
+            let mut chunks = got.chunks_exact(BLOCK);
+            let mut base = 0;
+            for c in &mut chunks {
+                if c != block {
+                    return c.iter().position(|&x| x != b).map(|i| base + i);
+                }
+                base += BLOCK;
+            }
+            chunks.remainder().iter().position(|&x| x != b).map(|i| base + i)
+        }
+        None => got.iter().enumerate().position(|(i, &x)| x != ((start + i as u64).wrapping_add(frame) & 0xff) as u8),
+    }
+}
+
+/// Turns the framework's new reports into findings at the current line. `user`: whether
+/// the CPU access that made them went through the user mapping (for the hint).
+pub(crate) fn drain_reports(w: &World, user: Option<bool>) {
+    let seen = w.reports_seen.get();
+    let reports = w.sys.reports_since(seen);
+    w.reports_seen.set(seen + reports.len());
+    let line = w.pos.get().line;
+    for r in reports {
+        let (buffer, name) = {
+            let objs = w.objs.borrow();
+            let id = report_buffer(&r).and_then(|b| objs.ids.get(&b).copied());
+            (id, id.map_or_else(|| "the buffer".to_string(), |b| w.prog.buffer(b).to_string()))
+        };
+        let b = &name;
+        let dev = |d: &DeviceId| w.prog.device(*d).to_string();
+        let f = Finding::new(FindingKind::Misuse, buffer);
+        let f = match &r {
+            Report::AccessOutsideBracket { range, write, .. } => {
+                let verb = if *write { "write" } else { "read" };
+                let hint = if user == Some(true) {
+                    format!("put `sync {b} start {verb}` before line {line} and `sync {b} end {verb}` after it")
+                } else {
+                    format!("put `cpu begin {b} {verb}` before line {line} and `cpu end {b} {verb}` after it")
+                };
+                f.range(range.clone())
+                    .cpu()
+                    .message(format!("CPU {verb} of {b}{} outside a CPU access bracket", fmt_range(range)))
+                    .hint(hint)
+            }
+            Report::BadSyncFlags { flags, .. } => f
+                .cpu()
+                .message(format!("DMA_BUF_IOCTL_SYNC on {b} with flags {flags:#x}: EINVAL"))
+                .hint("use START or END with READ, WRITE or RW (`sync BUF start read`)"),
+            Report::DoubleEnd { .. } => f
+                .cpu()
+                .message(format!("end of a CPU access to {b} with no access begun (double end)"))
+                .hint("end each bracket once, after its begin"),
+            Report::DirectionMismatch { started, ended, .. } => f
+                .cpu()
+                .message(format!(
+                    "CPU access to {b} began for {} and ended for {}",
+                    dir_word(*started),
+                    dir_word(*ended)
+                ))
+                .hint(format!("end with the direction it began with ({})", dir_word(*started))),
+            Report::LeakedAttachments { devices, .. } => {
+                let names: Vec<String> = devices.iter().map(dev).collect();
+                f.agents(names.clone())
+                    .message(format!("{b} released while still attached to {}", names.join(", ")))
+                    .hint(format!("detach every device from {b} (`detach DEV {b}`) before releasing it"))
+            }
+            Report::LeakedMappings { devices, .. } => {
+                let names: Vec<String> = devices.iter().map(dev).collect();
+                f.agents(names.clone())
+                    .message(format!("{b} released while still mapped by {}", names.join(", ")))
+                    .hint(format!("unmap every mapping of {b} (`unmap DEV {b}`) before releasing it"))
+            }
+            Report::UnmapNotMapped { device, .. } => {
+                let d = dev(device);
+                f.agent(d.clone())
+                    .message(format!("unmap of {b} by {d}, which has not mapped it"))
+                    .hint("unmap only what is mapped, once")
+            }
+            Report::DeviceAccessUnmapped { device, .. } => {
+                let d = dev(device);
+                f.agent(d.clone())
+                    .message(format!("{d} accesses {b} without a mapping"))
+                    .hint(format!("`map {d} {b} DIR` before the job"))
+            }
+            Report::DeviceDirection { device, mapped, access, .. } => {
+                let d = dev(device);
+                f.agent(d.clone())
+                    .message(format!("{d} {access}s {b} through a mapping made {mapped:?}"))
+                    .hint("map with the direction the device uses (bidirectional if both)")
+            }
+            Report::UnpinNotPinned { device, .. } => {
+                let d = dev(device);
+                f.agent(d.clone())
+                    .message(format!("{d} unpins {b}, which it has not pinned"))
+                    .hint(format!("unpin once per `pin {d} {b}`"))
+            }
+            Report::VunmapNotMapped { .. } => {
+                f.message(format!("vunmap of {b}, which is not vmapped")).hint("vunmap once per vmap")
+            }
+            // Accepted under the Linux policy: what breaks later is reported then.
+            _ => continue,
+        };
+        f.report(w);
+    }
+}
+
+/// The buffer a report is about.
+fn report_buffer(r: &Report) -> Option<dmabuf::BufferId> {
+    Some(match r {
+        Report::AccessOutsideBracket { buffer, .. }
+        | Report::BadSyncFlags { buffer, .. }
+        | Report::DoubleEnd { buffer }
+        | Report::DirectionMismatch { buffer, .. }
+        | Report::LeakedAttachments { buffer, .. }
+        | Report::LeakedMappings { buffer, .. }
+        | Report::UnmapNotMapped { buffer, .. }
+        | Report::DeviceAccessUnmapped { buffer, .. }
+        | Report::DeviceDirection { buffer, .. }
+        | Report::UnpinNotPinned { buffer, .. }
+        | Report::VunmapNotMapped { buffer } => *buffer,
+        _ => return None,
+    })
+}
+
+/// A framework error: the reports it made are the finding; if it made none, the error.
+pub(crate) fn fw_error(w: &World, buf: BufId, agents: Vec<String>, e: dmabuf::Error) {
+    let before = w.reports_seen.get();
+    drain_reports(w, None);
+    if w.reports_seen.get() != before {
+        return;
+    }
+    if let dmabuf::Error::Fence(dmabuf::fence::FenceError::Deadlock { .. }) = e {
+        return Finding::new(FindingKind::Misuse, buf)
+            .agents(agents)
+            .message("a wait here would block forever: a fence it waits for is never signalled")
+            .hint("signal every fence before something waits for it, or make a job signal it")
+            .report(w);
+    }
+    Finding::new(FindingKind::Misuse, buf)
+        .agents(agents)
+        .message(e.to_string())
+        .hint("see the framework's error")
+        .report(w);
+}
+
+/// A use of a buffer after its release.
+pub(crate) fn released(w: &World, buf: BufId) {
+    let b = w.prog.buffer(buf);
+    Finding::new(FindingKind::Misuse, buf)
+        .message(format!("{b} is used after its release"))
+        .hint("release a buffer only after its last use")
+        .report(w);
+}
+
+/// A device uses a buffer it has no attachment to.
+pub(crate) fn not_attached(w: &World, dev: DeviceId, buf: BufId) {
+    // After a refused attach, the refusal is the finding; what follows from it is not.
+    if w.objs.borrow().buf(buf).is_some_and(|b| b.refused[dev.index()]) {
+        return;
+    }
+    let (d, b) = (w.prog.device(dev), w.prog.buffer(buf));
+    Finding::new(FindingKind::Misuse, buf)
+        .agent(d.to_string())
+        .message(format!("{d} uses {b} without an attachment"))
+        .hint(format!("`attach {d} {b}` first"))
+        .report(w);
+}
+
+/// What to do about a refused attach, by rule.
+pub(crate) fn attach_hint(e: &AttachError) -> String {
+    match e.rule() {
+        "contiguity" => "the device needs physically contiguous memory and has no IOMMU: allocate from `heap=cma`".into(),
+        "reachability" => "the device cannot reach that memory region: allocate from a region it reaches (see `dmabuf platforms show`)".into(),
+        "dma-mask" => "the pages lie above the device's DMA mask and it has no IOMMU: allocate below the mask (a DMA32 zone or `heap=cma`) or bounce where bouncing is allowed".into(),
+        "bounce" => "this device cannot work through a bounce buffer (a scanout reads the frame continuously): allocate memory it reaches directly".into(),
+        "p2p" => "there is no peer-to-peer path from this device to the exporter's memory: migrate the buffer to system memory (a dynamic exporter does it at attach) or use a device with a path".into(),
+        "p2p-not-allowed" => "the importer does not accept peer-to-peer addresses: attach it with `p2p` if its driver can, or migrate the buffer to system memory".into(),
+        _ => "see the rule in the message".into(),
+    }
+}

@@ -1,0 +1,276 @@
+//! Device jobs: submission, the run of a job (its waits, its clock, its accesses, its
+//! fence), and the accesses devices and the CPU make under the sanitizer's eye.
+
+use std::ops::Range;
+
+use dmabuf::{DmaBuf, ResvUsage, raw};
+use dmabuf_sim::DeviceId;
+
+use super::findings::{Finding as F, first_mismatch, value_bytes};
+use super::program::{BufId, Bytes, JobCmd, JobKind};
+use super::world::{Pending, World, clock_of, fence_name, signal_with_clock, tick_time};
+use crate::sanitizer::{AccessInfo, FindingKind, Path, VClock};
+use crate::scenario::Value;
+
+/// Submits a job at `line`: with a fence it runs later; without one the step waits for it.
+pub(crate) fn submit(w: &World, job: &JobCmd, line: u32) {
+    let frame = w.pos.get().frame;
+    let (id, submit) = {
+        let mut jobs = w.jobs.borrow_mut();
+        let id = jobs.next_id;
+        jobs.next_id += 1;
+        let submit = jobs.cpu.clone();
+        jobs.cpu.tick(0);
+        (id, submit)
+    };
+    let after: Vec<_> = {
+        let objs = w.objs.borrow();
+        job.after.iter().filter_map(|&f| objs.fence(f).map(|fence| (f, fence))).collect()
+    };
+    let fence = job.signal.map(|f| {
+        let fence = w.new_fence(w.prog.fence(f), Some(id));
+        w.objs.borrow_mut().fences[f.index()] = Some(fence.clone());
+        // Drivers add their job's fence to the buffers it touches (implicit sync).
+        for (b, usage) in [(job.kind.reads(), ResvUsage::Read), (job.kind.writes(), ResvUsage::Write)] {
+            if let Some(h) = b.and_then(|b| w.objs.borrow().handle(b)) {
+                let resv = h.resv();
+                let mut g = resv.lock();
+                g.reserve_fences(1);
+                let _ = g.add_fence(&fence, usage);
+            }
+        }
+        fence
+    });
+    let synchronous = fence.is_none();
+    let dev = job.dev;
+    w.jobs.borrow_mut().pending.push(Pending { id, dev, job: job.clone(), line, frame, submit, after, fence });
+    if synchronous {
+        w.run_device_until(dev, Some(id));
+        let c = w.jobs.borrow().devs[dev.index()].clone();
+        w.jobs.borrow_mut().cpu.join(&c);
+    }
+}
+
+/// Runs one job: waits for its fences (running the jobs they need), takes its clock,
+/// makes its accesses, signals its fence.
+pub(crate) fn run_job(w: &World, p: Pending) {
+    let saved = w.pos.get();
+    w.set_pos(p.line, p.frame);
+    let mut clock = p.submit.clone();
+    clock.join(&w.jobs.borrow().devs[p.dev.index()]);
+    for (_, f) in &p.after {
+        match f.wait() {
+            Ok(()) => clock.join(&clock_of(f)),
+            Err(_) => {
+                let name = fence_name(f);
+                F::new(FindingKind::Misuse, p.job.kind.buffer())
+                    .agent(w.prog.device(p.dev).to_string())
+                    .message(format!("the job waits for fence {name}, which nothing signals: it never runs"))
+                    .hint(format!("`signal {name}` (or a job that signals it) before the job can run"))
+                    .report(w);
+                // Its own fence never signals; whoever waits for it hears so.
+                w.set_pos(saved.line, saved.frame);
+                return;
+            }
+        }
+    }
+    let thread = p.dev.index() + 1;
+    clock.tick(thread);
+    w.jobs.borrow_mut().devs[p.dev.index()] = clock.clone();
+    w.san.borrow_mut().set_step(p.line, w.prog.buffer(p.job.kind.buffer()));
+    match &p.job.kind {
+        JobKind::Read { src, expect } => {
+            if let Some(got) = device_read(w, p.dev, &clock, src)
+                && let Some(e) = expect
+            {
+                check_expect(w, src, *e, &got, Some(p.dev), p.frame);
+            }
+        }
+        JobKind::Write { dst, value } => {
+            let data = value_bytes(*value, &dst.range, p.frame);
+            device_write(w, p.dev, &clock, dst, &data);
+        }
+        JobKind::Copy { src, dst, xor } => {
+            if let Some(mut got) = device_read(w, p.dev, &clock, src) {
+                got.iter_mut().for_each(|b| *b ^= xor);
+                device_write(w, p.dev, &clock, dst, &got);
+            }
+        }
+    }
+    super::findings::drain_reports(w, None);
+    tick_time(w);
+    if let Some(f) = &p.fence {
+        signal_with_clock(f, clock);
+    }
+    w.set_pos(saved.line, saved.frame);
+}
+
+/// The line where `dev` mapped `buf` (0 when unknown).
+fn map_line(w: &World, buf: BufId, dev: DeviceId) -> u32 {
+    w.objs.borrow().buf(buf).map_or(0, |b| b.map_lines[dev.index()])
+}
+
+fn device_access(w: &World, dev: DeviceId, clock: &VClock, bytes: &Bytes, write: bool) -> AccessInfo {
+    AccessInfo {
+        agent: w.prog.device(dev).to_string(),
+        thread: dev.index() + 1,
+        clock: clock.clone(),
+        buffer: w.prog.buffer(bytes.buf).to_string(),
+        range: bytes.range.clone(),
+        write,
+        line: w.pos.get().line,
+        path: Path::Device {
+            coherent: w.sys.platform().devices[dev.index()].coherent,
+            mapped_at: map_line(w, bytes.buf, dev),
+        },
+    }
+}
+
+fn device_read(w: &World, dev: DeviceId, clock: &VClock, src: &Bytes) -> Option<Vec<u8>> {
+    let info = device_access(w, dev, clock, src, false);
+    let res = {
+        let objs = w.objs.borrow();
+        let Some(att) = objs.buf(src.buf).and_then(|b| b.att(dev)) else {
+            drop(objs);
+            super::findings::not_attached(w, dev, src.buf);
+            return None;
+        };
+        open_access(w, info);
+        raw::device_read(att, src.range.clone())
+    };
+    let found = close_access(w);
+    match res {
+        Ok(v) if !found => Some(v),
+        Ok(_) => None,
+        Err(e) => {
+            super::findings::fw_error(w, src.buf, vec![w.prog.device(dev).to_string()], e);
+            None
+        }
+    }
+}
+
+fn device_write(w: &World, dev: DeviceId, clock: &VClock, dst: &Bytes, data: &[u8]) {
+    let info = device_access(w, dev, clock, dst, true);
+    let res = {
+        let objs = w.objs.borrow();
+        let Some(att) = objs.buf(dst.buf).and_then(|b| b.att(dev)) else {
+            drop(objs);
+            return super::findings::not_attached(w, dev, dst.buf);
+        };
+        open_access(w, info);
+        raw::device_write(att, dst.range.start, data)
+    };
+    close_access(w);
+    if let Err(e) = res {
+        super::findings::fw_error(w, dst.buf, vec![w.prog.device(dev).to_string()], e);
+    }
+}
+
+/// A CPU read or write of `bytes` through the buffer's user mapping if it has one, else
+/// the kernel mapping.
+pub(crate) fn cpu_access(w: &World, bytes: &Bytes, write: Option<Value>, expect: Option<Value>) {
+    let (handle, user, path) = {
+        let objs = w.objs.borrow();
+        let Some(b) = objs.buf(bytes.buf) else { return };
+        let user = b.umap.is_some();
+        let path =
+            if user { Path::User { bracketed: b.user_open } } else { Path::Kernel { bracketed: b.kernel_open > 0 } };
+        (b.handle.clone(), user, path)
+    };
+    let Some(handle) = handle else { return super::findings::released(w, bytes.buf) };
+    let r = bytes.range.clone();
+    let frame = w.pos.get().frame;
+    let info = AccessInfo {
+        agent: "cpu".into(),
+        thread: 0,
+        clock: w.jobs.borrow().cpu.clone(),
+        buffer: w.prog.buffer(bytes.buf).to_string(),
+        range: r.clone(),
+        write: write.is_some(),
+        line: w.pos.get().line,
+        path,
+    };
+    let data = write.map(|v| value_bytes(v, &r, frame));
+    open_access(w, info);
+    let res = {
+        let objs = w.objs.borrow();
+        let umap = objs.buf(bytes.buf).and_then(|b| b.umap.as_ref());
+        cpu_move(&handle, umap, &r, data.as_deref())
+    };
+    let found = close_access(w);
+    w.jobs.borrow_mut().cpu.tick(0);
+    super::findings::drain_reports(w, Some(user));
+    match res {
+        Ok(Some(got)) => {
+            if let Some(e) = expect
+                && !found
+            {
+                check_expect(w, bytes, e, &got, None, frame);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => super::findings::fw_error(w, bytes.buf, vec!["cpu".into()], e),
+    }
+}
+
+fn cpu_move(
+    handle: &DmaBuf,
+    umap: Option<&dmabuf::UserMapping>,
+    r: &Range<u64>,
+    data: Option<&[u8]>,
+) -> Result<Option<Vec<u8>>, dmabuf::Error> {
+    match (data, umap) {
+        (Some(d), Some(m)) => raw::mmap_write(m, r.start, d).map(|_| None),
+        (Some(d), None) => raw::kernel_write(handle, r.start, d).map(|_| None),
+        (None, Some(m)) => {
+            let mut out = vec![0u8; (r.end - r.start) as usize];
+            raw::mmap_read(m, r.start, &mut out).map(|()| Some(out))
+        }
+        (None, None) => {
+            let mut out = vec![0u8; (r.end - r.start) as usize];
+            raw::kernel_read(handle, r.start, &mut out).map(|()| Some(out))
+        }
+    }
+}
+
+/// A read's `expect` that did not hold, and no coherency finding explains it.
+fn check_expect(w: &World, bytes: &Bytes, v: Value, got: &[u8], dev: Option<DeviceId>, frame: u64) {
+    // A device whose attach was refused never wrote: the refusal is the finding.
+    if w.objs.borrow().buf(bytes.buf).is_some_and(|b| b.refused.iter().any(|&r| r)) {
+        return;
+    }
+    let r = &bytes.range;
+    if let Some(i) = first_mismatch(v, r.start, frame, got) {
+        let off = r.start + i as u64;
+        let want = value_bytes(v, &(off..off + 1), frame);
+        let agent = dev.map_or("cpu".to_string(), |d| w.prog.device(d).to_string());
+        let name = w.prog.buffer(bytes.buf);
+        F::new(FindingKind::ExpectFailed, bytes.buf)
+            .range(off..r.end)
+            .agent(agent.clone())
+            .message(format!(
+                "{agent} read {name}{} and byte {off:#x} is {:#04x}, expected {:#04x}",
+                crate::sanitizer::fmt_range(r),
+                got[i],
+                want[0]
+            ))
+            .hint("the sanitizer saw no coherency problem here: check what the scenario writes and expects")
+            .report(w);
+    }
+}
+
+/// An access of the scenario starts: the sanitizer watches it, and the explorer knows.
+fn open_access(w: &World, info: AccessInfo) {
+    w.san.borrow_mut().begin_access(info);
+    if let Some(a) = &w.accessing {
+        a.set(true);
+    }
+}
+
+/// The access ends; whether the sanitizer found something in it.
+fn close_access(w: &World) -> bool {
+    if let Some(a) = &w.accessing {
+        a.set(false);
+    }
+    w.san.borrow_mut().end_access()
+}
