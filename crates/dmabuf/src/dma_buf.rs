@@ -50,6 +50,7 @@ impl Drop for DmaBuf {
         let attached: Vec<DeviceId> = b.attachments.iter().flatten().map(AttState::device).collect();
         let mapped: Vec<DeviceId> =
             b.attachments.iter().flatten().filter(|a| a.mapping.is_some()).map(AttState::device).collect();
+        let vmapped = b.vmaps > 0;
         if let Some(m) = b.kmap.take() {
             let _ = inner.sim.cpu_unmap(m);
         }
@@ -63,6 +64,9 @@ impl Drop for DmaBuf {
         }
         if !mapped.is_empty() {
             inner.reports.push(Report::LeakedMappings { buffer, devices: mapped });
+        }
+        if vmapped {
+            inner.reports.push(Report::VmapAtRelease { buffer });
         }
     }
 }

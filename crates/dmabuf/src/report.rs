@@ -64,6 +64,12 @@ pub enum Report {
         /// The devices whose mapping leaked, one entry per mapping.
         devices: Vec<DeviceId>,
     },
+    /// The last reference to the buffer went while the kernel still had it vmapped: the
+    /// kernel mapping outlives the buffer (`dma_buf_vmap` takes no reference).
+    VmapAtRelease {
+        /// The released buffer.
+        buffer: BufferId,
+    },
     /// An unmap of an attachment that is not mapped.
     UnmapNotMapped {
         /// The buffer of the attachment.

@@ -251,7 +251,7 @@ impl Exec<'_, '_> {
                     Ok(()) => {
                         self.implicit_wait_done(&h, *dir);
                         if let Some(x) = w.objs.borrow_mut().buf_mut(bytes.buf) {
-                            x.kernel_open += 1;
+                            x.kernel_open.push(s.line);
                         }
                     }
                     Err(e) => fw_error(w, bytes.buf, vec!["cpu".into()], e),
@@ -263,7 +263,7 @@ impl Exec<'_, '_> {
                     fw_error(w, *buf, vec!["cpu".into()], e);
                 }
                 if let Some(x) = w.objs.borrow_mut().buf_mut(*buf) {
-                    x.kernel_open = x.kernel_open.saturating_sub(1);
+                    x.kernel_open.pop();
                 }
             }
             Cmd::CpuRead { bytes, expect } => cpu_access(w, bytes, None, *expect),
@@ -326,6 +326,7 @@ impl Exec<'_, '_> {
             }
             Cmd::Fence { fence } => {
                 let f = w.new_fence(w.prog.fence(*fence), None);
+                w.software.borrow_mut().push((f.clone(), s.line));
                 w.objs.borrow_mut().fences[fence.index()] = Some(f);
             }
             Cmd::Signal { fence } => {
@@ -518,7 +519,7 @@ impl Exec<'_, '_> {
                 self.implicit_wait_done(&h, d);
             }
             if let Some(x) = w.objs.borrow_mut().buf_mut(buf) {
-                x.user_open = flags & DMA_BUF_SYNC_END == 0;
+                x.user_open = (flags & DMA_BUF_SYNC_END == 0).then_some(w.pos.get().line);
             }
         }
         if let Some(Err(e)) = res {
@@ -567,6 +568,81 @@ impl Exec<'_, '_> {
                     .hint("map through dma_buf_vmap")
                     .report(w)
             }
+        }
+    }
+
+    /// What the program left behind at its end, as loom checks after every execution:
+    /// device mappings never unmapped, CPU brackets never ended, software fences never
+    /// signalled. (Attachments of buffers the program still holds are not leaks: the
+    /// importer keeps its import until the process exits. Those of released buffers are
+    /// reported at the release.)
+    pub(crate) fn leak_check(&mut self) {
+        let w = &*self.w;
+        let mut found: Vec<(u32, F)> = Vec::new();
+        for (i, b) in w.objs.borrow().bufs.iter().enumerate() {
+            let Some(b) = b else { continue };
+            let buf = BufId(i as u32);
+            let name = w.prog.buffer(buf);
+            if b.handle.is_none() {
+                continue;
+            }
+            for (d, a) in b.atts.iter().enumerate() {
+                if a.as_ref().is_some_and(|a| a.mapped_direction().is_some()) {
+                    let dev = w.prog.device(DeviceId(d as u16));
+                    let line = b.map_lines[d];
+                    found.push((
+                        line,
+                        F::new(FindingKind::Misuse, buf)
+                            .agent(dev.to_string())
+                            .message(format!(
+                                "{dev} still maps {name} at the end of the program (mapped at line {line})"
+                            ))
+                            .hint(format!(
+                                "`unmap {dev} {name}` after its last job: what it wrote is handed over at the unmap"
+                            )),
+                    ));
+                }
+            }
+            for &line in &b.kernel_open {
+                found.push((
+                    line,
+                    F::new(FindingKind::Misuse, buf)
+                        .cpu()
+                        .message(format!("the CPU access to {name} begun at line {line} never ends"))
+                        .hint(format!(
+                            "`cpu end {name} DIR` after the last access: the end hands the CPU's writes over"
+                        )),
+                ));
+            }
+            if let Some(line) = b.user_open {
+                found.push((
+                    line,
+                    F::new(FindingKind::Misuse, buf)
+                        .cpu()
+                        .message(format!("the sync bracket on {name} started at line {line} never ends"))
+                        .hint(format!(
+                            "`sync {name} end DIR` after the last access: the end hands the CPU's writes over"
+                        )),
+                ));
+            }
+        }
+        for (f, line) in w.software.borrow().iter() {
+            if !f.is_signaled() {
+                let name = super::world::fence_name(f);
+                found.push((
+                    *line,
+                    F::new(FindingKind::Misuse, None)
+                        .cpu()
+                        .message(format!("fence {name} made at line {line} is never signalled"))
+                        .hint(format!(
+                            "`signal {name}` once the work it stands for is done: whoever waits for it hangs"
+                        )),
+                ));
+            }
+        }
+        for (line, f) in found {
+            w.set_pos(line, 0);
+            f.report(w);
         }
     }
 

@@ -189,6 +189,9 @@ pub(crate) fn drain_reports(w: &World, user: Option<bool>) {
                     .message(format!("{d} unpins {b}, which it has not pinned"))
                     .hint(format!("unpin once per `pin {d} {b}`"))
             }
+            Report::VmapAtRelease { .. } => f
+                .message(format!("{b} released while the kernel still has it vmapped"))
+                .hint(format!("`vunmap {b}` before releasing it: a vmap holds no reference")),
             Report::VunmapNotMapped { .. } => {
                 f.message(format!("vunmap of {b}, which is not vmapped")).hint("vunmap once per vmap")
             }
@@ -212,6 +215,7 @@ fn report_buffer(r: &Report) -> Option<dmabuf::BufferId> {
         | Report::DeviceAccessUnmapped { buffer, .. }
         | Report::DeviceDirection { buffer, .. }
         | Report::UnpinNotPinned { buffer, .. }
+        | Report::VmapAtRelease { buffer }
         | Report::VunmapNotMapped { buffer } => *buffer,
         _ => return None,
     })

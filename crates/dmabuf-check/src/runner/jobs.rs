@@ -78,7 +78,16 @@ pub(crate) fn run_job(w: &World, p: Pending) {
     clock.tick(thread);
     w.jobs.borrow_mut().devs[p.dev.index()] = clock.clone();
     w.san.borrow_mut().set_step(p.line, w.prog.buffer(p.job.kind.buffer()));
+    let gone: Vec<BufId> = [p.job.kind.reads(), p.job.kind.writes()]
+        .into_iter()
+        .flatten()
+        .filter(|&b| w.objs.borrow().handle(b).is_none())
+        .collect();
+    for &b in &gone {
+        super::findings::released(w, b);
+    }
     match &p.job.kind {
+        _ if !gone.is_empty() => {}
         JobKind::Read { src, expect } => {
             if let Some(got) = device_read(w, p.dev, &clock, src)
                 && let Some(e) = expect
@@ -173,8 +182,11 @@ pub(crate) fn cpu_access(w: &World, bytes: &Bytes, write: Option<Value>, expect:
         let objs = w.objs.borrow();
         let Some(b) = objs.buf(bytes.buf) else { return };
         let user = b.umap.is_some();
-        let path =
-            if user { Path::User { bracketed: b.user_open } } else { Path::Kernel { bracketed: b.kernel_open > 0 } };
+        let path = if user {
+            Path::User { bracketed: b.user_open.is_some() }
+        } else {
+            Path::Kernel { bracketed: !b.kernel_open.is_empty() }
+        };
         (b.handle.clone(), user, path)
     };
     let Some(handle) = handle else { return super::findings::released(w, bytes.buf) };

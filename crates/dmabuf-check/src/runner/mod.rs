@@ -226,6 +226,7 @@ pub fn run_hooked(
     let stopped = ex.stopped;
     if !stopped {
         ex.finish();
+        ex.leak_check();
     }
     let steps = ex.steps;
     drop(ex);

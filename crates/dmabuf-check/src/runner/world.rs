@@ -46,9 +46,10 @@ pub(crate) struct BufRt {
     /// Attachments, by device index.
     pub(crate) atts: Vec<Option<Attachment>>,
     pub(crate) umap: Option<UserMapping>,
-    /// CPU brackets open (kernel ones, and the user sync ioctl), for the hints.
-    pub(crate) kernel_open: u32,
-    pub(crate) user_open: bool,
+    /// The lines of the kernel CPU brackets open, innermost last.
+    pub(crate) kernel_open: Vec<u32>,
+    /// The line of the user sync bracket open (`sync BUF start`), if one is.
+    pub(crate) user_open: Option<u32>,
     /// The line of each device's current `map` (0: none).
     pub(crate) map_lines: Vec<u32>,
     /// Devices whose attach was refused: their later uses are not reported again.
@@ -65,8 +66,8 @@ impl BufRt {
             handle: Some(handle),
             atts: (0..devices).map(|_| None).collect(),
             umap: None,
-            kernel_open: 0,
-            user_open: false,
+            kernel_open: Vec::new(),
+            user_open: None,
             map_lines: vec![0; devices],
             refused: vec![false; devices],
             importer_maps: vec![None; devices],
@@ -158,6 +159,8 @@ pub(crate) struct World {
     pub(crate) pos: Cell<Pos>,
     /// The framework's reports already turned into findings.
     pub(crate) reports_seen: Cell<usize>,
+    /// Every software fence the program made, with its line.
+    pub(crate) software: RefCell<Vec<(Fence, u32)>>,
     /// Set while one of the scenario's accesses runs (an explorer's hook).
     pub(crate) accessing: Option<Rc<Cell<bool>>>,
     /// Set to the line being executed (an explorer's hook).
@@ -190,6 +193,7 @@ impl World {
             jobs: RefCell::new(jobs),
             pos: Cell::new(Pos::default()),
             reports_seen: Cell::new(0),
+            software: RefCell::new(Vec::new()),
             accessing,
             line_cell,
         });
