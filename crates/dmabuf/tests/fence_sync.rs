@@ -5,9 +5,11 @@
 use std::time::Duration;
 
 use dmabuf::fence::{Errno, Fence, FenceStatus, MonotonicTime, context_alloc};
+use dmabuf::resv::{Resv, ResvUsage};
 use dmabuf::sw_sync::SyncTimeline;
 use dmabuf::sync_file::SyncFile;
 use dmabuf::uapi::{self, WaitStatus};
+use proptest::prelude::*;
 
 /// The selftests' `sync_fence_count_with_status`.
 fn count_with_status(f: &SyncFile, status: FenceStatus) -> usize {
@@ -231,4 +233,100 @@ fn sw_sync_wraps_at_32_bits() {
     assert!(past_wrap.is_later(&near));
     // A point already reached is born signalled.
     assert!(tl.create_fence(0).is_signaled());
+}
+
+/// sw_sync.c `sw_sync_ioctl_inc`: an increment above `INT_MAX` is applied in steps of at
+/// most `INT_MAX` (each a `sync_timeline_signal`). In one step of `u32::MAX` the counter
+/// would land one short of a full turn, where point 1 compares as two ahead of it and
+/// would never signal.
+#[test]
+fn sw_sync_inc_above_int_max_in_steps() {
+    const INT_MAX: u32 = i32::MAX.unsigned_abs();
+    let tl = std::sync::Arc::new(SyncTimeline::new("inc_above_int_max"));
+    let first = tl.create_fence(1);
+    let last = tl.create_fence(INT_MAX);
+    // Point 1 signals in the first step, and its callback sees the counter where that
+    // step left it, as a callback run by the kernel's first `sync_timeline_signal` does.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    {
+        let (tl, seen) = (tl.clone(), seen.clone());
+        first.add_callback(move |_| *seen.lock().unwrap() = Some(tl.value())).unwrap();
+    }
+    tl.inc(u32::MAX);
+    assert!(first.is_signaled(), "point 1 left pending by an increment of u32::MAX");
+    assert!(last.is_signaled());
+    assert_eq!(tl.value(), u32::MAX);
+    assert_eq!(*seen.lock().unwrap(), Some(INT_MAX), "the first step is INT_MAX");
+
+    // The smallest single step that would jump past point 1: 2^31 + 2.
+    let tl = SyncTimeline::new("inc_2_31_plus_2");
+    let first = tl.create_fence(1);
+    tl.inc((1 << 31) + 2);
+    assert!(first.is_signaled(), "point 1 left pending by an increment of 2^31 + 2");
+    assert_eq!(tl.value(), (1 << 31) + 2);
+    // From there, a point half a turn ahead signals after a second large increment.
+    let ahead = tl.create_fence(tl.value().wrapping_add(INT_MAX));
+    assert!(!ahead.is_signaled());
+    tl.inc(u32::MAX);
+    assert!(ahead.is_signaled());
+}
+
+proptest! {
+    /// sw_sync.c `sw_sync_ioctl_inc`: whatever the counter and the increment, a point `d`
+    /// ahead of the counter (`1..=INT_MAX`, the only points that can be pending) signals
+    /// exactly when the increment reaches it.
+    #[test]
+    fn sw_sync_inc_signals_a_point_once_the_counter_reaches_it(
+        base in any::<u32>(),
+        d in 1..=i32::MAX.unsigned_abs(),
+        inc in any::<u32>(),
+    ) {
+        let tl = SyncTimeline::new("prop");
+        tl.inc(base);
+        let point = tl.create_fence(base.wrapping_add(d));
+        prop_assert!(!point.is_signaled());
+        tl.inc(inc);
+        prop_assert_eq!(point.test_signaled_flag(), inc >= d, "point {} ahead, increment {}", d, inc);
+        prop_assert_eq!(tl.value(), base.wrapping_add(inc));
+    }
+}
+
+/// sw_sync.c `sync_pt_create`: a point still pending has one fence, and asking for it
+/// again gives that fence (found in the timeline's tree). A point already reached gets a
+/// new, signalled fence each time, and so does a pending point whose fence was released.
+#[test]
+fn sw_sync_pt_create_hands_out_the_pending_point() {
+    let tl = SyncTimeline::new("pt_create");
+    let a = tl.create_fence(5);
+    let b = tl.create_fence(5);
+    assert!(Fence::ptr_eq(&a, &b), "two fences for one pending point");
+    assert!(!Fence::ptr_eq(&a, &tl.create_fence(6)));
+    // The file-level view: two sync files of one point merge to that one fence.
+    let m = tl.create_sync_file("x", 5).merge("m", &tl.create_sync_file("y", 5)).unwrap();
+    assert_eq!(m.fence(), &a);
+    drop((a, b, m));
+    let c = tl.create_fence(5);
+    tl.inc(5);
+    assert!(c.is_signaled());
+    let (d, e) = (tl.create_fence(5), tl.create_fence(5));
+    assert!(d.is_signaled() && e.is_signaled());
+    assert!(!Fence::ptr_eq(&d, &e), "a reached point is not in the tree");
+}
+
+/// sw_sync.c `sync_pt_create` with `dma_resv_add_fence`: the same pending point asked for
+/// twice is one fence, so the reservation object replaces it in its slot instead of
+/// needing a second one.
+#[test]
+fn sw_sync_same_point_takes_one_resv_slot() {
+    let tl = SyncTimeline::new("resv");
+    let resv = Resv::new();
+    {
+        let mut g = resv.lock();
+        g.reserve_fences(1);
+        g.add_fence(&tl.create_fence(3), ResvUsage::Read).unwrap();
+        g.add_fence(&tl.create_fence(3), ResvUsage::Read).expect("the same fence needs no new slot");
+        assert_eq!(g.num_fences(), 1);
+    }
+    tl.inc(3);
+    assert!(resv.test_signaled(ResvUsage::Bookkeep));
 }

@@ -255,6 +255,13 @@ impl WeakFence {
     pub fn upgrade(&self) -> Option<Fence> {
         self.inner.upgrade().map(|inner| Fence { inner })
     }
+
+    /// Whether the fence is gone (or going: its last handle has been dropped). Unlike
+    /// [`WeakFence::upgrade`] this never creates a handle, so a provider may ask while it
+    /// holds a lock that the fence's release takes.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.inner.strong_count() == 0
+    }
 }
 
 impl fmt::Debug for WeakFence {
