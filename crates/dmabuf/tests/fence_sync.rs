@@ -330,3 +330,36 @@ fn sw_sync_same_point_takes_one_resv_slot() {
     tl.inc(3);
     assert!(resv.test_signaled(ResvUsage::Bookkeep));
 }
+
+/// sync_file.c `sync_file_ioctl_fence_info`: with the fences asked for, the status of the
+/// whole is the first active or failed status in order (`info.status = info.status <= 0 ?
+/// info.status : status`), so a failure shows while a later fence is active, and of two
+/// failures the first in order shows, whichever happened first. The status of the fence
+/// itself (`dma_fence_get_status`, what the call without fences reports) is the array's:
+/// pending while any fence is, then the first error reported to it once a `poll` has
+/// enabled its signalling (`dma_fence_array_set_pending_error`).
+#[test]
+fn sync_file_info_status_is_the_first_active_or_failed_fence() {
+    // Contexts are allocated in order, so a merge puts `first` before `second`.
+    let (first, second) = (Fence::new_software(context_alloc(1), 1), Fence::new_software(context_alloc(1), 1));
+    let m = SyncFile::from_fences(&[second.clone(), first.clone()]).unwrap();
+    assert!(!m.poll().readable);
+    assert_eq!(m.info().status, FenceStatus::Active);
+    first.signal_with_error(Errno::EIO).unwrap();
+    assert_eq!(m.info().status, FenceStatus::Error(-5), "a failure before an active fence shows");
+    assert_eq!(m.status(), FenceStatus::Active, "the array itself is still pending");
+    second.signal().unwrap();
+    assert_eq!(m.info().status, FenceStatus::Error(-5));
+    assert_eq!(m.status(), FenceStatus::Error(-5));
+
+    // A failure after an active fence does not show.
+    let (first, second) = (Fence::new_software(context_alloc(1), 1), Fence::new_software(context_alloc(1), 1));
+    let m = SyncFile::from_fences(&[first.clone(), second.clone()]).unwrap();
+    assert!(!m.poll().readable);
+    second.signal_with_error(Errno::EIO).unwrap();
+    assert_eq!(m.info().status, FenceStatus::Active);
+    // Two failures: info shows the first in order, the array the first to happen.
+    first.signal_with_error(Errno::ETIMEDOUT).unwrap();
+    assert_eq!(m.info().status, FenceStatus::Error(-110));
+    assert_eq!(m.status(), FenceStatus::Error(-5));
+}
