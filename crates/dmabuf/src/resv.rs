@@ -7,9 +7,10 @@
 //! writes must also wait for readers ([`ResvUsage::rw`]).
 //!
 //! Changes happen under the lock ([`Resv::lock`], the kernel's `dma_resv_lock`): reserve
-//! slots, then add fences. A fence replaces the fence of its own context if it is at least
-//! as late and its usage at least as strict (usage is promoted, never demoted), and
-//! signalled fences give up their slots. Readers need no lock: [`Resv::iter_unlocked`]
+//! slots, then add fences. A fence replaces the fence of its own context if it is later (or
+//! is that very fence) and its usage is at least as strict (usage is promoted, never
+//! demoted), and signalled fences give up their slots. Two distinct fences of one context
+//! with an equal sequence number both stay. Readers need no lock: [`Resv::iter_unlocked`]
 //! walks a snapshot and restarts, saying so, when the set changes under it (the kernel's
 //! RCU walk with its sequence check).
 
@@ -282,9 +283,11 @@ impl ResvGuard<'_> {
 
     /// Adds `fence` with `usage` (`dma_resv_add_fence`).
     ///
-    /// It takes the slot of an older fence of its own context whose usage is the same or
-    /// looser (so usage is promoted, never demoted), or of any signalled fence; otherwise
-    /// it needs a reserved slot. Containers are refused: add the fences they hold.
+    /// It takes the slot of a fence of its own context that it is later than, or that is
+    /// `fence` itself, whose usage is the same or looser (so usage is promoted, never
+    /// demoted), or of any signalled fence; otherwise it needs a reserved slot. A distinct
+    /// fence with an equal sequence number is not replaced ([`Fence::is_later_or_same`]).
+    /// Containers are refused: add the fences they hold.
     pub fn add_fence(&mut self, fence: &Fence, usage: ResvUsage) -> Result<(), FenceError> {
         if fence.is_container() {
             return Err(FenceError::ContainerInResv { context: fence.context(), seqno: fence.seqno() });

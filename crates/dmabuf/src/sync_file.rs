@@ -74,9 +74,15 @@ impl SyncFile {
     }
 
     /// Name, status and the individual fences, containers unwrapped
-    /// (`SYNC_IOC_FILE_INFO`).
+    /// (`SYNC_IOC_FILE_INFO` asked for the fences, as user space asks the second time).
+    ///
+    /// The status of the whole is the kernel's fold over the fences in order
+    /// (`sync_file_ioctl_fence_info`: `info.status = info.status <= 0 ? info.status :
+    /// status`): the status of the first fence that is active or failed, or signalled if
+    /// every fence is. So an early failure shows while a later fence is still active, and
+    /// of two failures the first in order shows, not the first to happen.
     pub fn info(&self) -> SyncFileInfo {
-        let fences = unwrap(&self.fence)
+        let fences: Vec<FenceInfo> = unwrap(&self.fence)
             .map(|f| {
                 let status = f.status();
                 FenceInfo {
@@ -87,7 +93,9 @@ impl SyncFile {
                 }
             })
             .collect();
-        SyncFileInfo { name: self.name(), status: self.status(), fences }
+        let status =
+            fences.iter().map(|f| f.status).find(|s| *s != FenceStatus::Signaled).unwrap_or(FenceStatus::Signaled);
+        SyncFileInfo { name: self.name(), status, fences }
     }
 
     /// What `poll` reports (`sync_file_poll`): readable (`POLLIN`) once the fence has

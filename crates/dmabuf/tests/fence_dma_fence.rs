@@ -326,3 +326,26 @@ fn many_waiters_all_wake() {
     }
     assert_eq!(woke.load(Ordering::SeqCst), 8);
 }
+
+/// include/linux/dma-fence.h `dma_fence_is_later_or_same`: `f1 == f2 ||
+/// dma_fence_is_later(f1, f2)`. The same fence, or a later one of its context; two
+/// distinct fences with an equal sequence number are not the same, and neither is later.
+/// 32-bit providers (`sw_sync`) order across the wrap (`__dma_fence_is_later`).
+#[test]
+fn is_later_or_same_is_the_fence_itself_or_later() {
+    let ctx = context_alloc(2);
+    let a = Fence::new_software(ctx, 1);
+    let twin = Fence::new_software(ctx, 1);
+    let later = Fence::new_software(ctx, 2);
+    assert!(a.is_later_or_same(&a) && twin.is_later_or_same(&twin));
+    assert!(!a.is_later_or_same(&twin) && !twin.is_later_or_same(&a), "distinct fences of one seqno are not the same");
+    assert!(later.is_later_or_same(&a) && !a.is_later_or_same(&later));
+    let elsewhere = Fence::new_software(ctx + 1, 1);
+    assert!(!elsewhere.is_later_or_same(&a) && !a.is_later_or_same(&elsewhere));
+
+    let tl = dmabuf::SyncTimeline::new("wrap");
+    tl.inc(u32::MAX - 1);
+    let before_wrap = tl.create_fence(u32::MAX);
+    let after_wrap = tl.create_fence(1);
+    assert!(after_wrap.is_later_or_same(&before_wrap) && !before_wrap.is_later_or_same(&after_wrap));
+}

@@ -1,6 +1,8 @@
 //! Fences on a `DmaBuf`: `DMA_BUF_IOCTL_EXPORT_SYNC_FILE` / `IMPORT_SYNC_FILE` and `poll`
 //! with the semantics of the kernel's `dma-buf.c`, and CPU brackets that wait for the
-//! fences they must (`dma_buf_begin_cpu_access` → `dma_resv_wait_timeout`).
+//! fences they must (`dma_buf_begin_cpu_access` → `dma_resv_wait_timeout`); igt's
+//! `tests/dmabuf_sync_file.c`, with vgem's fences as software fences attached the way
+//! `vgem_fence_attach_ioctl` does.
 
 use std::thread;
 use std::time::Duration;
@@ -150,4 +152,195 @@ fn cpu_brackets_wait_for_the_fences() {
     // The user-space sync ioctl goes through the same bracket.
     let map = buf.mmap().unwrap();
     assert!(matches!(dmabuf::raw::sync_ioctl(&map, DMA_BUF_SYNC_READ), Err(Error::Fence(FenceError::Deadlock { .. }))));
+}
+
+/// igt lib/igt_vgem.c `vgem_fence_attach` on the kernel's `vgem_fence_attach_ioctl`: a new
+/// fence on a context of its own, refused (`EBUSY`, here `None`) while a conflicting fence
+/// is pending, else added as a write or a read fence.
+fn vgem_fence_attach(buf: &DmaBuf, write: bool) -> Option<Fence> {
+    let resv = buf.resv();
+    if !resv.test_signaled(ResvUsage::rw(write)) {
+        return None;
+    }
+    let fence = Fence::new_software(context_alloc(1), 1);
+    let mut g = resv.lock();
+    g.reserve_fences(1);
+    g.add_fence(&fence, if write { ResvUsage::Write } else { ResvUsage::Read }).ok()?;
+    Some(fence)
+}
+
+/// igt lib/dmabuf_sync_file.c `dmabuf_busy`: `poll` for `POLLOUT` if `flags` has WRITE,
+/// else for `POLLIN`, finds it not ready.
+fn dmabuf_busy(buf: &DmaBuf, flags: u64) -> bool {
+    let ready = buf.poll();
+    if flags & DMA_BUF_SYNC_WRITE != 0 { !ready.writable } else { !ready.readable }
+}
+
+/// igt lib/dmabuf_sync_file.c `sync_file_busy`.
+fn sync_file_busy(sf: &SyncFile) -> bool {
+    !sf.poll().readable
+}
+
+/// igt lib/dmabuf_sync_file.c `dmabuf_sync_file_busy`.
+fn dmabuf_sync_file_busy(buf: &DmaBuf, flags: u64) -> bool {
+    sync_file_busy(&buf.export_sync_file(flags).unwrap())
+}
+
+/// igt lib/dmabuf_sync_file.c `dmabuf_import_timeline_fence`: the sync file is closed
+/// after the import; the buffer keeps the fence.
+fn dmabuf_import_timeline_fence(buf: &DmaBuf, flags: u64, timeline: &SyncTimeline, seqno: u32) {
+    buf.import_sync_file(flags, &timeline.create_sync_file("import", seqno)).unwrap();
+}
+
+/// Asserts `dmabuf_busy` and `dmabuf_sync_file_busy` for READ, WRITE and RW.
+fn assert_busy(buf: &DmaBuf, read: bool, write: bool) {
+    for (flags, busy) in [(DMA_BUF_SYNC_READ, read), (DMA_BUF_SYNC_WRITE, write), (DMA_BUF_SYNC_RW, write)] {
+        assert_eq!(dmabuf_busy(buf, flags), busy, "dmabuf_busy({flags:#x})");
+        assert_eq!(dmabuf_sync_file_busy(buf, flags), busy, "dmabuf_sync_file_busy({flags:#x})");
+    }
+}
+
+/// igt dmabuf_sync_file.c `test_export_basic`.
+#[test]
+fn igt_dmabuf_sync_file_export_basic() {
+    let buf = buffer();
+    assert_busy(&buf, false, false);
+    let fence = vgem_fence_attach(&buf, false).expect("no conflicting fence");
+    assert_busy(&buf, false, true);
+    fence.signal().unwrap();
+    assert_busy(&buf, false, false);
+    let fence = vgem_fence_attach(&buf, true).expect("no conflicting fence");
+    assert_busy(&buf, true, true);
+    fence.signal().unwrap();
+    assert_busy(&buf, false, false);
+}
+
+/// igt dmabuf_sync_file.c `test_export_before_signal`: sync files exported before the
+/// signal see it.
+#[test]
+fn igt_dmabuf_sync_file_export_before_signal() {
+    let buf = buffer();
+    assert!(!dmabuf_sync_file_busy(&buf, DMA_BUF_SYNC_READ));
+    assert!(!dmabuf_sync_file_busy(&buf, DMA_BUF_SYNC_WRITE));
+    let fence = vgem_fence_attach(&buf, false).expect("no conflicting fence");
+    let read_fd = buf.export_sync_file(DMA_BUF_SYNC_READ).unwrap();
+    let write_fd = buf.export_sync_file(DMA_BUF_SYNC_WRITE).unwrap();
+    assert!(!sync_file_busy(&read_fd) && sync_file_busy(&write_fd));
+    fence.signal().unwrap();
+    assert!(!sync_file_busy(&read_fd) && !sync_file_busy(&write_fd));
+
+    let fence = vgem_fence_attach(&buf, true).expect("no conflicting fence");
+    let read_fd = buf.export_sync_file(DMA_BUF_SYNC_READ).unwrap();
+    let write_fd = buf.export_sync_file(DMA_BUF_SYNC_WRITE).unwrap();
+    assert!(sync_file_busy(&read_fd) && sync_file_busy(&write_fd));
+    fence.signal().unwrap();
+    assert!(!sync_file_busy(&read_fd) && !sync_file_busy(&write_fd));
+}
+
+/// igt dmabuf_sync_file.c `test_export_multiwait`: the export waits for both fences it
+/// saw and not for one attached after it.
+#[test]
+fn igt_dmabuf_sync_file_export_multiwait() {
+    let buf = buffer();
+    let fence1 = vgem_fence_attach(&buf, false).expect("no conflicting fence");
+    let fence2 = vgem_fence_attach(&buf, false).expect("readers do not conflict");
+    let sync_file = buf.export_sync_file(DMA_BUF_SYNC_WRITE).unwrap();
+    let fence3 = vgem_fence_attach(&buf, false).expect("readers do not conflict");
+    assert!(sync_file_busy(&sync_file));
+    fence1.signal().unwrap();
+    assert!(sync_file_busy(&sync_file));
+    fence2.signal().unwrap();
+    assert!(!sync_file_busy(&sync_file));
+    fence3.signal().unwrap();
+}
+
+/// igt dmabuf_sync_file.c `test_export_wait_after_attach`: a sync file is a snapshot of
+/// the fences at export, and does not wait for fences attached after it.
+#[test]
+fn igt_dmabuf_sync_file_export_wait_after_attach() {
+    let buf = buffer();
+    let read_sync_file = buf.export_sync_file(DMA_BUF_SYNC_READ).unwrap();
+    let write_sync_file = buf.export_sync_file(DMA_BUF_SYNC_WRITE).unwrap();
+    let fence1 = vgem_fence_attach(&buf, true).expect("no conflicting fence");
+    assert!(!sync_file_busy(&read_sync_file) && !sync_file_busy(&write_sync_file));
+    // These wait on fence1.
+    let read_sync_file = buf.export_sync_file(DMA_BUF_SYNC_READ).unwrap();
+    let write_sync_file = buf.export_sync_file(DMA_BUF_SYNC_WRITE).unwrap();
+    assert!(sync_file_busy(&read_sync_file) && sync_file_busy(&write_sync_file));
+    assert!(vgem_fence_attach(&buf, true).is_none(), "vgem refuses a writer while fence1 is pending");
+    fence1.signal().unwrap();
+    let fence2 = vgem_fence_attach(&buf, true).expect("fence1 has signalled");
+    // fence1 has signalled.
+    assert!(!sync_file_busy(&read_sync_file) && !sync_file_busy(&write_sync_file));
+    // fence2 has not.
+    assert!(dmabuf_sync_file_busy(&buf, DMA_BUF_SYNC_READ));
+    assert!(dmabuf_sync_file_busy(&buf, DMA_BUF_SYNC_WRITE));
+    fence2.signal().unwrap();
+}
+
+/// igt dmabuf_sync_file.c `test_import_basic`: points of one `sw_sync` timeline imported
+/// as a read, a write and a read-write fence, each busy until the timeline reaches it.
+#[test]
+fn igt_dmabuf_sync_file_import_basic() {
+    let buf = buffer();
+    assert!(!dmabuf_busy(&buf, DMA_BUF_SYNC_READ) && !dmabuf_busy(&buf, DMA_BUF_SYNC_WRITE));
+    let timeline = SyncTimeline::new("import_basic");
+    dmabuf_import_timeline_fence(&buf, DMA_BUF_SYNC_READ, &timeline, 1);
+    assert_busy(&buf, false, true);
+    timeline.inc(1);
+    assert_busy(&buf, false, false);
+    dmabuf_import_timeline_fence(&buf, DMA_BUF_SYNC_WRITE, &timeline, 2);
+    assert_busy(&buf, true, true);
+    timeline.inc(1);
+    assert_busy(&buf, false, false);
+    dmabuf_import_timeline_fence(&buf, DMA_BUF_SYNC_RW, &timeline, 3);
+    assert_busy(&buf, true, true);
+    timeline.inc(1);
+    assert_busy(&buf, false, false);
+}
+
+/// igt dmabuf_sync_file.c `test_import_multiple`: 32 read fences (and a write fence with
+/// `write`) from as many timelines; they block writers, and readers only if there is a
+/// writer; signalled one by one from the last.
+fn import_multiple(write: bool) {
+    let buf = buffer();
+    assert!(!dmabuf_busy(&buf, DMA_BUF_SYNC_READ) && !dmabuf_busy(&buf, DMA_BUF_SYNC_WRITE));
+    let read_timelines: Vec<SyncTimeline> = (0..32).map(|i| SyncTimeline::new(&format!("read{i}"))).collect();
+    for tl in &read_timelines {
+        dmabuf_import_timeline_fence(&buf, DMA_BUF_SYNC_READ, tl, 1);
+    }
+    let write_timeline = SyncTimeline::new("write");
+    if write {
+        dmabuf_import_timeline_fence(&buf, DMA_BUF_SYNC_WRITE, &write_timeline, 1);
+    }
+    let read_sync_file = buf.export_sync_file(DMA_BUF_SYNC_READ).unwrap();
+    let write_sync_file = buf.export_sync_file(DMA_BUF_SYNC_WRITE).unwrap();
+    for tl in read_timelines.iter().rev() {
+        assert_eq!(dmabuf_busy(&buf, DMA_BUF_SYNC_READ), write);
+        assert_eq!(sync_file_busy(&read_sync_file), write);
+        assert!(dmabuf_busy(&buf, DMA_BUF_SYNC_WRITE));
+        assert!(sync_file_busy(&write_sync_file));
+        tl.inc(1);
+    }
+    assert_eq!(dmabuf_busy(&buf, DMA_BUF_SYNC_READ), write);
+    assert_eq!(sync_file_busy(&read_sync_file), write);
+    assert_eq!(dmabuf_busy(&buf, DMA_BUF_SYNC_WRITE), write);
+    assert_eq!(sync_file_busy(&write_sync_file), write);
+    if write {
+        write_timeline.inc(1);
+    }
+    assert!(!dmabuf_busy(&buf, DMA_BUF_SYNC_READ) && !sync_file_busy(&read_sync_file));
+    assert!(!dmabuf_busy(&buf, DMA_BUF_SYNC_WRITE) && !sync_file_busy(&write_sync_file));
+}
+
+/// igt dmabuf_sync_file.c subtest `import-multiple-read-only`.
+#[test]
+fn igt_dmabuf_sync_file_import_multiple_read_only() {
+    import_multiple(false);
+}
+
+/// igt dmabuf_sync_file.c subtest `import-multiple-read-write`.
+#[test]
+fn igt_dmabuf_sync_file_import_multiple_read_write() {
+    import_multiple(true);
 }

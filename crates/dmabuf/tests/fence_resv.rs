@@ -283,3 +283,46 @@ fn unlocked_readers_race_a_writer() {
     assert_eq!(resv.get_fences(ResvUsage::Read).len(), 14);
     drop(kept);
 }
+
+/// dma-resv.c `dma_resv_add_fence` with `dma_fence_is_later_or_same`: a fence of the same
+/// context replaces the old one only if it is later or is that very fence. A distinct fence
+/// with an equal sequence number takes a slot of its own, and both are waited for.
+#[test]
+fn resv_keeps_distinct_fences_of_equal_seqno() {
+    let ctx = context_alloc(1);
+    let (a, twin) = (Fence::new_software(ctx, 1), Fence::new_software(ctx, 1));
+    let resv = Resv::new();
+    add(&resv, &a, ResvUsage::Read);
+    {
+        let mut g = resv.lock();
+        assert_eq!(g.add_fence(&twin, ResvUsage::Read), Err(FenceError::NoFenceSlot), "the twin replaced the fence");
+        g.reserve_fences(1);
+        g.add_fence(&twin, ResvUsage::Read).unwrap();
+        assert_eq!(g.num_fences(), 2);
+    }
+    assert_eq!(resv.get_fences(ResvUsage::Read), vec![a.clone(), twin.clone()]);
+    a.signal().unwrap();
+    assert!(!resv.test_signaled(ResvUsage::Read), "the twin is still pending");
+    twin.signal().unwrap();
+    assert!(resv.test_signaled(ResvUsage::Read));
+}
+
+/// dma-resv.c `dma_resv_add_fence`, as the commit that brought in
+/// `dma_fence_is_later_or_same` puts it: "It's valid to add the same fence multiple times
+/// to a dma-resv object and we shouldn't need one extra slot for each." At a looser usage
+/// it is not replaced (no demotion), so it then needs a slot.
+#[test]
+fn resv_adds_the_same_fence_again_without_a_slot() {
+    let f = alloc_fence();
+    let resv = Resv::new();
+    add(&resv, &f, ResvUsage::Write);
+    let mut g = resv.lock();
+    for usage in [ResvUsage::Write, ResvUsage::Kernel] {
+        g.add_fence(&f, usage).expect("the same fence needs no new slot");
+        assert_eq!(g.num_fences(), 1);
+    }
+    assert_eq!(g.iter(ResvUsage::Bookkeep).collect::<Vec<_>>(), vec![(f.clone(), ResvUsage::Kernel)]);
+    assert_eq!(g.add_fence(&f, ResvUsage::Read), Err(FenceError::NoFenceSlot));
+    drop(g);
+    f.signal().unwrap();
+}

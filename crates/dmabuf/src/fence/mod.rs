@@ -255,6 +255,13 @@ impl WeakFence {
     pub fn upgrade(&self) -> Option<Fence> {
         self.inner.upgrade().map(|inner| Fence { inner })
     }
+
+    /// Whether the fence is gone (or going: its last handle has been dropped). Unlike
+    /// [`WeakFence::upgrade`] this never creates a handle, so a provider may ask while it
+    /// holds a lock that the fence's release takes.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.inner.strong_count() == 0
+    }
 }
 
 impl fmt::Debug for WeakFence {
@@ -365,10 +372,12 @@ impl Fence {
             && seqno_is_later(self.seqno(), other.seqno(), self.inner.ops.use_64bit_seqno())
     }
 
-    /// Whether this fence is later than or the same point as `other` on the same context
-    /// (`dma_fence_is_later_or_same`).
+    /// Whether this fence is `other` itself or later on the same context
+    /// (`dma_fence_is_later_or_same` in `include/linux/dma-fence.h`: `f1 == f2 ||
+    /// dma_fence_is_later(f1, f2)`). Two distinct fences with an equal sequence number are
+    /// not "the same": neither is later, so a reservation object keeps both.
     pub fn is_later_or_same(&self, other: &Fence) -> bool {
-        Fence::ptr_eq(self, other) || (self.context() == other.context() && !other.is_later(self))
+        Fence::ptr_eq(self, other) || self.is_later(other)
     }
 
     fn flags(&self) -> u32 {
