@@ -17,85 +17,9 @@
 //! BIDIRECTIONAL, and maintenance applies to the slot. Behind an IOMMU the pages are
 //! mapped at a contiguous IOVA range below the mask.
 
-use serde::{Deserialize, Serialize};
-
 use crate::addr::{BusAddr, Iova, PAGE_SIZE, PhysAddr, PhysRange};
-use crate::event::DeviceId;
 use crate::sim::{Sim, SimError};
-
-/// The direction of a DMA transfer (the kernel's `enum dma_data_direction`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DmaDirection {
-    /// `DMA_BIDIRECTIONAL`: the device reads and writes.
-    Bidirectional,
-    /// `DMA_TO_DEVICE`: the device reads.
-    ToDevice,
-    /// `DMA_FROM_DEVICE`: the device writes.
-    FromDevice,
-}
-
-impl DmaDirection {
-    /// The kernel's name.
-    pub fn kernel_name(self) -> &'static str {
-        match self {
-            DmaDirection::Bidirectional => "DMA_BIDIRECTIONAL",
-            DmaDirection::ToDevice => "DMA_TO_DEVICE",
-            DmaDirection::FromDevice => "DMA_FROM_DEVICE",
-        }
-    }
-
-    /// Whether the device may read the buffer.
-    pub fn device_reads(self) -> bool {
-        self != DmaDirection::FromDevice
-    }
-
-    /// Whether the device may write the buffer.
-    pub fn device_writes(self) -> bool {
-        self != DmaDirection::ToDevice
-    }
-}
-
-/// What the arch's streaming DMA layer does for a non-coherent device.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DmaProfile {
-    /// arm64 since Linux 5.19 (and RISC-V since 6.x): clean at map for every direction;
-    /// invalidate at unmap unless TO_DEVICE.
-    Arm64,
-    /// Older kernels and other arches: invalidate (instead of clean) at map for
-    /// FROM_DEVICE; the rest as `arm64`.
-    InvalidateBeforeFromDevice,
-}
-
-/// The maintenance a sync performs on the CPU cache.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum SyncOp {
-    /// None.
-    Nothing,
-    /// Clean.
-    Clean,
-    /// Invalidate.
-    Invalidate,
-}
-
-impl DmaProfile {
-    /// What `dma_sync_*_for_device` (and map) does for a direction.
-    pub fn for_device(self, dir: DmaDirection) -> SyncOp {
-        match (self, dir) {
-            (DmaProfile::InvalidateBeforeFromDevice, DmaDirection::FromDevice) => SyncOp::Invalidate,
-            _ => SyncOp::Clean,
-        }
-    }
-
-    /// What `dma_sync_*_for_cpu` (and unmap) does for a direction.
-    pub fn for_cpu(self, dir: DmaDirection) -> SyncOp {
-        match dir {
-            DmaDirection::ToDevice => SyncOp::Nothing,
-            _ => SyncOp::Invalidate,
-        }
-    }
-}
+use crate::vocab::{DeviceId, DmaDirection, SyncOp};
 
 /// Attributes of a map or unmap (the kernel's `DMA_ATTR_*`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]

@@ -58,14 +58,13 @@ mod platform;
 mod sim;
 mod stats;
 mod store;
+mod vocab;
 
 pub use addr::{BusAddr, BusRange, Iova, PAGE_SIZE, PhysAddr, PhysRange, Range};
 pub use cache::RangeAlloc;
-pub use chooser::{
-    Adversarial, Chooser, Freedom, Lru, Never, OpInfo, OpKind, Seeded, UnknownChooser, chooser_from_name,
-};
-pub use dma::{DmaAttrs, DmaDirection, DmaMapping, DmaProfile, DmaSegment, SyncOp};
-pub use event::{Agent, CacheId, Cause, CpuMapId, DeviceId, Event, EventLog, MaintOp, MemAttr, Observer};
+pub use chooser::{Adversarial, Chooser, Lru, Never, Seeded, UnknownChooser, chooser_from_name};
+pub use dma::{DmaAttrs, DmaMapping, DmaSegment};
+pub use event::{Event, EventLog, Observer};
 pub use oracle::Oracle;
 pub use platform::{
     Address, ByteSize, CacheGeometry, Costs, CpuDesc, DeviceDesc, Platform, PlatformError, RegionDesc, RegionKind,
@@ -73,3 +72,7 @@ pub use platform::{
 pub use sim::{AliasConflict, HwView, LineState, Sim, SimBuilder, SimError};
 pub use stats::{HwCounts, OpCount, Stats};
 pub use store::{ProvRun, WriteId};
+pub use vocab::{
+    Agent, CacheId, Cause, CpuMapId, DeviceId, DmaDirection, DmaProfile, Freedom, MaintOp, MemAttr, OpInfo, OpKind,
+    SyncOp,
+};

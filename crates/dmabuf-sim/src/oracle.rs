@@ -85,10 +85,10 @@
 use rustc_hash::FxHashMap;
 
 use crate::addr::{PAGE_SIZE, PhysAddr, PhysRange};
-use crate::chooser::{OpInfo, OpKind};
-use crate::event::{Agent, Event, MemAttr, Observer};
+use crate::event::{Event, Observer};
 use crate::platform::{Costs, Platform, RegionKind};
 use crate::stats::Stats;
+use crate::vocab::{Agent, MemAttr, OpInfo, OpKind};
 
 /// One kind of need; device kinds name the device.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::addr::{PAGE_SIZE, PhysAddr, PhysRange};
-use crate::dma::DmaProfile;
+use crate::vocab::DmaProfile;
 
 /// The built-in presets, by name, as TOML text.
 const PRESETS: &[(&str, &str)] = &[

@@ -4,11 +4,12 @@ use rustc_hash::FxHashMap;
 
 use crate::addr::{BusAddr, PAGE_SIZE, PhysAddr, PhysRange, page_chunks};
 use crate::cache::{LineCache, RangeAlloc, line_mask, runs};
-use crate::chooser::{Chooser, Freedom, Never, OpInfo, OpKind};
-use crate::event::{Agent, CacheId, Cause, CpuMapId, DeviceId, Event, MaintOp, MemAttr, Observer};
+use crate::chooser::{Chooser, Never};
+use crate::event::{Event, Observer};
 use crate::platform::{Platform, RegionKind};
 use crate::stats::Stats;
 use crate::store::{ProvPage, ProvRun, SparseMem, WriteId, push_run};
+use crate::vocab::{Agent, CacheId, Cause, CpuMapId, DeviceId, Freedom, MaintOp, MemAttr, OpInfo, OpKind};
 
 /// Why the hardware refused an operation. Each variant is one rule.
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
