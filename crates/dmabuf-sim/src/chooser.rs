@@ -18,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::addr::PhysRange;
-use crate::sim::HwView;
+use crate::hw::HwView;
 use crate::vocab::{Freedom, MaintOp, OpInfo, OpKind};
 
 /// Decides which freedoms the hardware takes after each operation.

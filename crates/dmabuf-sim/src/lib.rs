@@ -51,8 +51,8 @@
 mod addr;
 mod cache;
 mod chooser;
-mod dma;
 mod event;
+mod hw;
 pub mod oracle;
 mod platform;
 mod sim;
@@ -63,13 +63,13 @@ mod vocab;
 pub use addr::{BusAddr, BusRange, Iova, PAGE_SIZE, PhysAddr, PhysRange, Range};
 pub use cache::RangeAlloc;
 pub use chooser::{Adversarial, Chooser, Lru, Never, Seeded, UnknownChooser, chooser_from_name};
-pub use dma::{DmaAttrs, DmaMapping, DmaSegment};
 pub use event::{Event, EventLog, Observer};
+pub use hw::{HwView, LineState};
 pub use oracle::Oracle;
 pub use platform::{
     Address, ByteSize, CacheGeometry, Costs, CpuDesc, DeviceDesc, Platform, PlatformError, RegionDesc, RegionKind,
 };
-pub use sim::{AliasConflict, HwView, LineState, Sim, SimBuilder, SimError};
+pub use sim::{AliasConflict, DmaAttrs, DmaMapping, DmaSegment, Sim, SimBuilder, SimError};
 pub use stats::{HwCounts, OpCount, Stats};
 pub use store::{ProvRun, WriteId};
 pub use vocab::{

@@ -17,9 +17,12 @@
 //! BIDIRECTIONAL, and maintenance applies to the slot. Behind an IOMMU the pages are
 //! mapped at a contiguous IOVA range below the mask.
 
-use crate::addr::{BusAddr, Iova, PAGE_SIZE, PhysAddr, PhysRange};
-use crate::sim::{Sim, SimError};
-use crate::vocab::{DeviceId, DmaDirection, SyncOp};
+use super::error::SimError;
+use super::simulator::{ProvSrc, Sim, Src};
+use crate::addr::{BusAddr, Iova, PAGE_SIZE, PhysAddr, PhysRange, page_chunks};
+use crate::event::Event;
+use crate::store::WriteId;
+use crate::vocab::{Agent, DeviceId, DmaDirection, MemAttr, OpInfo, OpKind, SyncOp};
 
 /// Attributes of a map or unmap (the kernel's `DMA_ATTR_*`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -336,5 +339,47 @@ impl Sim {
     /// Bytes currently held in bounce slots.
     pub fn bounce_in_use(&self) -> u64 {
         self.bounce.as_ref().map_or(0, |p| p.slots.values().sum())
+    }
+
+    // ----- the copy the kernel does for swiotlb ----------------------------------------
+
+    /// Copies `len` bytes from `from` to `to` the way swiotlb does: a CPU memcpy through
+    /// the kernel's cacheable linear map (the source is read as the CPU sees it, the
+    /// destination lines become dirty in the CPU cache). Counted as bounce traffic.
+    pub fn bounce_copy(&mut self, from: PhysAddr, to: PhysAddr, len: u64) -> Result<(), SimError> {
+        let src = PhysRange::new(from, len).ok_or(SimError::Overflow)?;
+        let dst = PhysRange::new(to, len).ok_or(SimError::Overflow)?;
+        self.check_in_regions(src)?;
+        self.check_in_regions(dst)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let mut buf = vec![0u8; len as usize];
+        let mut prov = Vec::new();
+        let track = self.track;
+        let before = self.stats.access_cycles;
+        for (pa, off, n) in page_chunks(from.raw(), len) {
+            self.cached_read(pa, &mut buf[off..off + n], track.then_some((&mut prov, off)));
+        }
+        for (pa, off, n) in page_chunks(to.raw(), len) {
+            let p = if track { ProvSrc::Runs(&prov) } else { ProvSrc::Id(WriteId::INITIAL) };
+            self.cached_write(pa, n, Src::Bytes(&buf), off, p);
+        }
+        // The copy's cost is the bounce cost, not an access of the program.
+        self.stats.access_cycles = before;
+        let lines = src.units(self.hw.line);
+        let cycles = lines * self.hw.platform.costs.bounce_line;
+        self.stats.bounce.add(lines, len, lines, cycles);
+        if self.observed() {
+            self.emit(Event::BounceCopy { from: src, to, prov: &prov });
+        }
+        self.after_op(OpInfo {
+            kind: OpKind::BounceCopy,
+            agent: Agent::Cpu,
+            attr: Some(MemAttr::Cached),
+            ranges: vec![src, dst],
+            writes_memory: false,
+        });
+        Ok(())
     }
 }
