@@ -4,6 +4,12 @@
 //! A platform is data, not code: the built-in presets are TOML files shipped in the crate
 //! (`platforms/*.toml`) and go through the same parser and validation as a user's file.
 //! Every rule broken by a description is reported with the file, the key and the rule.
+//!
+//! The format, key by key, is the fields of [`Platform`] and the types under it: top-level
+//! `name`, `description`, `line_size` and `dma_profile`; a `[cpu]` table ([`CpuDesc`]);
+//! one `[[region]]` per memory region ([`RegionDesc`]); one `[[device]]` per DMA master
+//! ([`DeviceDesc`]); and an optional `[costs]` table ([`Costs`]) whose every key is a cycle
+//! count of at most 1,000,000,000 (10^9) per operation or per line.
 
 use std::fmt;
 use std::path::Path;
@@ -220,6 +226,12 @@ impl DeviceDesc {
 }
 
 /// Cycle costs of every operation, so two strategies can be compared on the same work.
+///
+/// In TOML, the `[costs]` table; a key left out takes its default (below). Validation
+/// refuses any cost above 1,000,000,000 cycles (10^9), naming the key: no real operation
+/// costs a second per line, and with every cost below the bound a run covers 1.8 x 10^10
+/// lines before a counter could pass 2^64. Counters saturate there rather than wrap (a
+/// platform built in code is not validated).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Costs {
@@ -251,6 +263,48 @@ pub struct Costs {
     pub cpu_uncached_write_line: u64,
     /// Per line a device reads or writes.
     pub device_access_line: u64,
+}
+
+/// The largest cost [`Platform::validate`] accepts, in cycles per operation or per line.
+const MAX_COST: u64 = 1_000_000_000;
+
+impl Costs {
+    /// Every cost with its TOML key.
+    fn entries(&self) -> [(&'static str, u64); 14] {
+        // Destructured without `..`, so that a new cost cannot be left out of validation.
+        let Costs {
+            maintenance_op,
+            clean_line,
+            invalidate_line,
+            clean_invalidate_line,
+            device_op,
+            device_flush_line,
+            device_invalidate_line,
+            bounce_line,
+            cpu_hit_line,
+            cpu_miss_line,
+            cpu_uncached_read_line,
+            cpu_wc_write_line,
+            cpu_uncached_write_line,
+            device_access_line,
+        } = *self;
+        [
+            ("maintenance_op", maintenance_op),
+            ("clean_line", clean_line),
+            ("invalidate_line", invalidate_line),
+            ("clean_invalidate_line", clean_invalidate_line),
+            ("device_op", device_op),
+            ("device_flush_line", device_flush_line),
+            ("device_invalidate_line", device_invalidate_line),
+            ("bounce_line", bounce_line),
+            ("cpu_hit_line", cpu_hit_line),
+            ("cpu_miss_line", cpu_miss_line),
+            ("cpu_uncached_read_line", cpu_uncached_read_line),
+            ("cpu_wc_write_line", cpu_wc_write_line),
+            ("cpu_uncached_write_line", cpu_uncached_write_line),
+            ("device_access_line", device_access_line),
+        ]
+    }
 }
 
 impl Default for Costs {
@@ -531,6 +585,17 @@ impl Platform {
                 return Err(bad(format!("{key}.reaches"), "the device reaches no memory region".into()));
             }
         }
+        for (name, cost) in self.costs.entries() {
+            if cost > MAX_COST {
+                return Err(bad(
+                    format!("costs.{name}"),
+                    format!(
+                        "must be at most {MAX_COST} cycles (10^9, per operation or per line: more would drown \
+                         every counter of a run), not {cost}"
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -606,6 +671,19 @@ size = "1GiB"
         assert!(e.contains("reaches no memory region"), "{e}");
         let e = err("[[device]]\nname = \"gpu\"\ndma_mask = 32\nreaches = [\"sram\"]\n");
         assert!(e.contains("no region is named `sram`"), "{e}");
+    }
+
+    /// Regression: a cost of 2^63 - 1 cycles was accepted and wrapped the counters
+    /// (`total_cycles` 18446744073709551584).
+    #[test]
+    fn a_cost_above_a_billion_cycles_is_refused_with_its_field_named() {
+        let e = err("[costs]\ncpu_miss_line = 9223372036854775807\n");
+        assert!(e.starts_with("t.toml: `costs.cpu_miss_line`: must be at most 1000000000 cycles"), "{e}");
+        assert!(e.contains("not 9223372036854775807"), "{e}");
+        let e = err("[costs]\nmaintenance_op = 1_000_000_001\n");
+        assert!(e.contains("`costs.maintenance_op`"), "{e}");
+        let at_bound = format!("{BASE}[costs]\nclean_line = 1_000_000_000\ndevice_op = 1_000_000_000\n");
+        assert!(Platform::from_toml(&at_bound, "t.toml").is_ok(), "the bound itself is a cost");
     }
 
     #[test]

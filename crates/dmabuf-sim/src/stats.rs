@@ -1,4 +1,9 @@
 //! Counters and cycle costs of everything the simulated hardware did.
+//!
+//! Cycles and bytes saturate at `u64::MAX` instead of wrapping: a platform built in code
+//! skips [`Platform::validate`](crate::Platform::validate)'s bound on costs, and a counter
+//! stuck at the top says "more than can be counted" where a wrapped one would report a
+//! small, wrong number.
 
 use serde::Serialize;
 
@@ -20,12 +25,18 @@ pub struct OpCount {
 
 impl OpCount {
     pub(crate) fn add(&mut self, lines: u64, bytes: u64, effective: u64, cycles: u64) {
-        self.ops += 1;
-        self.lines += lines;
-        self.bytes += bytes;
-        self.effective_lines += effective;
-        self.cycles += cycles;
+        self.ops = self.ops.saturating_add(1);
+        self.lines = self.lines.saturating_add(lines);
+        self.bytes = self.bytes.saturating_add(bytes);
+        self.effective_lines = self.effective_lines.saturating_add(effective);
+        self.cycles = self.cycles.saturating_add(cycles);
     }
+}
+
+/// The cycles of an operation that costs `fixed` plus `per_line` for each of `lines`
+/// lines, saturating.
+pub(crate) fn cycles(fixed: u64, per_line: u64, lines: u64) -> u64 {
+    fixed.saturating_add(per_line.saturating_mul(lines))
 }
 
 /// What the hardware did on its own (not asked for by the program).
@@ -79,38 +90,65 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// The maintenance counters, bounce copies included.
+    fn maintenance(&self) -> [&OpCount; 6] {
+        [
+            &self.clean,
+            &self.invalidate,
+            &self.clean_invalidate,
+            &self.device_flush,
+            &self.device_invalidate,
+            &self.bounce,
+        ]
+    }
+
     /// Cycles spent on maintenance and bounce copies: the price of coherency.
     pub fn maintenance_cycles(&self) -> u64 {
-        self.clean.cycles
-            + self.invalidate.cycles
-            + self.clean_invalidate.cycles
-            + self.device_flush.cycles
-            + self.device_invalidate.cycles
-            + self.bounce.cycles
+        self.maintenance().iter().fold(0, |n, c| n.saturating_add(c.cycles))
     }
 
     /// Maintenance calls of every kind, bounce copies included.
     pub fn maintenance_ops(&self) -> u64 {
-        self.clean.ops
-            + self.invalidate.ops
-            + self.clean_invalidate.ops
-            + self.device_flush.ops
-            + self.device_invalidate.ops
-            + self.bounce.ops
+        self.maintenance().iter().fold(0, |n, c| n.saturating_add(c.ops))
     }
 
     /// Bytes covered by maintenance of every kind, bounce copies included.
     pub fn maintenance_bytes(&self) -> u64 {
-        self.clean.bytes
-            + self.invalidate.bytes
-            + self.clean_invalidate.bytes
-            + self.device_flush.bytes
-            + self.device_invalidate.bytes
-            + self.bounce.bytes
+        self.maintenance().iter().fold(0, |n, c| n.saturating_add(c.bytes))
     }
 
     /// Everything: accesses and maintenance.
     pub fn total_cycles(&self) -> u64 {
-        self.access_cycles + self.maintenance_cycles()
+        self.access_cycles.saturating_add(self.maintenance_cycles())
+    }
+
+    /// Adds the cycles of an access.
+    pub(crate) fn charge(&mut self, cycles: u64) {
+        self.access_cycles = self.access_cycles.saturating_add(cycles);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: counters and their sums wrapped past 2^64 (a cost table of 2^63 - 1
+    /// cycles reported `total_cycles` 18446744073709551584).
+    #[test]
+    fn counters_and_their_sums_saturate_at_the_top() {
+        let mut s = Stats { access_cycles: u64::MAX - 1, ..Stats::default() };
+        s.clean.add(1, 64, 1, u64::MAX - 3);
+        s.clean.add(1, 64, 1, 5);
+        s.bounce.add(1, u64::MAX, 1, 7);
+        s.bounce.add(1, 1, 1, 7);
+        assert_eq!((s.clean.ops, s.clean.cycles, s.bounce.bytes), (2, u64::MAX, u64::MAX));
+        assert_eq!(s.maintenance_cycles(), u64::MAX);
+        assert_eq!(s.maintenance_bytes(), u64::MAX);
+        assert_eq!(s.total_cycles(), u64::MAX);
+        s.charge(10);
+        assert_eq!(s.access_cycles, u64::MAX);
+        assert_eq!(cycles(u64::MAX, 1, 1), u64::MAX);
+        assert_eq!(cycles(200, 40, 1 << 60), u64::MAX);
+        assert_eq!(cycles(200, 40, 64), 200 + 40 * 64);
     }
 }

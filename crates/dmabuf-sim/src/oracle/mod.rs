@@ -87,7 +87,7 @@ use rustc_hash::FxHashMap;
 use crate::addr::{PAGE_SIZE, PhysAddr, PhysRange};
 use crate::event::{Event, Observer};
 use crate::platform::{Costs, Platform, RegionKind};
-use crate::stats::Stats;
+use crate::stats::{Stats, cycles};
 use crate::vocab::{Agent, MemAttr, OpInfo, OpKind};
 
 mod rules;
@@ -287,7 +287,7 @@ impl Oracle {
                 Kind::DeviceInvalidate(_) => (&mut s.device_invalidate, c.device_op, c.device_invalidate_line),
                 Kind::Bounce => (&mut s.bounce, 0, c.bounce_line),
             };
-            count.add(lines, n, lines, fixed + per_line * lines);
+            count.add(lines, n, lines, cycles(fixed, per_line, lines));
         }
     }
 

@@ -187,3 +187,21 @@ fn bounced_bytes_are_copied_once_per_change_with_the_slot_lines_maintained() {
     assert_eq!(one, [9; 64]);
     assert_eq!(lines(&o.borrow().needed()), [5, 1, 0, 0, 336], "64 bytes out, the slot line invalidated");
 }
+
+/// Regression: the oracle charged `fixed + per_line * lines` unchecked, so a cost of
+/// 2^63 - 1 wrapped (or panicked in a debug build).
+#[test]
+fn the_oracles_cycles_saturate_on_a_huge_cost_table() {
+    let mut p = Platform::preset("arm64-noncoherent").unwrap();
+    p.costs.clean_line = i64::MAX as u64;
+    let o = Rc::new(RefCell::new(Oracle::new(&p)));
+    let mut sim = Sim::builder(p).observer(o.clone()).build();
+    let usb = sim.device("usb").unwrap();
+    let m = sim.cpu_map(&[PAGE], MemAttr::Cached).unwrap();
+    sim.cpu_fill(m, 0, 256, 1).unwrap();
+    let mut buf = [0u8; 256];
+    sim.device_read(usb, BusAddr(0x4000_0000), &mut buf).unwrap();
+    let n = o.borrow().needed();
+    assert_eq!((n.clean.lines, n.clean.cycles), (4, u64::MAX));
+    assert_eq!(n.total_cycles(), u64::MAX);
+}

@@ -6,6 +6,7 @@ use super::simulator::{AliasConflict, Chunk, CpuMapping, ProvSrc, Sim, Src, coal
 use crate::addr::{PAGE_SIZE, PhysAddr, PhysRange, page_chunks};
 use crate::event::Event;
 use crate::hw::{Sel, WcEntry};
+use crate::stats::cycles;
 use crate::store::{ProvRun, WriteId, compress, expand, push_run};
 use crate::vocab::{Agent, CpuMapId, MemAttr, OpInfo, OpKind};
 
@@ -111,7 +112,7 @@ impl Sim {
                 _ => self.uncached_read(pa, &mut buf[off..off + n], attr, want.then_some((&mut prov, off))),
             }
         }
-        self.stats.cpu_read_bytes += buf.len() as u64;
+        self.stats.cpu_read_bytes = self.stats.cpu_read_bytes.saturating_add(buf.len() as u64);
         if want {
             let len = buf.len() as u64;
             self.emit(Event::CpuRead { map: id, offset, len, attr, prov: &prov });
@@ -146,11 +147,11 @@ impl Sim {
                 MemAttr::WriteCombine => self.wc_write(pa, n, src, off, w),
                 MemAttr::Uncached => {
                     self.mem_write(pa, n, src, off, ProvSrc::Id(w));
-                    self.stats.access_cycles += self.lines_of(pa, n) * self.hw.platform.costs.cpu_uncached_write_line;
+                    self.stats.charge(cycles(0, self.hw.platform.costs.cpu_uncached_write_line, self.lines_of(pa, n)));
                 }
             }
         }
-        self.stats.cpu_write_bytes += len;
+        self.stats.cpu_write_bytes = self.stats.cpu_write_bytes.saturating_add(len);
         self.emit(Event::CpuWrite { map: id, offset, len, attr, write: w });
         let ranges = coalesce(chunks.iter().map(|&(pa, _, n)| (pa, n as u64)));
         let writes_memory = attr != MemAttr::Cached;
@@ -185,8 +186,8 @@ impl Sim {
         let (mask, _) = self.hw.chunk_masks(po, n);
         let misses = self.make_present(Sel::Cpu, pfn, mask, mask);
         let costs = &self.hw.platform.costs;
-        self.stats.access_cycles +=
-            misses * costs.cpu_miss_line + (mask.count_ones() as u64 - misses) * costs.cpu_hit_line;
+        let hits = mask.count_ones() as u64 - misses;
+        self.stats.charge(cycles(0, costs.cpu_miss_line, misses).saturating_add(cycles(0, costs.cpu_hit_line, hits)));
         let cp = self.hw.cpu.page(pfn).expect("lines were just made present");
         out.copy_from_slice(&cp.data[po..po + n]);
         if let Some((v, base)) = prov {
@@ -208,7 +209,8 @@ impl Sim {
         let (mask, partial) = self.hw.chunk_masks(po, n);
         let misses = self.make_present(Sel::Cpu, pfn, mask, partial);
         let costs = &self.hw.platform.costs;
-        self.stats.access_cycles += misses * costs.cpu_miss_line + mask.count_ones() as u64 * costs.cpu_hit_line;
+        let lines = mask.count_ones() as u64;
+        self.stats.charge(cycles(0, costs.cpu_miss_line, misses).saturating_add(cycles(0, costs.cpu_hit_line, lines)));
         let cp = self.hw.cpu.page_or_insert(pfn);
         src.put(&mut cp.data[po..po + n], off);
         prov.apply(&mut cp.prov, po, n, off);
@@ -249,7 +251,7 @@ impl Sim {
                 push_run(v, r.offset + base as u64, r.len, r.write);
             }
         }
-        self.stats.access_cycles += self.lines_of(pa, out.len()) * self.hw.platform.costs.cpu_uncached_read_line;
+        self.stats.charge(cycles(0, self.hw.platform.costs.cpu_uncached_read_line, self.lines_of(pa, out.len())));
     }
 
     /// A write-combined write of one page chunk: bytes join the write-combining buffer;
@@ -286,7 +288,7 @@ impl Sim {
                 self.drain_wc_entry(0);
             }
         }
-        self.stats.access_cycles += self.lines_of(pa, n) * self.hw.platform.costs.cpu_wc_write_line;
+        self.stats.charge(cycles(0, self.hw.platform.costs.cpu_wc_write_line, self.lines_of(pa, n)));
     }
 
     fn drain_wc_entry(&mut self, i: usize) {

@@ -8,6 +8,7 @@ use crate::addr::{BusAddr, PAGE_SIZE, PhysAddr, PhysRange, page_chunks};
 use crate::cache::runs;
 use crate::event::Event;
 use crate::hw::Sel;
+use crate::stats::cycles;
 use crate::store::{ProvRun, WriteId, compress, expand, push_run};
 use crate::vocab::{Agent, Cause, DeviceId, OpInfo, OpKind};
 
@@ -91,8 +92,8 @@ impl Sim {
             }
         }
         let len = buf.len() as u64;
-        self.stats.device_read_bytes += len;
-        self.stats.access_cycles += len.div_ceil(self.hw.line) * self.hw.platform.costs.device_access_line;
+        self.stats.device_read_bytes = self.stats.device_read_bytes.saturating_add(len);
+        self.stats.charge(cycles(0, self.hw.platform.costs.device_access_line, len.div_ceil(self.hw.line)));
         if want {
             self.emit(Event::DeviceRead { dev, bus, len, prov: &prov });
         }
@@ -174,8 +175,8 @@ impl Sim {
                 self.mem_write(pa, n, src, off, ProvSrc::Id(w));
             }
         }
-        self.stats.device_write_bytes += len;
-        self.stats.access_cycles += len.div_ceil(self.hw.line) * self.hw.platform.costs.device_access_line;
+        self.stats.device_write_bytes = self.stats.device_write_bytes.saturating_add(len);
+        self.stats.charge(cycles(0, self.hw.platform.costs.device_access_line, len.div_ceil(self.hw.line)));
         self.emit(Event::DeviceWrite { dev, bus, len, write: w });
         let ranges = coalesce(chunks.iter().map(|&(pa, _, n)| (pa, n as u64)));
         let writes_memory = !cached;

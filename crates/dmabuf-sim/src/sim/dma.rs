@@ -21,6 +21,7 @@ use super::error::SimError;
 use super::simulator::{ProvSrc, Sim, Src};
 use crate::addr::{BusAddr, Iova, PAGE_SIZE, PhysAddr, PhysRange, page_chunks};
 use crate::event::Event;
+use crate::stats::cycles;
 use crate::store::WriteId;
 use crate::vocab::{Agent, DeviceId, DmaDirection, MemAttr, OpInfo, OpKind, SyncOp};
 
@@ -368,8 +369,8 @@ impl Sim {
         // The copy's cost is the bounce cost, not an access of the program.
         self.stats.access_cycles = before;
         let lines = src.units(self.hw.line);
-        let cycles = lines * self.hw.platform.costs.bounce_line;
-        self.stats.bounce.add(lines, len, lines, cycles);
+        let cost = cycles(0, self.hw.platform.costs.bounce_line, lines);
+        self.stats.bounce.add(lines, len, lines, cost);
         if self.observed() {
             self.emit(Event::BounceCopy { from: src, to, prov: &prov });
         }

@@ -6,6 +6,7 @@ use super::simulator::Sim;
 use crate::addr::{PAGE_SIZE, PhysRange};
 use crate::event::Event;
 use crate::hw::Sel;
+use crate::stats::cycles;
 use crate::vocab::{Agent, Cause, DeviceId, MaintOp, OpInfo, OpKind};
 
 impl Sim {
@@ -38,7 +39,7 @@ impl Sim {
             MaintOp::Invalidate => (c.invalidate_line, &mut self.stats.invalidate),
             _ => (c.clean_invalidate_line, &mut self.stats.clean_invalidate),
         };
-        count.add(lines, r.len, effective, c.maintenance_op + per_line * lines);
+        count.add(lines, r.len, effective, cycles(c.maintenance_op, per_line, lines));
         self.emit(Event::Maintenance { op, agent: Agent::Cpu, range: r });
         let writes_memory = op != MaintOp::Invalidate;
         self.after_op(OpInfo {
@@ -104,7 +105,7 @@ impl Sim {
             MaintOp::DeviceFlush => (c.device_flush_line, &mut self.stats.device_flush),
             _ => (c.device_invalidate_line, &mut self.stats.device_invalidate),
         };
-        count.add(lines, r.len, effective, c.device_op + per_line * lines);
+        count.add(lines, r.len, effective, cycles(c.device_op, per_line, lines));
         self.emit(Event::Maintenance { op, agent: Agent::Device(dev), range: r });
         let writes_memory = op == MaintOp::DeviceFlush;
         self.after_op(OpInfo {
