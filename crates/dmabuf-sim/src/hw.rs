@@ -195,7 +195,7 @@ impl<'a> HwView<'a> {
 }
 
 impl HwView<'_> {
-    /// The line size.
+    /// The cache line size in bytes: the unit of every freedom.
     pub fn line_size(&self) -> u64 {
         self.hw.line
     }

@@ -28,6 +28,14 @@
 //! layer below it. The rules it implements are in `docs/coherency-model.md`,
 //! sections 2 to 5.
 //!
+//! The source is built in floors, each module importing only those below it (a test,
+//! `tests/layering.rs`, reads the imports and holds them to it): addresses (`addr`) and
+//! counters (`stats`); the shared vocabulary (`vocab`: agents, caches, memory attributes,
+//! maintenance, DMA directions, freedoms, operations); byte storage with provenance
+//! (`store`); platform descriptions (`platform`); line caches (`cache`); the hardware's
+//! state and what a chooser sees of it (`hw`); events and observers (`event`); choosers
+//! (`chooser`); the simulator (`sim/`, one file per seam); the oracle (`oracle/`).
+//!
 //! ```
 //! use dmabuf_sim::{MemAttr, PhysAddr, PhysRange, Platform, Sim, BusAddr};
 //!

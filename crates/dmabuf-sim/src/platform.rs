@@ -128,7 +128,8 @@ pub enum RegionKind {
 pub struct RegionDesc {
     /// Unique name (`dram`, `cma`, `swiotlb`, `vram`).
     pub name: String,
-    /// What the region is.
+    /// Its kind, which sets its defaults (whether the linear map covers it) and rules (a
+    /// device-local region names its owner).
     pub kind: RegionKind,
     /// First physical address (page aligned).
     pub base: Address,
@@ -145,7 +146,7 @@ pub struct RegionDesc {
 }
 
 impl RegionDesc {
-    /// The region's physical range.
+    /// The physical bytes the region holds, `[base, base + size)`.
     pub fn range(&self) -> PhysRange {
         PhysRange { start: PhysAddr(self.base.0), len: self.size.0 }
     }
@@ -182,7 +183,8 @@ fn default_wc_lines() -> u32 {
     4
 }
 
-/// A DMA master.
+/// A DMA master: how it reaches memory (snooping or not, its DMA mask, an IOMMU, the
+/// regions it has a path to) and whether it has a private cache.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceDesc {
@@ -342,15 +344,15 @@ pub struct Platform {
     pub line_size: u64,
     /// What the arch's streaming DMA layer does at map, sync and unmap.
     pub dma_profile: DmaProfile,
-    /// The CPU.
+    /// The CPU's cache capacity and write-combining buffer (`[cpu]`).
     pub cpu: CpuDesc,
-    /// Memory regions.
+    /// Memory regions (`[[region]]`), which do not overlap.
     #[serde(rename = "region")]
     pub regions: Vec<RegionDesc>,
-    /// DMA masters.
+    /// DMA masters (`[[device]]`); a [`DeviceId`](crate::DeviceId) indexes this list.
     #[serde(rename = "device", default)]
     pub devices: Vec<DeviceDesc>,
-    /// Cycle costs.
+    /// What each operation costs, in cycles (`[costs]`; defaults where absent).
     #[serde(default)]
     pub costs: Costs,
 }
@@ -366,7 +368,7 @@ pub enum PlatformError {
     /// The file could not be read.
     #[error("{file}: cannot read: {reason}")]
     Io {
-        /// The file.
+        /// The path as given.
         file: String,
         /// What the OS said.
         reason: String,
@@ -374,7 +376,7 @@ pub enum PlatformError {
     /// The TOML is malformed or a key has the wrong type or is unknown.
     #[error("{file}: {message}")]
     Syntax {
-        /// The file.
+        /// The description's name: its path, or `<preset NAME>`.
         file: String,
         /// The parser's message, with line, column and the offending text.
         message: String,
@@ -390,7 +392,7 @@ pub enum PlatformError {
     /// A rule about the description's contents is broken.
     #[error("{file}: `{key}`: {rule}")]
     Invalid {
-        /// The file.
+        /// The description's name: its path, or `<preset NAME>`.
         file: String,
         /// The key, as a path (`device[2].dma_mask`, `region.cma`).
         key: String,
@@ -410,7 +412,7 @@ impl Platform {
         PRESETS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
     }
 
-    /// A built-in preset.
+    /// The built-in preset `name`, parsed and validated as a user's file is.
     pub fn preset(name: &str) -> Result<Platform, PlatformError> {
         let src = Self::preset_source(name).ok_or_else(|| PlatformError::UnknownPreset {
             name: name.to_string(),
@@ -452,7 +454,8 @@ impl Platform {
         Ok(p)
     }
 
-    /// The description as TOML.
+    /// The description as TOML, which [`Platform::from_toml`] reads back to an equal
+    /// platform.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot serialize platform: {e}\n"))
     }

@@ -10,7 +10,7 @@ use serde::Serialize;
 /// One kind of operation: how often, over how much, at what cost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct OpCount {
-    /// Calls.
+    /// Operations issued: calls of one maintenance operation, or bounce copies.
     pub ops: u64,
     /// Lines the calls covered (what the hardware walks and what it costs).
     pub lines: u64,
@@ -63,29 +63,29 @@ pub struct HwCounts {
 /// All counters of a simulation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
-    /// CPU cache clean.
+    /// Cleans of the CPU cache by range (the program's, and the DMA layer's syncs).
     pub clean: OpCount,
-    /// CPU cache invalidate.
+    /// Invalidates of the CPU cache by range.
     pub invalidate: OpCount,
-    /// CPU cache clean + invalidate.
+    /// Clean-and-invalidates of the CPU cache by range.
     pub clean_invalidate: OpCount,
-    /// Device cache flush (write-back).
+    /// Write-backs of a device's private cache by range.
     pub device_flush: OpCount,
-    /// Device cache invalidate.
+    /// Invalidates of a device's private cache by range.
     pub device_invalidate: OpCount,
-    /// Copies to and from the bounce pool.
+    /// swiotlb's copies between the original pages and bounce slots.
     pub bounce: OpCount,
-    /// Bytes read by the CPU.
+    /// Bytes the CPU loaded through its mappings, whatever their attribute.
     pub cpu_read_bytes: u64,
-    /// Bytes written by the CPU.
+    /// Bytes the CPU stored through its mappings, whatever their attribute.
     pub cpu_write_bytes: u64,
-    /// Bytes read by devices.
+    /// Bytes devices read by DMA.
     pub device_read_bytes: u64,
-    /// Bytes written by devices.
+    /// Bytes devices wrote by DMA.
     pub device_write_bytes: u64,
-    /// Cycles spent in CPU and device accesses.
+    /// Cycles spent in CPU and device accesses (hits, misses, uncached and DMA lines).
     pub access_cycles: u64,
-    /// The hardware's own moves.
+    /// What the hardware did on its own: fills, prefetches, evictions, snoops, drains.
     pub hw: HwCounts,
 }
 

@@ -25,9 +25,9 @@ impl DeviceId {
 /// Who performed an access or an operation.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub enum Agent {
-    /// The CPU.
+    /// The CPU, through a mapping or through the kernel's linear map (a bounce copy).
     Cpu,
-    /// A DMA master.
+    /// A DMA master, by bus address.
     Device(DeviceId),
 }
 
@@ -102,21 +102,21 @@ pub enum Cause {
 pub enum Freedom {
     /// Write a dirty line back to memory (it stays valid and becomes clean).
     WriteBack {
-        /// Whose cache.
+        /// The cache holding the line.
         cache: CacheId,
-        /// The line's address.
+        /// The address of the line's first byte.
         line: PhysAddr,
     },
     /// Drop a clean line.
     Drop {
-        /// Whose cache.
+        /// The cache holding the line.
         cache: CacheId,
-        /// The line's address.
+        /// The address of the line's first byte.
         line: PhysAddr,
     },
     /// Fill an absent line of a cacheable mapping from memory (speculative prefetch).
     Prefetch {
-        /// The line's address.
+        /// The address of the line's first byte.
         line: PhysAddr,
     },
 }
@@ -124,15 +124,15 @@ pub enum Freedom {
 /// What kind of operation just happened.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum OpKind {
-    /// A CPU load.
+    /// The CPU loaded bytes through a mapping.
     CpuRead,
-    /// A CPU store.
+    /// The CPU stored bytes through a mapping.
     CpuWrite,
-    /// A DMA read.
+    /// A device read memory by DMA.
     DeviceRead,
-    /// A DMA write.
+    /// A device wrote memory by DMA.
     DeviceWrite,
-    /// Cache maintenance.
+    /// Maintenance of the CPU cache, or of a device's private cache.
     Maintenance(MaintOp),
     /// A CPU barrier (drains the write-combining buffer).
     Barrier,
@@ -145,9 +145,9 @@ pub enum OpKind {
 /// The operation after which the chooser is asked.
 #[derive(Clone, Debug)]
 pub struct OpInfo {
-    /// What happened.
+    /// An access, maintenance, a barrier, a bounce copy or a new mapping.
     pub kind: OpKind,
-    /// Who did it.
+    /// The CPU, or the device that accessed memory or whose cache was maintained.
     pub agent: Agent,
     /// For CPU accesses, the mapping's attribute.
     pub attr: Option<MemAttr>,
@@ -170,7 +170,7 @@ pub enum DmaDirection {
 }
 
 impl DmaDirection {
-    /// The kernel's name.
+    /// The kernel's constant for the direction (`DMA_TO_DEVICE`), for reports.
     pub fn kernel_name(self) -> &'static str {
         match self {
             DmaDirection::Bidirectional => "DMA_BIDIRECTIONAL",
@@ -205,11 +205,12 @@ pub enum DmaProfile {
 /// The maintenance a sync performs on the CPU cache.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum SyncOp {
-    /// None.
+    /// The CPU cache is left alone (arm64's `arch_sync_dma_for_cpu` returns early for
+    /// `DMA_TO_DEVICE`).
     Nothing,
-    /// Clean.
+    /// Dirty lines are written back and stay valid (`dcache_clean_poc` on arm64).
     Clean,
-    /// Invalidate.
+    /// Lines are dropped, dirty or not (`dcache_inval_poc` on arm64).
     Invalidate,
 }
 

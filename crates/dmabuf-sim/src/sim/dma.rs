@@ -38,7 +38,7 @@ pub struct DmaAttrs {
 pub struct DmaSegment {
     /// The address the device drives.
     pub bus: BusAddr,
-    /// The original pages.
+    /// Where the segment's bytes live: in the original pages, not in a bounce slot.
     pub phys: PhysAddr,
     /// Length in bytes.
     pub len: u64,
@@ -51,7 +51,7 @@ pub struct DmaSegment {
 /// to report.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct DmaMapping {
-    /// The device.
+    /// The device the mapping is for: only it may use the bus addresses.
     pub dev: DeviceId,
     /// The direction it was mapped for.
     pub dir: DmaDirection,
@@ -62,7 +62,7 @@ pub struct DmaMapping {
 }
 
 impl DmaMapping {
-    /// Total length.
+    /// Bytes the mapping covers, every segment together.
     pub fn len(&self) -> u64 {
         self.segments.iter().map(|s| s.len).sum()
     }
@@ -324,7 +324,8 @@ impl Sim {
         Ok(PhysAddr(at))
     }
 
-    /// Frees a bounce slot.
+    /// Frees a slot that [`Sim::bounce_alloc`] handed out; `len` is the length asked for
+    /// then.
     pub fn bounce_free(&mut self, addr: PhysAddr, len: u64) -> Result<(), SimError> {
         let line = self.line_size();
         let pool = self.bounce.as_mut().ok_or(SimError::NoBouncePool)?;

@@ -16,15 +16,15 @@ use crate::vocab::{CacheId, CpuMapId, DeviceId, Freedom, MemAttr};
 /// A mismatched alias: one page mapped by the CPU with two attributes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct AliasConflict {
-    /// The page.
+    /// The first page mapped with both attributes (`range.start`).
     pub page: PhysAddr,
     /// Attribute of the mapping that was there.
     pub existing: MemAttr,
     /// Attribute of the new mapping.
     pub new: MemAttr,
-    /// The new mapping.
+    /// The mapping just made, which created the alias.
     pub map: CpuMapId,
-    /// The bytes mapped twice.
+    /// The bytes mapped with both attributes (one mapping's range over the other's).
     pub range: PhysRange,
 }
 
@@ -216,7 +216,7 @@ impl Sim {
         &self.hw.platform
     }
 
-    /// The cache line size.
+    /// The cache line size in bytes, the unit of every cache and of maintenance.
     pub fn line_size(&self) -> u64 {
         self.hw.line
     }
@@ -226,7 +226,8 @@ impl Sim {
         &self.stats
     }
 
-    /// The chooser's name.
+    /// The chooser's name as a command line gives it (`adversarial`, `seeded:7`), to
+    /// report or replay a run.
     pub fn chooser_name(&self) -> String {
         self.chooser.as_ref().map_or_else(String::new, |c| c.name())
     }
@@ -252,7 +253,7 @@ impl Sim {
         &self.aliases
     }
 
-    /// The device with that name.
+    /// The id of the device the platform description calls `name`.
     pub fn device(&self, name: &str) -> Option<DeviceId> {
         self.hw.platform.device_index(name).map(|i| DeviceId(i as u16))
     }
