@@ -20,7 +20,7 @@ macro_rules! address {
         pub struct $name(pub u64);
 
         impl $name {
-            /// The raw address.
+            /// The address as a number, for arithmetic the type does not offer.
             pub const fn raw(self) -> u64 {
                 self.0
             }

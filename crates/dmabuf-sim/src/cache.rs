@@ -37,7 +37,8 @@ pub(crate) fn runs(mut mask: u128) -> impl Iterator<Item = (u32, u32)> {
     })
 }
 
-/// One page's lines.
+/// The lines of one page in one cache: a valid and a dirty bit per line, the page's bytes
+/// (meaningful in valid lines only) and their provenance.
 pub(crate) struct CachePage {
     pub(crate) valid: u128,
     pub(crate) dirty: u128,

@@ -17,69 +17,9 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::addr::{PhysAddr, PhysRange};
-use crate::event::{Agent, CacheId, MaintOp, MemAttr};
-use crate::sim::HwView;
-
-/// One thing the hardware may do at any moment.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
-pub enum Freedom {
-    /// Write a dirty line back to memory (it stays valid and becomes clean).
-    WriteBack {
-        /// Whose cache.
-        cache: CacheId,
-        /// The line's address.
-        line: PhysAddr,
-    },
-    /// Drop a clean line.
-    Drop {
-        /// Whose cache.
-        cache: CacheId,
-        /// The line's address.
-        line: PhysAddr,
-    },
-    /// Fill an absent line of a cacheable mapping from memory (speculative prefetch).
-    Prefetch {
-        /// The line's address.
-        line: PhysAddr,
-    },
-}
-
-/// What kind of operation just happened.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum OpKind {
-    /// A CPU load.
-    CpuRead,
-    /// A CPU store.
-    CpuWrite,
-    /// A DMA read.
-    DeviceRead,
-    /// A DMA write.
-    DeviceWrite,
-    /// Cache maintenance.
-    Maintenance(MaintOp),
-    /// A CPU barrier (drains the write-combining buffer).
-    Barrier,
-    /// A copy to or from the bounce pool.
-    BounceCopy,
-    /// A CPU mapping was created.
-    CpuMap,
-}
-
-/// The operation after which the chooser is asked.
-#[derive(Clone, Debug)]
-pub struct OpInfo {
-    /// What happened.
-    pub kind: OpKind,
-    /// Who did it.
-    pub agent: Agent,
-    /// For CPU accesses, the mapping's attribute.
-    pub attr: Option<MemAttr>,
-    /// The physical bytes it touched.
-    pub ranges: Vec<PhysRange>,
-    /// Whether it changed memory (not only a cache).
-    pub writes_memory: bool,
-}
+use crate::addr::PhysRange;
+use crate::hw::HwView;
+use crate::vocab::{Freedom, MaintOp, OpInfo, OpKind};
 
 /// Decides which freedoms the hardware takes after each operation.
 pub trait Chooser {

@@ -7,130 +7,47 @@
 //! Without an observer no event is built and no provenance is kept.
 
 use crate::addr::{BusAddr, PhysAddr, PhysRange};
-use crate::chooser::OpInfo;
 use crate::store::{ProvRun, WriteId};
+use crate::vocab::{Agent, CacheId, Cause, CpuMapId, DeviceId, MaintOp, MemAttr, OpInfo};
 
-/// A DMA master of the platform, by index into [`Platform::devices`](crate::Platform).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct DeviceId(pub u16);
-
-impl DeviceId {
-    /// Index into the platform's device list.
-    pub fn index(self) -> usize {
-        self.0 as usize
-    }
-}
-
-/// Who performed an access or an operation.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub enum Agent {
-    /// The CPU.
-    Cpu,
-    /// A DMA master.
-    Device(DeviceId),
-}
-
-/// A cache: the CPU's, or a device's private one.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub enum CacheId {
-    /// The CPU's write-back cache.
-    Cpu,
-    /// A device's private cache.
-    Device(DeviceId),
-}
-
-/// The memory attribute of a CPU mapping.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MemAttr {
-    /// Write-back cacheable.
-    Cached,
-    /// Write-combined: uncached, writes buffered until a barrier.
-    WriteCombine,
-    /// Uncached: every access goes to memory.
-    Uncached,
-}
-
-impl MemAttr {
-    /// The name used in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            MemAttr::Cached => "cached",
-            MemAttr::WriteCombine => "write-combine",
-            MemAttr::Uncached => "uncached",
-        }
-    }
-}
-
-/// A CPU mapping, as returned by [`Sim::cpu_map`](crate::Sim::cpu_map).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct CpuMapId(pub u32);
-
-/// A cache-maintenance operation.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum MaintOp {
-    /// Write dirty CPU lines back; lines stay valid.
-    Clean,
-    /// Drop CPU lines without writing them back.
-    Invalidate,
-    /// Clean, then drop.
-    CleanInvalidate,
-    /// Write a device cache's dirty lines back.
-    DeviceFlush,
-    /// Drop a device cache's lines.
-    DeviceInvalidate,
-}
-
-/// Why the hardware moved a line.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum Cause {
-    /// A maintenance operation the program (or its framework) asked for.
-    Maintenance,
-    /// A freedom the chooser took (the hardware may do this at any time).
-    Freedom,
-    /// The cache was full and replaced the line.
-    Capacity,
-    /// A coherent device's access snooped the line.
-    Snoop,
-    /// An access needed the line (a demand fill).
-    Demand,
-}
-
-/// One memory event.
+/// Something the memory system did: an access of an agent, or a move of the hardware's
+/// own (a line written back, filled, dropped; the write-combining buffer drained).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Event<'a> {
     /// The CPU read bytes through a mapping. `prov` is relative to the access.
     CpuRead {
-        /// The mapping.
+        /// The mapping accessed through.
         map: CpuMapId,
         /// Offset of the access in the mapping.
         offset: u64,
         /// Bytes read.
         len: u64,
-        /// The mapping's attribute.
+        /// The mapping's attribute, which decided the path (cache, write-combining buffer
+        /// or memory).
         attr: MemAttr,
         /// Which write produced each byte returned.
         prov: &'a [ProvRun],
     },
     /// The CPU wrote bytes through a mapping.
     CpuWrite {
-        /// The mapping.
+        /// The mapping accessed through.
         map: CpuMapId,
         /// Offset of the access in the mapping.
         offset: u64,
         /// Bytes written.
         len: u64,
-        /// The mapping's attribute.
+        /// The mapping's attribute, which decided the path (cache, write-combining buffer
+        /// or memory).
         attr: MemAttr,
-        /// The new write's id.
+        /// The id this write's bytes carry wherever they are copied.
         write: WriteId,
     },
     /// A device read bytes by DMA. `prov` is relative to the access.
     DeviceRead {
-        /// The device.
+        /// The DMA master that accessed.
         dev: DeviceId,
-        /// The first bus address.
+        /// The first bus address of the access (an IOVA behind an IOMMU).
         bus: BusAddr,
         /// Bytes read.
         len: u64,
@@ -139,22 +56,22 @@ pub enum Event<'a> {
     },
     /// A device wrote bytes by DMA.
     DeviceWrite {
-        /// The device.
+        /// The DMA master that accessed.
         dev: DeviceId,
-        /// The first bus address.
+        /// The first bus address of the access (an IOVA behind an IOMMU).
         bus: BusAddr,
         /// Bytes written.
         len: u64,
-        /// The new write's id.
+        /// The id this write's bytes carry wherever they are copied.
         write: WriteId,
     },
     /// Dirty cache lines were written to memory. `prov` is relative to `range`.
     WriteBack {
-        /// Whose cache.
+        /// The cache the lines left or entered.
         cache: CacheId,
-        /// The lines.
+        /// From the first line's start to the last line's end.
         range: PhysRange,
-        /// Why.
+        /// Whether the program asked, a freedom was taken, capacity or a snoop forced it.
         cause: Cause,
         /// The writes whose bytes reached memory.
         prov: &'a [ProvRun],
@@ -164,9 +81,9 @@ pub enum Event<'a> {
     },
     /// Lines were filled from memory. `prov` is relative to `range`.
     Fill {
-        /// Whose cache.
+        /// The cache the lines left or entered.
         cache: CacheId,
-        /// The lines.
+        /// From the first line's start to the last line's end.
         range: PhysRange,
         /// `Demand` or `Freedom` (a speculative prefetch).
         cause: Cause,
@@ -176,25 +93,25 @@ pub enum Event<'a> {
     /// Lines were dropped. `lost` lists the dirty bytes destroyed (relative to `range`):
     /// data that never reached memory.
     Discard {
-        /// Whose cache.
+        /// The cache the lines left or entered.
         cache: CacheId,
-        /// The lines.
+        /// From the first line's start to the last line's end.
         range: PhysRange,
-        /// Why.
+        /// Whether the program asked, a freedom was taken, capacity or a snoop forced it.
         cause: Cause,
-        /// Dirty bytes destroyed.
+        /// The writes whose bytes were dirty in the lines and are now gone.
         lost: &'a [ProvRun],
     },
     /// The write-combining buffer drained bytes to memory.
     Drain {
-        /// The bytes' addresses.
+        /// The bytes that reached memory (the stored bytes of one line, contiguous).
         range: PhysRange,
-        /// The writes drained.
+        /// The writes whose bytes drained, relative to `range`.
         prov: &'a [ProvRun],
     },
     /// A cache-maintenance operation was issued.
     Maintenance {
-        /// Which one.
+        /// The maintenance asked for.
         op: MaintOp,
         /// Who issued it (the CPU, or the device whose cache it is).
         agent: Agent,
@@ -203,22 +120,22 @@ pub enum Event<'a> {
     },
     /// Bytes were copied between original pages and the bounce pool.
     BounceCopy {
-        /// Source.
+        /// The bytes read (through the CPU cache).
         from: PhysRange,
-        /// Destination.
+        /// Where they were written, `from.len` bytes (into the CPU cache).
         to: PhysAddr,
         /// The writes copied (relative to `from`).
         prov: &'a [ProvRun],
     },
     /// A page got a second CPU mapping with a different attribute.
     MismatchedAlias {
-        /// The page.
+        /// The first page mapped with both attributes.
         page: PhysAddr,
         /// The attribute of the mapping that existed.
         existing: MemAttr,
         /// The attribute of the new mapping.
         new: MemAttr,
-        /// The new mapping.
+        /// The mapping just made, which created the alias.
         map: CpuMapId,
     },
 }
@@ -291,7 +208,7 @@ impl<A: Observer, B: Observer> Observer for (A, B) {
 /// An observer that records a one-line description of every event, for tests and traces.
 #[derive(Default, Debug)]
 pub struct EventLog {
-    /// One entry per event.
+    /// Each event's `Debug` text, in order.
     pub lines: Vec<String>,
 }
 

@@ -28,6 +28,14 @@
 //! layer below it. The rules it implements are in `docs/coherency-model.md`,
 //! sections 2 to 5.
 //!
+//! The source is built in floors, each module importing only those below it (a test,
+//! `tests/layering.rs`, reads the imports and holds them to it): addresses (`addr`) and
+//! counters (`stats`); the shared vocabulary (`vocab`: agents, caches, memory attributes,
+//! maintenance, DMA directions, freedoms, operations); byte storage with provenance
+//! (`store`); platform descriptions (`platform`); line caches (`cache`); the hardware's
+//! state and what a chooser sees of it (`hw`); events and observers (`event`); choosers
+//! (`chooser`); the simulator (`sim/`, one file per seam); the oracle (`oracle/`).
+//!
 //! ```
 //! use dmabuf_sim::{MemAttr, PhysAddr, PhysRange, Platform, Sim, BusAddr};
 //!
@@ -51,25 +59,28 @@
 mod addr;
 mod cache;
 mod chooser;
-mod dma;
 mod event;
+mod hw;
 pub mod oracle;
 mod platform;
 mod sim;
 mod stats;
 mod store;
+mod vocab;
 
 pub use addr::{BusAddr, BusRange, Iova, PAGE_SIZE, PhysAddr, PhysRange, Range};
 pub use cache::RangeAlloc;
-pub use chooser::{
-    Adversarial, Chooser, Freedom, Lru, Never, OpInfo, OpKind, Seeded, UnknownChooser, chooser_from_name,
-};
-pub use dma::{DmaAttrs, DmaDirection, DmaMapping, DmaProfile, DmaSegment, SyncOp};
-pub use event::{Agent, CacheId, Cause, CpuMapId, DeviceId, Event, EventLog, MaintOp, MemAttr, Observer};
+pub use chooser::{Adversarial, Chooser, Lru, Never, Seeded, UnknownChooser, chooser_from_name};
+pub use event::{Event, EventLog, Observer};
+pub use hw::{HwView, LineState};
 pub use oracle::Oracle;
 pub use platform::{
     Address, ByteSize, CacheGeometry, Costs, CpuDesc, DeviceDesc, Platform, PlatformError, RegionDesc, RegionKind,
 };
-pub use sim::{AliasConflict, HwView, LineState, Sim, SimBuilder, SimError};
+pub use sim::{AliasConflict, DmaAttrs, DmaMapping, DmaSegment, Sim, SimBuilder, SimError};
 pub use stats::{HwCounts, OpCount, Stats};
 pub use store::{ProvRun, WriteId};
+pub use vocab::{
+    Agent, CacheId, Cause, CpuMapId, DeviceId, DmaDirection, DmaProfile, Freedom, MaintOp, MemAttr, OpInfo, OpKind,
+    SyncOp,
+};

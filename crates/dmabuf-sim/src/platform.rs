@@ -4,6 +4,12 @@
 //! A platform is data, not code: the built-in presets are TOML files shipped in the crate
 //! (`platforms/*.toml`) and go through the same parser and validation as a user's file.
 //! Every rule broken by a description is reported with the file, the key and the rule.
+//!
+//! The format, key by key, is the fields of [`Platform`] and the types under it: top-level
+//! `name`, `description`, `line_size` and `dma_profile`; a `[cpu]` table ([`CpuDesc`]);
+//! one `[[region]]` per memory region ([`RegionDesc`]); one `[[device]]` per DMA master
+//! ([`DeviceDesc`]); and an optional `[costs]` table ([`Costs`]) whose every key is a cycle
+//! count of at most 1,000,000,000 (10^9) per operation or per line.
 
 use std::fmt;
 use std::path::Path;
@@ -11,7 +17,7 @@ use std::path::Path;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::addr::{PAGE_SIZE, PhysAddr, PhysRange};
-use crate::dma::DmaProfile;
+use crate::vocab::DmaProfile;
 
 /// The built-in presets, by name, as TOML text.
 const PRESETS: &[(&str, &str)] = &[
@@ -122,7 +128,8 @@ pub enum RegionKind {
 pub struct RegionDesc {
     /// Unique name (`dram`, `cma`, `swiotlb`, `vram`).
     pub name: String,
-    /// What the region is.
+    /// Its kind, which sets its defaults (whether the linear map covers it) and rules (a
+    /// device-local region names its owner).
     pub kind: RegionKind,
     /// First physical address (page aligned).
     pub base: Address,
@@ -139,7 +146,7 @@ pub struct RegionDesc {
 }
 
 impl RegionDesc {
-    /// The region's physical range.
+    /// The physical bytes the region holds, `[base, base + size)`.
     pub fn range(&self) -> PhysRange {
         PhysRange { start: PhysAddr(self.base.0), len: self.size.0 }
     }
@@ -176,7 +183,8 @@ fn default_wc_lines() -> u32 {
     4
 }
 
-/// A DMA master.
+/// A DMA master: how it reaches memory (snooping or not, its DMA mask, an IOMMU, the
+/// regions it has a path to) and whether it has a private cache.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceDesc {
@@ -220,6 +228,12 @@ impl DeviceDesc {
 }
 
 /// Cycle costs of every operation, so two strategies can be compared on the same work.
+///
+/// In TOML, the `[costs]` table; a key left out takes its default (below). Validation
+/// refuses any cost above 1,000,000,000 cycles (10^9), naming the key: no real operation
+/// costs a second per line, and with every cost below the bound a run covers 1.8 x 10^10
+/// lines before a counter could pass 2^64. Counters saturate there rather than wrap (a
+/// platform built in code is not validated).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Costs {
@@ -251,6 +265,48 @@ pub struct Costs {
     pub cpu_uncached_write_line: u64,
     /// Per line a device reads or writes.
     pub device_access_line: u64,
+}
+
+/// The largest cost [`Platform::validate`] accepts, in cycles per operation or per line.
+const MAX_COST: u64 = 1_000_000_000;
+
+impl Costs {
+    /// Every cost with its TOML key.
+    fn entries(&self) -> [(&'static str, u64); 14] {
+        // Destructured without `..`, so that a new cost cannot be left out of validation.
+        let Costs {
+            maintenance_op,
+            clean_line,
+            invalidate_line,
+            clean_invalidate_line,
+            device_op,
+            device_flush_line,
+            device_invalidate_line,
+            bounce_line,
+            cpu_hit_line,
+            cpu_miss_line,
+            cpu_uncached_read_line,
+            cpu_wc_write_line,
+            cpu_uncached_write_line,
+            device_access_line,
+        } = *self;
+        [
+            ("maintenance_op", maintenance_op),
+            ("clean_line", clean_line),
+            ("invalidate_line", invalidate_line),
+            ("clean_invalidate_line", clean_invalidate_line),
+            ("device_op", device_op),
+            ("device_flush_line", device_flush_line),
+            ("device_invalidate_line", device_invalidate_line),
+            ("bounce_line", bounce_line),
+            ("cpu_hit_line", cpu_hit_line),
+            ("cpu_miss_line", cpu_miss_line),
+            ("cpu_uncached_read_line", cpu_uncached_read_line),
+            ("cpu_wc_write_line", cpu_wc_write_line),
+            ("cpu_uncached_write_line", cpu_uncached_write_line),
+            ("device_access_line", device_access_line),
+        ]
+    }
 }
 
 impl Default for Costs {
@@ -288,15 +344,15 @@ pub struct Platform {
     pub line_size: u64,
     /// What the arch's streaming DMA layer does at map, sync and unmap.
     pub dma_profile: DmaProfile,
-    /// The CPU.
+    /// The CPU's cache capacity and write-combining buffer (`[cpu]`).
     pub cpu: CpuDesc,
-    /// Memory regions.
+    /// Memory regions (`[[region]]`), which do not overlap.
     #[serde(rename = "region")]
     pub regions: Vec<RegionDesc>,
-    /// DMA masters.
+    /// DMA masters (`[[device]]`); a [`DeviceId`](crate::DeviceId) indexes this list.
     #[serde(rename = "device", default)]
     pub devices: Vec<DeviceDesc>,
-    /// Cycle costs.
+    /// What each operation costs, in cycles (`[costs]`; defaults where absent).
     #[serde(default)]
     pub costs: Costs,
 }
@@ -312,7 +368,7 @@ pub enum PlatformError {
     /// The file could not be read.
     #[error("{file}: cannot read: {reason}")]
     Io {
-        /// The file.
+        /// The path as given.
         file: String,
         /// What the OS said.
         reason: String,
@@ -320,7 +376,7 @@ pub enum PlatformError {
     /// The TOML is malformed or a key has the wrong type or is unknown.
     #[error("{file}: {message}")]
     Syntax {
-        /// The file.
+        /// The description's name: its path, or `<preset NAME>`.
         file: String,
         /// The parser's message, with line, column and the offending text.
         message: String,
@@ -336,7 +392,7 @@ pub enum PlatformError {
     /// A rule about the description's contents is broken.
     #[error("{file}: `{key}`: {rule}")]
     Invalid {
-        /// The file.
+        /// The description's name: its path, or `<preset NAME>`.
         file: String,
         /// The key, as a path (`device[2].dma_mask`, `region.cma`).
         key: String,
@@ -356,7 +412,7 @@ impl Platform {
         PRESETS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
     }
 
-    /// A built-in preset.
+    /// The built-in preset `name`, parsed and validated as a user's file is.
     pub fn preset(name: &str) -> Result<Platform, PlatformError> {
         let src = Self::preset_source(name).ok_or_else(|| PlatformError::UnknownPreset {
             name: name.to_string(),
@@ -398,7 +454,8 @@ impl Platform {
         Ok(p)
     }
 
-    /// The description as TOML.
+    /// The description as TOML, which [`Platform::from_toml`] reads back to an equal
+    /// platform.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot serialize platform: {e}\n"))
     }
@@ -531,6 +588,17 @@ impl Platform {
                 return Err(bad(format!("{key}.reaches"), "the device reaches no memory region".into()));
             }
         }
+        for (name, cost) in self.costs.entries() {
+            if cost > MAX_COST {
+                return Err(bad(
+                    format!("costs.{name}"),
+                    format!(
+                        "must be at most {MAX_COST} cycles (10^9, per operation or per line: more would drown \
+                         every counter of a run), not {cost}"
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -606,6 +674,19 @@ size = "1GiB"
         assert!(e.contains("reaches no memory region"), "{e}");
         let e = err("[[device]]\nname = \"gpu\"\ndma_mask = 32\nreaches = [\"sram\"]\n");
         assert!(e.contains("no region is named `sram`"), "{e}");
+    }
+
+    /// Regression: a cost of 2^63 - 1 cycles was accepted and wrapped the counters
+    /// (`total_cycles` 18446744073709551584).
+    #[test]
+    fn a_cost_above_a_billion_cycles_is_refused_with_its_field_named() {
+        let e = err("[costs]\ncpu_miss_line = 9223372036854775807\n");
+        assert!(e.starts_with("t.toml: `costs.cpu_miss_line`: must be at most 1000000000 cycles"), "{e}");
+        assert!(e.contains("not 9223372036854775807"), "{e}");
+        let e = err("[costs]\nmaintenance_op = 1_000_000_001\n");
+        assert!(e.contains("`costs.maintenance_op`"), "{e}");
+        let at_bound = format!("{BASE}[costs]\nclean_line = 1_000_000_000\ndevice_op = 1_000_000_000\n");
+        assert!(Platform::from_toml(&at_bound, "t.toml").is_ok(), "the bound itself is a cost");
     }
 
     #[test]

@@ -48,6 +48,26 @@ pub(crate) fn push_run(out: &mut Vec<ProvRun>, offset: u64, len: u64, write: Wri
     out.push(ProvRun { offset, len, write });
 }
 
+/// Per-byte write ids from runs over `n` bytes.
+pub(crate) fn expand(runs: &[ProvRun], n: usize) -> Vec<WriteId> {
+    let mut v = vec![WriteId::INITIAL; n];
+    for r in runs {
+        let s = r.offset as usize;
+        let e = (r.offset + r.len) as usize;
+        v[s.min(n)..e.min(n)].fill(r.write);
+    }
+    v
+}
+
+/// Runs from per-byte write ids.
+pub(crate) fn compress(ids: &[WriteId]) -> Vec<ProvRun> {
+    let mut out = Vec::new();
+    for (i, &w) in ids.iter().enumerate() {
+        push_run(&mut out, i as u64, 1, w);
+    }
+    out
+}
+
 const PAGE: usize = PAGE_SIZE as usize;
 
 /// Provenance of one page: sorted runs `(first byte, write)`, the first at byte 0.

@@ -4,8 +4,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use dmabuf_sim::{
-    Adversarial, BusAddr, CacheGeometry, CacheId, Cause, Chooser, Event, Freedom, LineState, Lru, MemAttr, Never,
-    Observer, PhysAddr, PhysRange, Platform, Seeded, Sim, Stats, chooser_from_name,
+    Adversarial, BusAddr, CacheGeometry, CacheId, Cause, Chooser, Costs, Event, Freedom, LineState, Lru, MemAttr,
+    Never, Observer, PhysAddr, PhysRange, Platform, Seeded, Sim, Stats, chooser_from_name,
 };
 
 const BASE: u64 = 0x4000_0000;
@@ -154,6 +154,39 @@ fn write_combined_reads_cost_far_more_than_cached_reads() {
     sim.cpu_read(wc, 0, &mut b).unwrap();
     let wc_cost = sim.stats().access_cycles - before;
     assert!(wc_cost >= 50 * cached_cost, "wc {wc_cost} vs cached {cached_cost}");
+}
+
+/// Regression: with a cost of 2^63 - 1 cycles (the largest TOML integer) the counters
+/// wrapped (`total_cycles` 18446744073709551584 after 32 lines) or, in a debug build, the
+/// addition panicked. A platform built in code is not validated, so the counters saturate.
+#[test]
+fn cycle_counters_saturate_instead_of_wrapping_on_a_huge_cost_table() {
+    let huge = i64::MAX as u64;
+    let mut p = Platform::preset("arm64-noncoherent").unwrap();
+    p.costs = Costs {
+        maintenance_op: huge,
+        clean_line: huge,
+        cpu_hit_line: huge,
+        cpu_miss_line: huge,
+        cpu_uncached_read_line: huge,
+        device_access_line: huge,
+        bounce_line: huge,
+        ..Costs::default()
+    };
+    let mut sim = Sim::new(p);
+    let usb = sim.device("usb").unwrap();
+    let page = PhysRange::new(PhysAddr(BASE), 4096).unwrap();
+    let m = sim.cpu_map(&[page], MemAttr::Cached).unwrap();
+    sim.cpu_fill(m, 0, 32 * 64, 1).unwrap();
+    sim.cache_clean(page).unwrap();
+    let mut seen = vec![0u8; 4096];
+    sim.device_read(usb, BusAddr(BASE), &mut seen).unwrap();
+    sim.bounce_copy(PhysAddr(BASE), PhysAddr(BASE + 4096), 4096).unwrap();
+    let s = sim.stats();
+    assert_eq!(s.access_cycles, u64::MAX);
+    assert_eq!((s.clean.cycles, s.bounce.cycles), (u64::MAX, u64::MAX));
+    assert_eq!((s.maintenance_cycles(), s.total_cycles()), (u64::MAX, u64::MAX));
+    assert_eq!(s.clean.lines, 64, "what is counted besides cycles stays exact");
 }
 
 #[test]

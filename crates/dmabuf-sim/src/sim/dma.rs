@@ -17,85 +17,13 @@
 //! BIDIRECTIONAL, and maintenance applies to the slot. Behind an IOMMU the pages are
 //! mapped at a contiguous IOVA range below the mask.
 
-use serde::{Deserialize, Serialize};
-
-use crate::addr::{BusAddr, Iova, PAGE_SIZE, PhysAddr, PhysRange};
-use crate::event::DeviceId;
-use crate::sim::{Sim, SimError};
-
-/// The direction of a DMA transfer (the kernel's `enum dma_data_direction`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DmaDirection {
-    /// `DMA_BIDIRECTIONAL`: the device reads and writes.
-    Bidirectional,
-    /// `DMA_TO_DEVICE`: the device reads.
-    ToDevice,
-    /// `DMA_FROM_DEVICE`: the device writes.
-    FromDevice,
-}
-
-impl DmaDirection {
-    /// The kernel's name.
-    pub fn kernel_name(self) -> &'static str {
-        match self {
-            DmaDirection::Bidirectional => "DMA_BIDIRECTIONAL",
-            DmaDirection::ToDevice => "DMA_TO_DEVICE",
-            DmaDirection::FromDevice => "DMA_FROM_DEVICE",
-        }
-    }
-
-    /// Whether the device may read the buffer.
-    pub fn device_reads(self) -> bool {
-        self != DmaDirection::FromDevice
-    }
-
-    /// Whether the device may write the buffer.
-    pub fn device_writes(self) -> bool {
-        self != DmaDirection::ToDevice
-    }
-}
-
-/// What the arch's streaming DMA layer does for a non-coherent device.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DmaProfile {
-    /// arm64 since Linux 5.19 (and RISC-V since 6.x): clean at map for every direction;
-    /// invalidate at unmap unless TO_DEVICE.
-    Arm64,
-    /// Older kernels and other arches: invalidate (instead of clean) at map for
-    /// FROM_DEVICE; the rest as `arm64`.
-    InvalidateBeforeFromDevice,
-}
-
-/// The maintenance a sync performs on the CPU cache.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum SyncOp {
-    /// None.
-    Nothing,
-    /// Clean.
-    Clean,
-    /// Invalidate.
-    Invalidate,
-}
-
-impl DmaProfile {
-    /// What `dma_sync_*_for_device` (and map) does for a direction.
-    pub fn for_device(self, dir: DmaDirection) -> SyncOp {
-        match (self, dir) {
-            (DmaProfile::InvalidateBeforeFromDevice, DmaDirection::FromDevice) => SyncOp::Invalidate,
-            _ => SyncOp::Clean,
-        }
-    }
-
-    /// What `dma_sync_*_for_cpu` (and unmap) does for a direction.
-    pub fn for_cpu(self, dir: DmaDirection) -> SyncOp {
-        match dir {
-            DmaDirection::ToDevice => SyncOp::Nothing,
-            _ => SyncOp::Invalidate,
-        }
-    }
-}
+use super::error::SimError;
+use super::simulator::{ProvSrc, Sim, Src};
+use crate::addr::{BusAddr, Iova, PAGE_SIZE, PhysAddr, PhysRange, page_chunks};
+use crate::event::Event;
+use crate::stats::cycles;
+use crate::store::WriteId;
+use crate::vocab::{Agent, DeviceId, DmaDirection, MemAttr, OpInfo, OpKind, SyncOp};
 
 /// Attributes of a map or unmap (the kernel's `DMA_ATTR_*`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -110,7 +38,7 @@ pub struct DmaAttrs {
 pub struct DmaSegment {
     /// The address the device drives.
     pub bus: BusAddr,
-    /// The original pages.
+    /// Where the segment's bytes live: in the original pages, not in a bounce slot.
     pub phys: PhysAddr,
     /// Length in bytes.
     pub len: u64,
@@ -123,7 +51,7 @@ pub struct DmaSegment {
 /// to report.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct DmaMapping {
-    /// The device.
+    /// The device the mapping is for: only it may use the bus addresses.
     pub dev: DeviceId,
     /// The direction it was mapped for.
     pub dir: DmaDirection,
@@ -134,7 +62,7 @@ pub struct DmaMapping {
 }
 
 impl DmaMapping {
-    /// Total length.
+    /// Bytes the mapping covers, every segment together.
     pub fn len(&self) -> u64 {
         self.segments.iter().map(|s| s.len).sum()
     }
@@ -396,7 +324,8 @@ impl Sim {
         Ok(PhysAddr(at))
     }
 
-    /// Frees a bounce slot.
+    /// Frees a slot that [`Sim::bounce_alloc`] handed out; `len` is the length asked for
+    /// then.
     pub fn bounce_free(&mut self, addr: PhysAddr, len: u64) -> Result<(), SimError> {
         let line = self.line_size();
         let pool = self.bounce.as_mut().ok_or(SimError::NoBouncePool)?;
@@ -412,5 +341,47 @@ impl Sim {
     /// Bytes currently held in bounce slots.
     pub fn bounce_in_use(&self) -> u64 {
         self.bounce.as_ref().map_or(0, |p| p.slots.values().sum())
+    }
+
+    // ----- the copy the kernel does for swiotlb ----------------------------------------
+
+    /// Copies `len` bytes from `from` to `to` the way swiotlb does: a CPU memcpy through
+    /// the kernel's cacheable linear map (the source is read as the CPU sees it, the
+    /// destination lines become dirty in the CPU cache). Counted as bounce traffic.
+    pub fn bounce_copy(&mut self, from: PhysAddr, to: PhysAddr, len: u64) -> Result<(), SimError> {
+        let src = PhysRange::new(from, len).ok_or(SimError::Overflow)?;
+        let dst = PhysRange::new(to, len).ok_or(SimError::Overflow)?;
+        self.check_in_regions(src)?;
+        self.check_in_regions(dst)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let mut buf = vec![0u8; len as usize];
+        let mut prov = Vec::new();
+        let track = self.track;
+        let before = self.stats.access_cycles;
+        for (pa, off, n) in page_chunks(from.raw(), len) {
+            self.cached_read(pa, &mut buf[off..off + n], track.then_some((&mut prov, off)));
+        }
+        for (pa, off, n) in page_chunks(to.raw(), len) {
+            let p = if track { ProvSrc::Runs(&prov) } else { ProvSrc::Id(WriteId::INITIAL) };
+            self.cached_write(pa, n, Src::Bytes(&buf), off, p);
+        }
+        // The copy's cost is the bounce cost, not an access of the program.
+        self.stats.access_cycles = before;
+        let lines = src.units(self.hw.line);
+        let cost = cycles(0, self.hw.platform.costs.bounce_line, lines);
+        self.stats.bounce.add(lines, len, lines, cost);
+        if self.observed() {
+            self.emit(Event::BounceCopy { from: src, to, prov: &prov });
+        }
+        self.after_op(OpInfo {
+            kind: OpKind::BounceCopy,
+            agent: Agent::Cpu,
+            attr: Some(MemAttr::Cached),
+            ranges: vec![src, dst],
+            writes_memory: false,
+        });
+        Ok(())
     }
 }
