@@ -204,10 +204,23 @@ pub struct DeviceDesc {
     /// Whether, without an IOMMU, it needs physically contiguous memory.
     #[serde(default)]
     pub needs_contiguous: bool,
-    /// Whether it scans out a display: it cannot work from a bounce buffer, because it
-    /// reads continuously and nobody syncs between frames.
-    #[serde(default)]
-    pub scanout: bool,
+    /// Whether the importer keeps its mapping and never syncs it (a scanout engine, a USB
+    /// gadget's functionfs DMABUF, an IIO buffer, a long-lived DRM mapping): it cannot
+    /// work from a bounce buffer, because nobody copies between its accesses. (`scanout`
+    /// is the older name.)
+    #[serde(default, alias = "scanout", skip_serializing_if = "is_false")]
+    pub keeps_mapping: bool,
+    /// Whether its driver keeps the job contract (coherency model, section 7): every job
+    /// starts by invalidating what the device's private cache holds of its buffers, and
+    /// its fence signals only once its writes are visible. On by default; off for hardware
+    /// whose driver does not manage its cache at job boundaries.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub job_contract: bool,
+    /// Whether a coherent device's writes allocate into the CPU's cache (ZynqMP's ACP,
+    /// cache stashing) instead of going to memory: the bytes sit in dirty CPU lines, which
+    /// a non-coherent reader does not see until they are cleaned.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub stash: bool,
     /// The regions it reaches (system memory, by name). Absent: every region that is not
     /// device-local.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,6 +231,18 @@ pub struct DeviceDesc {
     /// A private cache, coherent with nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheGeometry>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl DeviceDesc {

@@ -118,10 +118,11 @@ pub enum AttachError {
         /// The device-local region.
         region: String,
     },
-    /// Pages are above the device's DMA mask, it has no IOMMU, and it cannot work from a
-    /// bounce buffer (a scanout reads continuously; nobody syncs between frames).
+    /// Pages are above the device's DMA mask, it has no IOMMU, and it keeps its mapping
+    /// without syncing (a scanout, a USB gadget, an IIO buffer): a bounce buffer would
+    /// never be copied between its accesses.
     #[error(
-        "cannot attach `{buffer}` to `{device}`: the buffer reaches {top:#x}, above the device's {bits}-bit DMA mask, the device has no IOMMU and scans out (it cannot use a bounce buffer); allocate below {limit:#x} (for example from the `cma` heap in low memory)"
+        "cannot attach `{buffer}` to `{device}`: the buffer reaches {top:#x}, above the device's {bits}-bit DMA mask, the device has no IOMMU and keeps its mapping without syncing (nobody would copy a bounce buffer between its accesses); allocate below {limit:#x} (for example from the `cma` heap in low memory)"
     )]
     BounceRefused {
         /// The buffer.
@@ -264,7 +265,7 @@ pub fn check_attach(
     let top = backing.pages.iter().map(|r| r.end().raw().saturating_sub(1)).max().unwrap_or(0);
     if top > max {
         let limit = max.saturating_add(1);
-        if d.scanout {
+        if d.keeps_mapping {
             return Err(AttachError::BounceRefused { buffer: buffer.into(), device, top, bits: d.dma_mask, limit });
         }
         let pool = platform.regions.iter().position(|r| r.kind == RegionKind::Bounce);

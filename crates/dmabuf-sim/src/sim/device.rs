@@ -155,18 +155,21 @@ impl Sim {
         let chunks = self.translate(di, bus, len)?;
         let w = self.new_write();
         let coherent = self.hw.platform.devices[di].coherent;
-        let cached = self.hw.dev_caches[di].is_some();
+        // A coherent port that stashes allocates the written lines in the CPU's cache.
+        let stash = coherent && self.hw.platform.devices[di].stash;
+        let cached = self.hw.dev_caches[di].is_some() || stash;
+        let sel = if stash { Sel::Cpu } else { Sel::Dev(di) };
         for &(pa, off, n) in &chunks {
-            if coherent {
+            if coherent && !stash {
                 self.snoop_invalidate(pa, n);
             }
             if cached {
-                for (a, o, k) in self.hw.line_pieces(Sel::Dev(di), pa, n) {
+                for (a, o, k) in self.hw.line_pieces(sel, pa, n) {
                     let pfn = a / PAGE_SIZE;
                     let po = (a % PAGE_SIZE) as usize;
                     let (mask, partial) = self.hw.chunk_masks(po, k);
-                    self.make_present(Sel::Dev(di), pfn, mask, partial);
-                    let cp = self.hw.cache_mut(Sel::Dev(di)).page_or_insert(pfn);
+                    self.make_present(sel, pfn, mask, partial);
+                    let cp = self.hw.cache_mut(sel).page_or_insert(pfn);
                     src.put(&mut cp.data[po..po + k], off + o);
                     cp.prov.set(po, k, w);
                     cp.dirty |= mask;
