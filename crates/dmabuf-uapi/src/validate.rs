@@ -83,15 +83,19 @@ impl HeapAllocation {
     }
 }
 
-/// Checks a mapping of `len` bytes at `offset` of a buffer of `size` bytes, as `mmap` and
-/// `dma_buf_mmap_internal` do: the offset is whole pages, the length is not 0, and the
-/// pages it covers (rounded up) lie inside the buffer's.
-pub fn mmap_window(offset: u64, len: u64, size: u64, page_size: u64) -> Result<()> {
+/// Checks a shared mapping of `len` bytes at `offset` of a buffer of `size` bytes opened
+/// with `access`, as `mmap` then `dma_buf_mmap_internal` do, in their order: the offset is
+/// whole pages, the length is not 0, the fd can be read, and the pages the mapping covers
+/// (rounded up) lie inside the buffer's.
+pub fn mmap_window(offset: u64, len: u64, size: u64, page_size: u64, access: FdFlags) -> Result<()> {
     if !offset.is_multiple_of(page_size) {
         return Err(Error::MmapOffsetNotAligned { offset, page_size });
     }
     if len == 0 {
         return Err(Error::MmapEmpty);
+    }
+    if !access.readable() {
+        return Err(Error::NotReadable);
     }
     let past_end = Error::MmapPastEnd { offset, len, size };
     // vm_pgoff + vma_pages(vma) > dmabuf->size >> PAGE_SHIFT
@@ -183,6 +187,7 @@ mod tests {
     #[test]
     fn dma_buf_mmap_internal_refuses_mappings_past_the_end() {
         let size = 4 * PAGE;
+        let mmap_window = |offset, len, size, page| mmap_window(offset, len, size, page, FdFlags::DEFAULT);
         assert!(mmap_window(0, size, size, PAGE).is_ok());
         assert!(mmap_window(PAGE, 3 * PAGE, size, PAGE).is_ok());
         // A length that is not whole pages covers its last page partly: still inside.
@@ -195,5 +200,18 @@ mod tests {
         assert!(matches!(mmap_window(100, PAGE, size, PAGE), Err(Error::MmapOffsetNotAligned { .. })));
         assert!(matches!(mmap_window(0, 0, size, PAGE), Err(Error::MmapEmpty)));
         assert!(matches!(mmap_window(0, u64::MAX, size, PAGE), Err(Error::MmapPastEnd { .. })));
+    }
+
+    /// do_mmap: a shared mapping needs a readable fd (EACCES), checked after the offset
+    /// and the length and before the buffer's end.
+    #[test]
+    fn a_write_only_fd_cannot_be_mapped() {
+        let wronly = FdFlags::WRONLY | FdFlags::CLOEXEC;
+        let e = mmap_window(0, PAGE, PAGE, PAGE, wronly).expect_err("write-only");
+        assert!(matches!(e, Error::NotReadable));
+        assert_eq!((e.errno(), e.op()), (Some(Errno::EACCES), Some(crate::Op::Mmap)));
+        assert!(matches!(mmap_window(1, PAGE, PAGE, PAGE, wronly), Err(Error::MmapOffsetNotAligned { .. })));
+        assert!(matches!(mmap_window(0, 2 * PAGE, PAGE, PAGE, wronly), Err(Error::NotReadable)));
+        assert!(mmap_window(0, PAGE, PAGE, PAGE, FdFlags::RDONLY).is_ok());
     }
 }
