@@ -9,8 +9,8 @@
 //! | [`sw_sync`] | `sw_sync` (the software timeline behind `/sys/kernel/debug/sync/sw_sync`) |
 //! | [`sim_time`] | (none) fences completed in simulated time, whose waits run the simulation |
 //! | [`buffer`] | `dma_buf`, its attachments, mappings, CPU access and sync-file ioctls |
-//! | [`uapi`] | (none) the user-space API as traits, which `dmabuf-linux` implements on a real kernel |
-//! | [`user`] | `/dev/dma_heap`, the dma-buf and sync-file fds: [`uapi`] on the simulated framework, with simulated devices |
+//! | [`uapi`] | (none) crate `dmabuf-uapi`, the user API (traits, rules, guards, errors), re-exported |
+//! | [`user`] | `/dev/dma_heap`, `/dev/udmabuf`, memfds, the dma-buf and sync-file fds: the simulated backend of [`uapi`], with simulated devices |
 pub mod attach;
 pub mod buffer;
 pub mod fence;
@@ -20,5 +20,5 @@ pub mod resv;
 pub mod sim_time;
 pub mod sw_sync;
 pub mod sync_file;
-pub mod uapi;
+pub use dmabuf_uapi as uapi;
 pub mod user;
