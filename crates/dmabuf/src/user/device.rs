@@ -35,9 +35,9 @@ impl Drop for Import {
     }
 }
 
-/// A simulated device on the same [`System`], driven as its driver would drive it: it
+/// A simulated device on the same [`System`](crate::buffer::System), driven as its driver would drive it: it
 /// imports buffers and runs jobs on them, fenced through their reservation objects, in
-/// simulated time. Made by [`Heaps::device`].
+/// simulated time. Made by [`Heaps::device`](super::Heaps::device).
 pub struct Device {
     shared: Rc<Shared>,
     id: DeviceId,
