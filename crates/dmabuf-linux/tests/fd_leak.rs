@@ -35,7 +35,7 @@ fn everything_once() {
         map.read_range(0..10).expect("read").end().expect("end");
         assert!(map.read_range(0..usize::MAX).is_err());
         let rmap = ro.mmap().expect("ro mmap");
-        drop(rmap);
+        drop((rmap, map));
         let part = buf.mmap_range(page as usize, page as usize).expect("mmap of the second page");
         assert!(buf.mmap_range(page as usize, 2 * page as usize).is_err());
         drop(part);

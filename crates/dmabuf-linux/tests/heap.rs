@@ -365,3 +365,13 @@ fn dma_buf_mmap_internal_refuses_mappings_past_the_end() {
     }
     assert!(matches!(buf.mmap_range(1, page), Err(Error::MmapOffsetNotAligned { .. })));
 }
+
+/// The kernel's refusals as the generic program of `dmabuf_uapi::conformance` checks them,
+/// the same functions the simulated backend's tests run: what the checks refuse, the
+/// kernel refuses with the same errno (the raw answers are in the tests above).
+#[test]
+#[ignore = "needs /dev/dma_heap, /dev/udmabuf and vgem: run ci/kernel-tests.sh"]
+fn the_kernels_refusals_are_the_linux_backends() {
+    let heap = system_heap();
+    assert_eq!(dmabuf_uapi::conformance::heap_refusals(&heap, page_size() as usize), Ok(()));
+}

@@ -243,3 +243,26 @@ fn reserve_huge_pages(n: u64) {
         std::fs::write(POOL, format!("{n}\n")).unwrap_or_else(|e| panic!("{POOL}: {e} ({})", common::NEEDS));
     }
 }
+
+/// udmabuf's refusals as the generic program of `dmabuf_uapi::conformance` checks them,
+/// the same functions the simulated backend's tests run.
+#[test]
+#[ignore = "needs /dev/dma_heap, /dev/udmabuf and vgem: run ci/kernel-tests.sh"]
+fn the_kernels_udmabuf_refusals_are_the_linux_backends() {
+    assert_eq!(dmabuf_uapi::conformance::udmabuf_refusals(&udmabuf()), Ok(()));
+}
+
+/// udmabuf selftest test-3 and check_memfd_seals: a file that is neither shmem nor
+/// hugetlbfs (here /dev/zero) is EBADFD, from the kernel and from the checks.
+#[test]
+#[ignore = "needs /dev/dma_heap, /dev/udmabuf and vgem: run ci/kernel-tests.sh"]
+fn udmabuf_create_refuses_a_file_that_is_not_a_memfd() {
+    let page = page_size();
+    let dev = udmabuf();
+    let zero = Memfd::from_owned(OwnedFd::from(std::fs::File::open("/dev/zero").expect("/dev/zero")));
+    assert_eq!(zero.seals().expect("F_GET_SEALS"), None);
+    let e = dev.create_list(&[item(&zero, 0, page)]).map(drop).expect_err("not a memfd");
+    assert!(matches!(e, Error::UdmabufNotMemfd { index: 0 }), "{e:?}");
+    assert_eq!(e.errno(), Some(Errno::EBADFD));
+    assert_eq!(raw_create(&dev, &zero, 0, page).map(drop), Err(Errno::EBADFD));
+}

@@ -28,6 +28,7 @@
 //! | [`data`] | plain data: [`SyncFlags`], [`Readiness`], [`FenceStatus`], [`SyncFileInfo`], [`MonotonicTime`], [`FdFlags`], [`HeapFlags`], [`Seals`] | the uapi headers' structures and flags |
 //! | [`errno`], [`error`] | [`Errno`], [`Error`] (one type, with the errno), [`Op`] (the operation, named by its ioctl) | errno-base.h, the ioctls' names |
 //! | [`validate`], [`udmabuf`] | the rules: names, ranges, heap flags and lengths, mmap windows, udmabuf items | `dma_heap_ioctl_allocate`, `dma_buf_mmap_internal`, `udmabuf_create`, `check_memfd_seals` |
+//! | [`conformance`] | the kernel's refusals as one generic program, which every backend's tests run | the same |
 //! | [`mapping`] | the guarded [`mapping::Mapping`] and its RAII guards, over a backend's [`CpuMapping`] hook (sync start, sync end, the bytes) | `DMA_BUF_IOCTL_SYNC` |
 //!
 //! The mapping is the part that makes correct use the only easy one: its bytes are
@@ -39,6 +40,7 @@
 //! Nothing here does I/O: no file descriptors, no simulator.
 #![deny(missing_docs)]
 
+pub mod conformance;
 pub mod data;
 pub mod errno;
 pub mod error;

@@ -716,3 +716,15 @@ fn udmabuf_create_list_of_a_hugetlb_memfd() {
         assert_eq!(b[0], 0xa0 + k as u8, "page {k}");
     }
 }
+
+/// The kernel's refusals as the generic program of `dmabuf_uapi::conformance` checks them,
+/// the same functions the Linux backend's kernel tests run.
+#[test]
+fn the_kernels_refusals_are_the_simulated_backends() {
+    for preset in ["arm64-noncoherent", "x86-pcie"] {
+        let h = heaps(preset);
+        let heap = h.open("system").expect("heap");
+        assert_eq!(dmabuf::uapi::conformance::heap_refusals(&heap, PAGE), Ok(()), "{preset}");
+        assert_eq!(dmabuf::uapi::conformance::udmabuf_refusals(&h.udmabuf()), Ok(()), "{preset}");
+    }
+}

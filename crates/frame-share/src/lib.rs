@@ -211,3 +211,25 @@ where
         cpu_bytes_checked: cpu_checked,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_differ_from_one_another_and_from_zeroed_memory() {
+        let differ = (0..FRAME_BYTES).filter(|&i| pixel(0, i) != pixel(1, i)).count();
+        assert!(differ > FRAME_BYTES / 2, "consecutive frames share {} bytes", FRAME_BYTES - differ);
+        assert!((0..FRAME_BYTES).any(|i| pixel(0, i) != 0), "a stale zeroed buffer would pass for frame 0");
+    }
+
+    #[test]
+    fn a_stale_frame_says_which_device_and_byte() {
+        let e =
+            StaleFrame { frame: 2, device: "display".into(), stale: 7, total: 64, first: 3, seen: 0, painted: 0x5a };
+        assert_eq!(
+            e.to_string(),
+            "frame 2: the display read stale data: 7 of 64 bytes differ from what the CPU painted (byte 3 is 0x00, painted 0x5a)"
+        );
+    }
+}

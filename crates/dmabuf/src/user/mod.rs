@@ -398,3 +398,19 @@ impl traits::Heap for Heap {
         Heap::allocate_with(self, len, fd_flags, heap_flags)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fence::FenceError;
+
+    #[test]
+    fn framework_refusals_carry_the_errno_the_kernel_returns() {
+        assert_eq!(errno_of(&buffer::Error::ZeroSize), Errno::EINVAL);
+        assert_eq!(errno_of(&buffer::Error::OutOfMemory { heap: "system".into(), size: 1 }), Errno::ENOMEM);
+        assert_eq!(errno_of(&buffer::Error::Fence(FenceError::Timeout)), Errno::ETIME);
+        assert_eq!(errno_of(&buffer::Error::NoSuchHeap { name: "x".into() }), Errno::ENOENT);
+        let e = framework(Op::Mmap)(buffer::Error::MmapRefused { buffer: "b".into(), reason: "no".into() });
+        assert_eq!((e.errno(), e.op()), (Some(Errno::EINVAL), Some(Op::Mmap)));
+    }
+}
