@@ -17,7 +17,8 @@
 #   DMABUF_QEMU_ACCEL     qemu accelerator (default tcg; kvm where /dev/kvm works)
 #
 # Installs what it needs (qemu-system-x86, busybox-static) with apt-get; the kernel is
-# fetched with a private apt sources list and state directories, leaving the machine's
+# fetched from the Debian archive the machine's apt configuration names (there is no
+# default), with a private apt sources list and state directories, leaving the machine's
 # apt configuration alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,12 +66,16 @@ mkdir -p "$CACHE"
 if [ -n "${DMABUF_KERNEL_DEB:-}" ]; then
     DEB=$DMABUF_KERNEL_DEB
 else
-    # The archive the machine already uses, with the bookworm-backports suite.
-    URI=$(sed -n 's/^URIs:[[:space:]]*\(http[^[:space:]]*debian\/\?\)[[:space:]]*$/\1/p' \
-            /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
-    [ -n "$URI" ] || URI=$(sed -n 's/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\(http[^[:space:]]*debian\/\?\)[[:space:]]\+bookworm[[:space:]].*/\2/p' \
-            /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -1)
-    URI=${URI:-http://deb.debian.org/debian}
+    # The Debian archive the machine's apt already uses (never a host of our own choosing),
+    # with the bookworm-backports suite: the deb822 form's URIs: lines, then the one-line
+    # deb form. The archive is the URI whose path ends in /debian (not debian-security).
+    SOURCES=(/etc/apt/sources.list.d/*.sources)
+    LISTS=(/etc/apt/sources.list /etc/apt/sources.list.d/*.list)
+    URI=$(for f in "${SOURCES[@]}"; do [ -f "$f" ] && cat "$f"; done |
+          awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i ~ /^https?:\/\/.*\/debian\/?$/) { print $i; exit } }')
+    [ -n "$URI" ] || URI=$(for f in "${LISTS[@]}"; do [ -f "$f" ] && cat "$f"; done |
+          awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^https?:\/\/.*\/debian\/?$/) { print $i; exit } }')
+    [ -n "$URI" ] || die "no Debian archive in the machine's apt configuration: looked for a URIs: line in ${SOURCES[*]} and a deb line in ${LISTS[*]} whose URI ends in /debian; add one, or set DMABUF_KERNEL_DEB to a linux-image .deb"
     KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
     SIGNED=""
     [ -f "$KEYRING" ] && SIGNED="[signed-by=$KEYRING] "

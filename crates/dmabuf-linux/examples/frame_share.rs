@@ -2,28 +2,23 @@
 //! guard and hands each one to an importing device; the device's fences are checked
 //! while its job runs, and the CPU reads every frame back through a read guard.
 //!
-//! The program, `share_frames` in `crates/dmabuf/examples/shared/frame_share.rs`, is
-//! generic over the `dmabuf::uapi` traits and knows nothing of fds or ioctls. This `main`
-//! runs it:
-//! - on the real kernel (default): the system heap under `/dev/dma_heap`, and vgem as the
-//!   importing device (it imports the buffer, attaches and maps it in the kernel, and adds
-//!   real fences; it moves no bytes of its own, so only the CPU's bytes are checked);
-//! - on the simulated framework with `--sim PLATFORM [--unguarded] [--device NAME]`: the
-//!   same function with `dmabuf::user`'s heaps and a simulated DMA master, whose bytes are
-//!   checked too (`cargo run -p dmabuf --example frame_share_sim` runs the whole
-//!   guarded/unguarded matrix on any machine).
+//! The program, `share_frames` of crate `frame-share`, is generic over the user API's
+//! traits (crate `dmabuf-uapi`) and knows nothing of fds or ioctls. This `main` runs it on
+//! the real kernel: the system heap under `/dev/dma_heap`, and vgem as the importing device
+//! (it imports the buffer, attaches and maps it in the kernel, and adds real fences; it
+//! moves no bytes of its own, so only the CPU's bytes are checked).
+//!
+//! The same function runs on the simulated framework, with a simulated DMA master whose
+//! bytes are checked too, guarded and unguarded: `cargo run -p dmabuf --example
+//! frame_share_sim`, on any machine.
 //!
 //! Run: `cargo run -p dmabuf-linux --example frame_share` on a machine with dma-buf heaps
 //! and vgem (`modprobe vgem`), or `ci/kernel-tests.sh`, which runs it inside a booted
 //! kernel.
 
-#[path = "../../dmabuf/examples/shared/frame_share.rs"]
-mod frame_share;
-
-use dmabuf::user::SyncIoctls;
 use dmabuf_linux::vgem::{GemHandle, Vgem, VgemFence};
 use dmabuf_linux::{DmaBuf, Error};
-use frame_share::{Importer, run_sim, share_frames};
+use frame_share::{Importer, share_frames};
 
 const FRAMES: usize = 3;
 
@@ -77,39 +72,13 @@ impl Importer<DmaBuf> for VgemImporter<'_> {
     }
 }
 
-fn usage() -> ! {
-    eprintln!("usage: frame_share [--sim PLATFORM [--unguarded] [--device NAME]]");
-    std::process::exit(2);
-}
-
 fn main() {
-    let (mut sim, mut device, mut mode) = (None, None, SyncIoctls::Issue);
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--sim" => sim = Some(args.next().unwrap_or_else(|| usage())),
-            "--device" => device = Some(args.next().unwrap_or_else(|| usage())),
-            "--unguarded" => mode = SyncIoctls::Omit,
-            _ => usage(),
-        }
+    if std::env::args().len() > 1 {
+        eprintln!(
+            "usage: frame_share (no arguments; the simulated runs: cargo run -p dmabuf --example frame_share_sim)"
+        );
+        std::process::exit(2);
     }
-
-    if let Some(platform) = sim {
-        match run_sim(&platform, device.as_deref(), mode, FRAMES) {
-            Ok(run) => {
-                println!("{}", run.summary());
-                std::process::exit(i32::from(run.result.is_err()));
-            }
-            Err(e) => {
-                eprintln!("frame_share: cannot run on simulated {platform}: {e}");
-                std::process::exit(2);
-            }
-        }
-    }
-    if device.is_some() || mode != SyncIoctls::Issue {
-        usage();
-    }
-
     let heaps = dmabuf_linux::Heaps::new();
     let vgem = match Vgem::open() {
         Ok(v) => v,

@@ -4,13 +4,12 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use dmabuf::uapi;
+use dmabuf_uapi::validate::HeapAllocation;
+use dmabuf_uapi::{Errno, Error, FdFlags, HeapFlags, Op, Result, traits};
 use rustix::fs::{Mode, OFlags};
-use rustix::io::Errno;
 
-use crate::buffer::DmaBuf;
-use crate::error::{Error, Op, Result};
-use crate::sys;
+use crate::buffer::{DmaBuf, page_size};
+use crate::sys::{self, errno};
 
 /// Where the kernel puts heap devices.
 pub const DEFAULT_HEAP_DIR: &str = "/dev/dma_heap";
@@ -28,27 +27,6 @@ pub struct Heaps {
 impl Default for Heaps {
     fn default() -> Self {
         Heaps::new()
-    }
-}
-
-/// Access mode of the dma-buf fd a heap hands out (`fd_flags`; `O_CLOEXEC` is always set
-/// so buffers do not leak into exec'd programs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FdAccess {
-    /// `O_RDONLY`: the buffer can be mapped for reading only.
-    ReadOnly,
-    /// `O_RDWR`.
-    #[default]
-    ReadWrite,
-}
-
-impl FdAccess {
-    fn fd_flags(self) -> u32 {
-        let access = match self {
-            FdAccess::ReadOnly => OFlags::RDONLY,
-            FdAccess::ReadWrite => OFlags::RDWR,
-        };
-        (access | OFlags::CLOEXEC).bits()
     }
 }
 
@@ -72,7 +50,7 @@ impl Heaps {
     pub fn names(&self) -> Result<Vec<String>> {
         let no_heaps = |e: std::io::Error| Error::NoHeaps {
             path: self.dir.clone(),
-            errno: Errno::from_io_error(&e).unwrap_or(Errno::IO),
+            errno: e.raw_os_error().and_then(Errno::new).unwrap_or(Errno::EIO),
         };
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&self.dir).map_err(no_heaps)? {
@@ -84,7 +62,11 @@ impl Heaps {
     }
 
     fn not_found(&self, name: &str) -> Error {
-        Error::HeapNotFound { name: name.into(), dir: self.dir.clone(), available: self.names().unwrap_or_default() }
+        Error::HeapNotFound {
+            name: name.into(),
+            location: self.dir.display().to_string(),
+            available: self.names().unwrap_or_default(),
+        }
     }
 
     /// Opens the heap `name`. A missing heap gives [`Error::HeapNotFound`] listing the
@@ -96,8 +78,8 @@ impl Heaps {
         let path = self.dir.join(name);
         match rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
             Ok(fd) => Ok(Heap { fd, name: name.into() }),
-            Err(Errno::NOENT) => Err(self.not_found(name)),
-            Err(errno) => Err(Error::Open { path, errno }),
+            Err(rustix::io::Errno::NOENT) => Err(self.not_found(name)),
+            Err(e) => Err(Error::Open { path, errno: errno(e) }),
         }
     }
 
@@ -115,9 +97,8 @@ impl Heaps {
     }
 }
 
-impl uapi::Heaps for Heaps {
+impl traits::Heaps for Heaps {
     type Heap = Heap;
-    type Error = Error;
 
     fn names(&self) -> Result<Vec<String>> {
         Heaps::names(self)
@@ -142,18 +123,17 @@ impl Heap {
     }
 
     /// Allocates a zeroed, read-write buffer of `len` bytes (rounded up to pages by the
-    /// heap).
+    /// heap), `O_RDWR | O_CLOEXEC`.
     pub fn allocate(&self, len: usize) -> Result<DmaBuf> {
-        self.allocate_with(len, FdAccess::ReadWrite)
+        self.allocate_with(len, FdFlags::DEFAULT, HeapFlags::NONE)
     }
 
-    /// Allocates with the given fd access mode.
-    pub fn allocate_with(&self, len: usize, access: FdAccess) -> Result<DmaBuf> {
-        if len == 0 {
-            // The kernel refuses it too (EINVAL); say why.
-            return Err(Error::ZeroSize);
-        }
-        let fd = sys::dma_heap_alloc(self.fd.as_fd(), len as u64, access.fd_flags(), 0)
+    /// Allocates with the kernel's fd and heap flags (`DMA_HEAP_IOCTL_ALLOC`), after the
+    /// kernel's checks, so that a refusal says which rule.
+    pub fn allocate_with(&self, len: usize, fd_flags: FdFlags, heap_flags: HeapFlags) -> Result<DmaBuf> {
+        let request = HeapAllocation::new(len as u64, fd_flags, heap_flags);
+        request.check(page_size())?;
+        let fd = sys::dma_heap_alloc(self.fd.as_fd(), request.len, fd_flags.bits(), heap_flags.bits())
             .map_err(Error::os(Op::DmaHeapIoctlAlloc))?;
         DmaBuf::from_owned(fd)
     }
@@ -165,15 +145,15 @@ impl AsFd for Heap {
     }
 }
 
-impl uapi::Heap for Heap {
+impl traits::Heap for Heap {
     type Buffer = DmaBuf;
 
     fn name(&self) -> &str {
         &self.name
     }
 
-    fn allocate(&self, len: usize) -> Result<DmaBuf> {
-        Heap::allocate(self, len)
+    fn allocate_with(&self, len: usize, fd_flags: FdFlags, heap_flags: HeapFlags) -> Result<DmaBuf> {
+        Heap::allocate_with(self, len, fd_flags, heap_flags)
     }
 }
 
@@ -192,7 +172,7 @@ mod tests {
     fn a_missing_heap_directory_is_reported_as_no_heaps() {
         let heaps = Heaps::at("/nonexistent/dma_heap");
         match heaps.names() {
-            Err(Error::NoHeaps { errno, .. }) => assert_eq!(errno, Errno::NOENT),
+            Err(Error::NoHeaps { errno, .. }) => assert_eq!(errno, Errno::ENOENT),
             other => panic!("{other:?}"),
         }
         let e = heaps.open("system").map(drop).expect_err("no heap");
@@ -221,21 +201,14 @@ mod tests {
         assert_eq!(cma.name(), "linux,cma");
         // A regular file is no heap device: the kernel refuses the ioctl.
         match cma.allocate(4096) {
-            Err(Error::Os { op: Op::DmaHeapIoctlAlloc, errno }) => assert_eq!(errno, Errno::NOTTY),
+            Err(Error::Os { op: Op::DmaHeapIoctlAlloc, errno }) => assert_eq!(errno, Errno::ENOTTY),
             other => panic!("{other:?}"),
         }
+        // What the kernel would refuse is refused first, naming the rule.
         assert!(matches!(cma.allocate(0), Err(Error::ZeroSize)));
+        assert!(matches!(cma.allocate(usize::MAX - 1), Err(Error::LengthWraps { .. })));
+        let bad_fd_flags = FdFlags::DEFAULT | FdFlags::from_bits_retain(0o4000);
+        assert!(matches!(cma.allocate_with(4096, bad_fd_flags, HeapFlags::NONE), Err(Error::FdFlags { .. })));
         std::fs::remove_dir_all(&dir).expect("cleanup");
-    }
-
-    #[test]
-    fn fd_flags_are_the_ones_the_kernel_accepts() {
-        // DMA_HEAP_VALID_FD_FLAGS = O_CLOEXEC | O_ACCMODE.
-        let valid = (OFlags::CLOEXEC | OFlags::RWMODE).bits();
-        for a in [FdAccess::ReadOnly, FdAccess::ReadWrite] {
-            assert_eq!(a.fd_flags() & !valid, 0);
-            assert_ne!(a.fd_flags() & OFlags::CLOEXEC.bits(), 0);
-        }
-        assert_eq!(FdAccess::ReadWrite.fd_flags() & OFlags::RWMODE.bits(), 2);
     }
 }

@@ -4,12 +4,11 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
+use dmabuf_uapi::{Error, Op, Result, validate};
 use rustix::fs::{Mode, OFlags};
 
-use crate::buffer::name_bytes;
-use crate::error::{Error, Op, Result};
 use crate::sync_file::SyncFile;
-use crate::sys;
+use crate::sys::{self, errno};
 
 /// The debugfs file that creates a timeline when opened.
 pub const SW_SYNC_PATH: &str = "/sys/kernel/debug/sync/sw_sync";
@@ -31,14 +30,14 @@ impl SwSyncTimeline {
     pub fn open_at(path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
         let fd = rustix::fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|errno| Error::SwSyncUnavailable { path, errno })?;
+            .map_err(|e| Error::SwSyncUnavailable { path, errno: errno(e) })?;
         Ok(SwSyncTimeline { fd })
     }
 
     /// A sync file with one fence that signals when the timeline reaches `value`
     /// (`SW_SYNC_IOC_CREATE_FENCE`).
     pub fn create_fence(&self, name: &str, value: u32) -> Result<SyncFile> {
-        let name = name_bytes(name)?;
+        let name = validate::name(name)?;
         let fd =
             sys::sw_sync_create_fence(self.fd.as_fd(), value, name).map_err(Error::os(Op::SwSyncIocCreateFence))?;
         Ok(SyncFile::from_kernel(fd))
@@ -58,7 +57,7 @@ mod tests {
     #[test]
     fn a_missing_sw_sync_file_says_what_is_needed() {
         let e = SwSyncTimeline::open_at("/nonexistent/sw_sync").expect_err("missing");
-        assert!(matches!(&e, Error::SwSyncUnavailable { errno, .. } if *errno == rustix::io::Errno::NOENT));
+        assert!(matches!(&e, Error::SwSyncUnavailable { errno, .. } if *errno == dmabuf_uapi::Errno::ENOENT));
         assert!(e.to_string().contains("CONFIG_SW_SYNC"), "{e}");
     }
 }

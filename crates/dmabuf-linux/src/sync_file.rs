@@ -4,13 +4,13 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use dmabuf::uapi::{self, FenceInfo, FenceStatus, MonotonicTime, SyncFileInfo, WaitStatus};
+use dmabuf_uapi::{
+    Errno, Error, FenceInfo, FenceStatus, MonotonicTime, Op, Result, SyncFileInfo, WaitStatus, traits, validate,
+};
 use rustix::event::PollFlags;
-use rustix::io::Errno;
 
-use crate::buffer::{name_bytes, poll_one};
-use crate::error::{Error, Op, Result};
-use crate::sys;
+use crate::buffer::poll_one;
+use crate::sys::{self, errno};
 
 /// A sync file, owning its fd (closed on drop).
 ///
@@ -44,7 +44,7 @@ impl SyncFile {
     pub fn from_owned(fd: OwnedFd) -> Result<Self> {
         let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
         let link = rustix::fs::readlink(path.as_str(), Vec::new())
-            .map_err(|errno| Error::Open { path: path.clone().into(), errno })?;
+            .map_err(|e| Error::Open { path: path.clone().into(), errno: errno(e) })?;
         let what = link.to_string_lossy().into_owned();
         if what != "anon_inode:sync_file" {
             return Err(Error::NotSyncFile { what });
@@ -55,7 +55,7 @@ impl SyncFile {
     /// A new sync file signaling when both have (`SYNC_IOC_MERGE`). `name`: at most 31
     /// bytes.
     pub fn merge(&self, name: &str, other: &SyncFile) -> Result<SyncFile> {
-        let name = name_bytes(name)?;
+        let name = validate::name(name)?;
         let fd = sys::sync_merge(self.fd.as_fd(), other.fd.as_fd(), name).map_err(Error::os(Op::SyncIocMerge))?;
         Ok(SyncFile { fd })
     }
@@ -87,7 +87,7 @@ impl SyncFile {
         if revents.contains(PollFlags::IN) {
             Ok(WaitStatus::Signaled)
         } else if revents.intersects(PollFlags::ERR | PollFlags::NVAL) {
-            Err(Error::Os { op: Op::Poll, errno: Errno::INVAL })
+            Err(Error::Os { op: Op::Poll, errno: Errno::EINVAL })
         } else {
             Ok(WaitStatus::TimedOut)
         }
@@ -112,9 +112,7 @@ impl From<SyncFile> for OwnedFd {
     }
 }
 
-impl uapi::SyncFile for SyncFile {
-    type Error = Error;
-
+impl traits::SyncFile for SyncFile {
     fn merge(&self, name: &str, other: &Self) -> Result<Self> {
         SyncFile::merge(self, name, other)
     }

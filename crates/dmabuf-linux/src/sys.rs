@@ -12,16 +12,26 @@
 //! - `include/uapi/drm/drm.h`, `drm_mode.h`, `vgem_drm.h`: the DRM calls used to drive
 //!   vgem as an importer and fence source.
 //!
-//! The calls return the bare errno. They neither validate nor retry: the typed layer above
-//! does that, and tests use this layer to show what the kernel itself refuses. The calls
+//! The calls return the bare errno (as [`Errno`]). They neither validate nor retry: the
+//! typed layer above does that, and tests use this layer to show what the kernel itself
+//! refuses. The calls
 //! take `BorrowedFd`s and return `OwnedFd`s for every fd the kernel creates, so no fd can
 //! leak even here.
 
 use std::ffi::c_void;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use rustix::io::{Errno, Result};
+use dmabuf_uapi::Errno;
 use rustix::ioctl::{Ioctl, IoctlOutput, Opcode, opcode};
+
+/// What a raw call returns: its value, or the errno the kernel answered.
+pub type Result<T> = std::result::Result<T, Errno>;
+
+/// The kernel's errno as rustix reports it, as the user API's [`Errno`].
+pub fn errno(e: rustix::io::Errno) -> Errno {
+    // The kernel's errnos are 1..=4095; anything else would be a rustix bug.
+    Errno::new(e.raw_os_error()).unwrap_or(Errno::EIO)
+}
 
 /// `struct dma_heap_allocation_data`: argument of [`DMA_HEAP_IOCTL_ALLOC`].
 #[repr(C)]
@@ -354,7 +364,7 @@ unsafe impl Ioctl for Call {
     }
 
     #[inline]
-    unsafe fn output_from_ptr(out: IoctlOutput, _: *mut c_void) -> Result<IoctlOutput> {
+    unsafe fn output_from_ptr(out: IoctlOutput, _: *mut c_void) -> rustix::io::Result<IoctlOutput> {
         Ok(out)
     }
 }
@@ -367,7 +377,7 @@ unsafe impl Ioctl for Call {
 #[inline]
 unsafe fn raw_ioctl(fd: BorrowedFd<'_>, opcode: Opcode, arg: *mut c_void) -> Result<IoctlOutput> {
     // SAFETY: forwarded to the caller, see above.
-    unsafe { rustix::ioctl::ioctl(fd, Call { opcode, arg }) }
+    unsafe { rustix::ioctl::ioctl(fd, Call { opcode, arg }) }.map_err(errno)
 }
 
 /// `ioctl(fd, opcode, &mut value)` for an ioctl whose argument is exactly a `T`.
@@ -387,7 +397,7 @@ unsafe fn ioctl_with<T>(fd: BorrowedFd<'_>, opcode: Opcode, value: &mut T) -> Re
 fn owned(fd: RawFd) -> Result<OwnedFd> {
     if fd < 0 {
         // A successful ioctl never reports a negative fd; refuse rather than wrap it.
-        return Err(Errno::BADF);
+        return Err(Errno::EBADF);
     }
     // SAFETY: the kernel installed `fd` in our table during the ioctl that just succeeded
     // and nothing else knows about it, so we are its only owner.
@@ -396,7 +406,13 @@ fn owned(fd: RawFd) -> Result<OwnedFd> {
 
 /// `DMA_HEAP_IOCTL_ALLOC` on a heap device, with raw fd and heap flags.
 pub fn dma_heap_alloc(heap: BorrowedFd<'_>, len: u64, fd_flags: u32, heap_flags: u64) -> Result<OwnedFd> {
-    let mut data = DmaHeapAllocationData { len, fd: 0, fd_flags, heap_flags };
+    dma_heap_alloc_data(heap, DmaHeapAllocationData { len, fd: 0, fd_flags, heap_flags })
+}
+
+/// `DMA_HEAP_IOCTL_ALLOC` with the whole structure as given, the `fd` field included
+/// (which the kernel wants 0 on the way in).
+pub fn dma_heap_alloc_data(heap: BorrowedFd<'_>, data: DmaHeapAllocationData) -> Result<OwnedFd> {
+    let mut data = data;
     // SAFETY: DMA_HEAP_IOCTL_ALLOC reads and writes one dma_heap_allocation_data.
     unsafe { ioctl_with(heap, DMA_HEAP_IOCTL_ALLOC, &mut data)? };
     owned(data.fd as RawFd)
@@ -447,7 +463,7 @@ pub fn udmabuf_create_list(dev: BorrowedFd<'_>, flags: u32, items: &[UdmabufCrea
     // header is 8 bytes, an item 24, both 8-aligned).
     const HEAD: usize = std::mem::size_of::<UdmabufCreateList>();
     const ITEM: usize = std::mem::size_of::<UdmabufCreateItem>();
-    let count = u32::try_from(items.len()).map_err(|_| Errno::INVAL)?;
+    let count = u32::try_from(items.len()).map_err(|_| Errno::EINVAL)?;
     let mut buf = vec![0u64; (HEAD + ITEM * items.len()) / 8];
     let head = UdmabufCreateList { flags, count };
     // SAFETY: `buf` holds HEAD + ITEM * len bytes, 8-aligned; the header goes at offset 0
@@ -644,8 +660,8 @@ mod tests {
         // passes that through without creating any fd.
         let fd = rustix::fs::memfd_create("not-a-dmabuf", rustix::fs::MemfdFlags::CLOEXEC).expect("memfd_create");
         use std::os::fd::AsFd;
-        assert_eq!(dma_buf_sync(fd.as_fd(), DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW), Err(Errno::NOTTY));
-        assert_eq!(dma_buf_export_sync_file(fd.as_fd(), 1).map(drop), Err(Errno::NOTTY));
-        assert_eq!(sync_merge(fd.as_fd(), fd.as_fd(), [0; 32]).map(drop), Err(Errno::NOTTY));
+        assert_eq!(dma_buf_sync(fd.as_fd(), DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW), Err(Errno::ENOTTY));
+        assert_eq!(dma_buf_export_sync_file(fd.as_fd(), 1).map(drop), Err(Errno::ENOTTY));
+        assert_eq!(sync_merge(fd.as_fd(), fd.as_fd(), [0; 32]).map(drop), Err(Errno::ENOTTY));
     }
 }

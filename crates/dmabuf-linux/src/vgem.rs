@@ -10,10 +10,10 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
+use dmabuf_uapi::{Error, Op, Result};
 use rustix::fs::{Mode, OFlags};
 
 use crate::buffer::DmaBuf;
-use crate::error::{Error, Op, Result};
 use crate::sys;
 
 /// An open vgem device.

@@ -57,7 +57,7 @@ fn sync_start_is_retried_when_a_signal_interrupts_it() {
         done.store(true, Ordering::Relaxed);
         r
     });
-    assert_eq!(raw, Err(Errno::INTR), "the raw ioctl should see the signal");
+    assert_eq!(raw, Err(Errno::EINTR), "the raw ioctl should see the signal");
     fence.signal().expect("signal");
 
     // The guard, hit by the same signals, keeps retrying until the fence signals.

@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use common::{open_fds, system_heap, vgem};
 use dmabuf_linux::{
-    CMA_HEAP_NAMES, DmaBuf, Error, FdAccess, Heaps, Memfd, SwSyncTimeline, SyncFile, SyncFlags, Udmabuf, UdmabufItem,
-    page_size,
+    CMA_HEAP_NAMES, DmaBuf, Error, FdFlags, HeapFlags, Heaps, Memfd, Seals, SwSyncTimeline, SyncFile, SyncFlags,
+    Udmabuf, UdmabufItem, page_size,
 };
-use rustix::fs::SealFlags;
 
 fn everything_once() {
     let page = page_size();
@@ -25,7 +24,8 @@ fn everything_once() {
     assert!(heap.allocate(0).is_err());
     assert!(heap.allocate(usize::MAX - 1).is_err());
     let buf = heap.allocate(2 * page as usize).expect("alloc");
-    let ro = heap.allocate_with(page as usize, FdAccess::ReadOnly).expect("ro");
+    assert!(heap.allocate_with(page as usize, FdFlags::from_bits_retain(!0), HeapFlags::NONE).is_err());
+    let ro = heap.allocate_with(page as usize, FdFlags::RDONLY | FdFlags::CLOEXEC, HeapFlags::NONE).expect("ro");
 
     // Mapping and guards, with refusals.
     {
@@ -35,7 +35,10 @@ fn everything_once() {
         map.read_range(0..10).expect("read").end().expect("end");
         assert!(map.read_range(0..usize::MAX).is_err());
         let rmap = ro.mmap().expect("ro mmap");
-        drop(rmap);
+        drop((rmap, map));
+        let part = buf.mmap_range(page as usize, page as usize).expect("mmap of the second page");
+        assert!(buf.mmap_range(page as usize, 2 * page as usize).is_err());
+        drop(part);
     }
     buf.set_name("leak-check").expect("name");
     assert!(buf.set_name(&"x".repeat(40)).is_err());
@@ -77,7 +80,7 @@ fn everything_once() {
     let good = Memfd::create("good", 2 * page).expect("memfd");
     let unsealed = Memfd::create_unsealed("unsealed", page).expect("memfd");
     let sealed = Memfd::create("sealed", page).expect("memfd");
-    sealed.add_seals(SealFlags::WRITE).expect("seal");
+    sealed.add_seals(Seals::WRITE).expect("seal");
     let null = Memfd::from_owned(OwnedFd::from(std::fs::File::open("/dev/null").expect("null")));
     drop(dev.create(&good, 0, 2 * page).expect("udmabuf"));
     drop(

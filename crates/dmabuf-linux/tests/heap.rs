@@ -6,7 +6,7 @@ mod common;
 use std::os::fd::AsFd;
 
 use common::{system_heap, vgem};
-use dmabuf_linux::{CMA_HEAP_NAMES, DmaBuf, Errno, Error, FdAccess, Heaps, Op, SyncFlags, sys};
+use dmabuf_linux::{CMA_HEAP_NAMES, DmaBuf, Errno, Error, FdFlags, HeapFlags, Heaps, Op, SyncFlags, page_size, sys};
 
 const ONE_MEG: usize = 1 << 20;
 
@@ -104,36 +104,38 @@ fn bad_flags_are_refused() {
     let heap = system_heap();
     let rdwr_cloexec = (rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC).bits();
     // Invalid heap flags (no heap defines any).
-    assert_eq!(sys::dma_heap_alloc(heap.as_fd(), ONE_MEG as u64, rdwr_cloexec, 0x111111).map(drop), Err(Errno::INVAL));
+    assert_eq!(sys::dma_heap_alloc(heap.as_fd(), ONE_MEG as u64, rdwr_cloexec, 0x111111).map(drop), Err(Errno::EINVAL));
     // Invalid fd flags.
-    assert_eq!(sys::dma_heap_alloc(heap.as_fd(), ONE_MEG as u64, !rdwr_cloexec, 0).map(drop), Err(Errno::INVAL));
-    // Zero length: the kernel says EINVAL, the API says why first.
-    assert_eq!(sys::dma_heap_alloc(heap.as_fd(), 0, rdwr_cloexec, 0).map(drop), Err(Errno::INVAL));
-    assert!(matches!(heap.allocate(0), Err(Error::ZeroSize)));
+    assert_eq!(sys::dma_heap_alloc(heap.as_fd(), ONE_MEG as u64, !rdwr_cloexec, 0).map(drop), Err(Errno::EINVAL));
+    // Zero length: the kernel says EINVAL, the API says why first, with the same errno.
+    assert_eq!(sys::dma_heap_alloc(heap.as_fd(), 0, rdwr_cloexec, 0).map(drop), Err(Errno::EINVAL));
+    let e = heap.allocate(0).map(drop).expect_err("empty");
+    assert!(matches!(e, Error::ZeroSize));
+    assert_eq!(e.errno(), Some(Errno::EINVAL));
     // An fd that is not a heap does not know the ioctl.
     let memfd = rustix::fs::memfd_create("x", rustix::fs::MemfdFlags::CLOEXEC).expect("memfd");
-    assert_eq!(sys::dma_heap_alloc(memfd.as_fd(), 4096, rdwr_cloexec, 0).map(drop), Err(Errno::NOTTY));
+    assert_eq!(sys::dma_heap_alloc(memfd.as_fd(), 4096, rdwr_cloexec, 0).map(drop), Err(Errno::ENOTTY));
 
     let buf = heap.allocate(4096).expect("alloc");
     // DMA_BUF_IOCTL_SYNC: no direction, or unknown bits.
     for flags in [sys::DMA_BUF_SYNC_START, sys::DMA_BUF_SYNC_END, 1 << 3, 1 << 63] {
-        assert_eq!(sys::dma_buf_sync(buf.as_fd(), flags), Err(Errno::INVAL), "flags {flags:#x}");
+        assert_eq!(sys::dma_buf_sync(buf.as_fd(), flags), Err(Errno::EINVAL), "flags {flags:#x}");
     }
     // Export/import of sync files: the flags must be READ and/or WRITE.
     for flags in [0, 4, 0x100] {
-        assert_eq!(sys::dma_buf_export_sync_file(buf.as_fd(), flags).map(drop), Err(Errno::INVAL));
+        assert_eq!(sys::dma_buf_export_sync_file(buf.as_fd(), flags).map(drop), Err(Errno::EINVAL));
     }
     let sf = buf.export_sync_file(SyncFlags::Write).expect("export");
-    assert_eq!(sys::dma_buf_import_sync_file(buf.as_fd(), 0, sf.as_fd()), Err(Errno::INVAL));
+    assert_eq!(sys::dma_buf_import_sync_file(buf.as_fd(), 0, sf.as_fd()), Err(Errno::EINVAL));
     // Import of something that is not a sync file.
-    assert_eq!(sys::dma_buf_import_sync_file(buf.as_fd(), 2, memfd.as_fd()), Err(Errno::INVAL));
+    assert_eq!(sys::dma_buf_import_sync_file(buf.as_fd(), 2, memfd.as_fd()), Err(Errno::EINVAL));
 }
 
 #[test]
 #[ignore = "needs /dev/dma_heap, /dev/udmabuf and vgem: run ci/kernel-tests.sh"]
 fn read_only_buffers_map_read_only() {
     let heap = system_heap();
-    let buf = heap.allocate_with(8192, FdAccess::ReadOnly).expect("alloc O_RDONLY");
+    let buf = heap.allocate_with(8192, FdFlags::RDONLY | FdFlags::CLOEXEC, HeapFlags::NONE).expect("alloc O_RDONLY");
     assert!(!buf.is_writable());
     let mut map = buf.mmap().expect("mmap PROT_READ");
     assert!(map.read().expect("read").iter().all(|&b| b == 0));
@@ -233,10 +235,143 @@ fn a_vgem_export_is_a_dma_buf_too() {
 #[test]
 #[ignore = "needs /dev/dma_heap, /dev/udmabuf and vgem: run ci/kernel-tests.sh"]
 fn errors_name_the_ioctl() {
+    let buf = system_heap().allocate(4096).expect("alloc");
+    let vgem = vgem();
+    let handle = vgem.import(&buf).expect("import");
+    let _reader = vgem.attach_fence(&handle, false).expect("a reader's fence");
+    // vgem refuses a writer's fence while a reader's is pending: the kernel's EBUSY,
+    // named with the ioctl.
+    let e = vgem.attach_fence(&handle, true).map(drop).expect_err("conflicting fence");
+    assert!(matches!(&e, Error::Os { op: Op::DrmIoctlVgemFenceAttach, errno } if *errno == Errno::EBUSY), "{e:?}");
+    assert_eq!(e.to_string(), "DRM_IOCTL_VGEM_FENCE_ATTACH failed: EBUSY (Device or resource busy)");
+}
+
+/// dma_heap_buffer_alloc: a length that wraps to 0 when rounded up to pages is EINVAL
+/// (refused at once; a merely huge length would be allocated page by page until the OOM
+/// killer came). The checks refuse it first with the same errno.
+#[test]
+#[ignore = "needs /dev/dma_heap, /dev/udmabuf and vgem: run ci/kernel-tests.sh"]
+fn dma_heap_buffer_alloc_refuses_a_length_that_wraps_to_zero() {
     let heap = system_heap();
-    // A length that wraps to 0 when the kernel rounds it up to pages: refused at once
-    // (a merely huge length would be allocated page by page until the OOM killer came).
-    let e = heap.allocate(usize::MAX - 1).map(drop).expect_err("absurd size");
-    assert!(matches!(&e, Error::Os { op: Op::DmaHeapIoctlAlloc, errno } if *errno == Errno::INVAL), "{e:?}");
-    assert_eq!(e.to_string(), "DMA_HEAP_IOCTL_ALLOC failed: EINVAL (Invalid argument)");
+    let flags = FdFlags::DEFAULT.bits();
+    for len in [u64::MAX, u64::MAX - 1, u64::MAX - page_size() + 2] {
+        assert_eq!(sys::dma_heap_alloc(heap.as_fd(), len, flags, 0).map(drop), Err(Errno::EINVAL), "{len}");
+    }
+    let e = heap.allocate(usize::MAX - 1).map(drop).expect_err("wraps");
+    assert!(matches!(e, Error::LengthWraps { .. }), "{e:?}");
+    assert_eq!((e.errno(), e.op()), (Some(Errno::EINVAL), Some(Op::DmaHeapIoctlAlloc)));
+}
+
+/// dma_heap_ioctl_allocate (and dmabuf-heap.c test_alloc_errors): the fd field must be 0,
+/// fd_flags within O_ACCMODE | O_CLOEXEC, heap_flags empty; each EINVAL from the kernel,
+/// and from the checks before the call.
+#[test]
+#[ignore = "needs /dev/dma_heap, /dev/udmabuf and vgem: run ci/kernel-tests.sh"]
+fn dma_heap_ioctl_allocate_refuses_invalid_flags() {
+    let heap = system_heap();
+    let len = ONE_MEG as u64;
+    let data = sys::DmaHeapAllocationData { len, fd: 0, fd_flags: FdFlags::DEFAULT.bits(), heap_flags: 0 };
+    drop(sys::dma_heap_alloc_data(heap.as_fd(), data).expect("the valid request"));
+    assert_eq!(
+        sys::dma_heap_alloc_data(heap.as_fd(), sys::DmaHeapAllocationData { fd: 7, ..data }).map(drop),
+        Err(Errno::EINVAL)
+    );
+    for (fd_flags, heap_flags) in [
+        (FdFlags::from_bits_retain(!FdFlags::DEFAULT.bits()), HeapFlags::NONE),
+        (FdFlags::DEFAULT | FdFlags::from_bits_retain(0o4000), HeapFlags::NONE),
+        (FdFlags::DEFAULT, HeapFlags::from_bits_retain(0x111111)),
+        (FdFlags::DEFAULT, HeapFlags::from_bits_retain(1)),
+    ] {
+        let raw = sys::dma_heap_alloc(heap.as_fd(), len, fd_flags.bits(), heap_flags.bits()).map(drop);
+        assert_eq!(raw, Err(Errno::EINVAL), "{fd_flags:?} {heap_flags:?}");
+        let e = heap.allocate_with(ONE_MEG, fd_flags, heap_flags).map(drop).expect_err("refused");
+        assert!(matches!(e, Error::FdFlags { .. } | Error::HeapFlags { .. }), "{e:?}");
+        assert_eq!(e.errno(), Some(Errno::EINVAL));
+    }
+    // Every access mode is valid; a write-only buffer cannot be mapped (EACCES).
+    let wronly = heap.allocate_with(4096, FdFlags::WRONLY | FdFlags::CLOEXEC, HeapFlags::NONE).expect("O_WRONLY");
+    let e = wronly.mmap().map(drop).expect_err("a write-only fd cannot be mapped");
+    assert!(matches!(e, Error::NotReadable));
+    let raw = unsafe_free_mmap_answer(&wronly);
+    assert_eq!(Some(raw), e.errno());
+}
+
+/// What the kernel answers to a shared mapping of the whole of `buf`, read-only.
+fn unsafe_free_mmap_answer(buf: &DmaBuf) -> Errno {
+    // A mapping that is refused creates nothing; one that succeeds is unmapped at once.
+    // SAFETY: a fresh shared mapping chosen by the kernel overlaps nothing of ours.
+    match unsafe {
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            buf.size(),
+            rustix::mm::ProtFlags::READ,
+            rustix::mm::MapFlags::SHARED,
+            buf,
+            0,
+        )
+    } {
+        Ok(p) => {
+            // SAFETY: the mapping just made, unused.
+            let _ = unsafe { rustix::mm::munmap(p, buf.size()) };
+            panic!("the kernel mapped a write-only dma-buf")
+        }
+        Err(e) => sys::errno(e),
+    }
+}
+
+/// dma_buf_mmap_internal: a mapping at an offset sees the buffer from there; one whose
+/// pages reach past the buffer's end is EINVAL from the kernel, and from the checks first.
+#[test]
+#[ignore = "needs /dev/dma_heap, /dev/udmabuf and vgem: run ci/kernel-tests.sh"]
+fn dma_buf_mmap_internal_refuses_mappings_past_the_end() {
+    let page = page_size() as usize;
+    let buf = system_heap().allocate(4 * page).expect("alloc");
+    {
+        let mut map = buf.mmap().expect("mmap");
+        let mut w = map.write().expect("write");
+        for p in 0..4 {
+            w[p * page] = p as u8 + 1;
+        }
+    }
+    {
+        let map = buf.mmap_range(2 * page, 2 * page).expect("the last two pages");
+        assert_eq!(map.len(), 2 * page);
+        let r = map.read().expect("read");
+        assert_eq!((r[0], r[page]), (3, 4));
+        assert!(matches!(map.read_range(0..2 * page + 1), Err(Error::RangeOutOfBounds { .. })));
+    }
+    for (offset, len) in [(0, 4 * page + 1), (page, 4 * page), (4 * page, 1)] {
+        let e = buf.mmap_range(offset, len).map(drop).expect_err("past the end");
+        assert!(matches!(e, Error::MmapPastEnd { .. }), "{offset}+{len}: {e:?}");
+        // SAFETY: a fresh shared mapping chosen by the kernel overlaps nothing of ours; it
+        // is unmapped at once if the kernel makes it.
+        let raw = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ,
+                rustix::mm::MapFlags::SHARED,
+                &buf,
+                offset as u64,
+            )
+        };
+        if let Ok(p) = raw {
+            // SAFETY: the mapping just made, unused.
+            let _ = unsafe { rustix::mm::munmap(p, len) };
+            panic!("the kernel mapped {len} bytes at {offset} of a {}-byte buffer", 4 * page);
+        }
+        assert_eq!(raw.map(drop).map_err(sys::errno), Err(Errno::EINVAL), "{offset}+{len}");
+        assert_eq!(e.errno(), Some(Errno::EINVAL));
+    }
+    assert!(matches!(buf.mmap_range(1, page), Err(Error::MmapOffsetNotAligned { .. })));
+}
+
+/// The kernel's refusals as the generic program of `dmabuf_uapi::conformance` checks them,
+/// the same functions the simulated backend's tests run: what the checks refuse, the
+/// kernel refuses with the same errno (the raw answers are in the tests above).
+#[test]
+#[ignore = "needs /dev/dma_heap, /dev/udmabuf and vgem: run ci/kernel-tests.sh"]
+fn the_kernels_refusals_are_the_linux_backends() {
+    let heap = system_heap();
+    assert_eq!(dmabuf_uapi::conformance::heap_refusals(&heap, page_size() as usize), Ok(()));
 }

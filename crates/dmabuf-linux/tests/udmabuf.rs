@@ -6,8 +6,9 @@ mod common;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use common::vgem;
-use dmabuf_linux::{Errno, Error, Memfd, SyncFlags, Udmabuf, UdmabufItem, UdmabufLimits, page_size, sys};
-use rustix::fs::SealFlags;
+use dmabuf_linux::{
+    Errno, Error, Memfd, MemfdKind, Seals, SyncFlags, Udmabuf, UdmabufItem, page_size, sys, udmabuf_limits,
+};
 
 fn udmabuf() -> Udmabuf {
     Udmabuf::open().unwrap_or_else(|e| panic!("{e} ({})", common::NEEDS))
@@ -81,28 +82,27 @@ fn the_kernel_refuses_what_the_checks_refuse() {
 
     // selftest test-1: offset not page aligned.
     assert!(matches!(dev.create(&good, page / 2, page), Err(Error::UdmabufOffsetNotAligned { .. })));
-    assert_eq!(raw_create(&dev, &good, page / 2, page).map(drop), Err(Errno::INVAL));
+    assert_eq!(raw_create(&dev, &good, page / 2, page).map(drop), Err(Errno::EINVAL));
     // selftest test-2: size not a multiple of the page size.
     assert!(matches!(dev.create(&good, 0, page / 2), Err(Error::UdmabufSizeNotAligned { .. })));
-    assert_eq!(raw_create(&dev, &good, 0, page / 2).map(drop), Err(Errno::INVAL));
+    assert_eq!(raw_create(&dev, &good, 0, page / 2).map(drop), Err(Errno::EINVAL));
     // Empty.
     assert!(matches!(dev.create(&good, 0, 0), Err(Error::UdmabufEmpty)));
-    assert_eq!(raw_create(&dev, &good, 0, 0).map(drop), Err(Errno::INVAL));
-    // selftest test-3: not a memfd.
+    assert_eq!(raw_create(&dev, &good, 0, 0).map(drop), Err(Errno::EINVAL));
+    // selftest test-3: not a memfd (check_memfd_seals: EBADFD).
     let null = Memfd::from_owned(OwnedFd::from(std::fs::File::open("/dev/null").expect("null")));
-    assert!(matches!(dev.create(&null, 0, page), Err(Error::UdmabufNotMemfd { index: 0 })));
-    let raw = raw_create(&dev, &null, 0, page).map(drop);
-    println!("kernel answer for a non-memfd: {raw:?}");
-    assert!(raw.is_err());
+    let e = dev.create(&null, 0, page).map(drop).expect_err("not a memfd");
+    assert!(matches!(e, Error::UdmabufNotMemfd { index: 0 }));
+    assert_eq!(raw_create(&dev, &null, 0, page).map(drop).map_err(Some), Err(e.errno()));
     // No F_SEAL_SHRINK.
     let unsealed = Memfd::create_unsealed("unsealed", page).expect("memfd");
     assert!(matches!(dev.create(&unsealed, 0, page), Err(Error::UdmabufMissingShrinkSeal { index: 0 })));
-    assert_eq!(raw_create(&dev, &unsealed, 0, page).map(drop), Err(Errno::INVAL));
+    assert_eq!(raw_create(&dev, &unsealed, 0, page).map(drop), Err(Errno::EINVAL));
     // F_SEAL_WRITE.
     let sealed = Memfd::create("write-sealed", page).expect("memfd");
-    sealed.add_seals(SealFlags::WRITE).expect("seal");
-    assert!(matches!(dev.create(&sealed, 0, page), Err(Error::UdmabufWriteSealed { index: 0 })));
-    assert_eq!(raw_create(&dev, &sealed, 0, page).map(drop), Err(Errno::INVAL));
+    sealed.add_seals(Seals::WRITE).expect("seal");
+    assert!(matches!(dev.create(&sealed, 0, page), Err(Error::UdmabufWriteSealed { index: 0, .. })));
+    assert_eq!(raw_create(&dev, &sealed, 0, page).map(drop), Err(Errno::EINVAL));
     // Past the end of the memfd.
     assert!(matches!(dev.create(&good, 2 * page, 4 * page), Err(Error::UdmabufPastEnd { .. })));
     let raw = raw_create(&dev, &good, 2 * page, 4 * page).map(drop);
@@ -112,7 +112,7 @@ fn the_kernel_refuses_what_the_checks_refuse() {
     let limits = dev.limits();
     let huge = Memfd::create("huge", limits.max_size + page).expect("sparse memfd");
     assert!(matches!(dev.create(&huge, 0, limits.max_size + page), Err(Error::UdmabufTooLarge { .. })));
-    assert_eq!(raw_create(&dev, &huge, 0, limits.max_size + page).map(drop), Err(Errno::INVAL));
+    assert_eq!(raw_create(&dev, &huge, 0, limits.max_size + page).map(drop), Err(Errno::EINVAL));
     // Over list_limit.
     let many: Vec<UdmabufItem<'_>> = (0..=limits.max_items).map(|_| item(&good, 0, page)).collect();
     assert!(matches!(dev.create_list(&many), Err(Error::UdmabufTooManyItems { .. })));
@@ -122,12 +122,12 @@ fn the_kernel_refuses_what_the_checks_refuse() {
         .collect();
     assert_eq!(
         sys::udmabuf_create_list(dev.as_fd(), sys::UDMABUF_FLAGS_CLOEXEC, &raw_items).map(drop),
-        Err(Errno::INVAL)
+        Err(Errno::EINVAL)
     );
     // And the valid request (selftest test-4) works both ways.
     drop(raw_create(&dev, &good, 0, 4 * page).expect("raw valid"));
     drop(dev.create(&good, 0, 4 * page).expect("typed valid"));
-    assert_eq!(limits, UdmabufLimits::from_sysfs());
+    assert_eq!(limits, udmabuf_limits());
 }
 
 #[test]
@@ -147,4 +147,122 @@ fn a_udmabuf_is_imported_and_fenced_like_any_dma_buf() {
     let mut b = [0u8; 1];
     memfd.read_at(0, &mut b).expect("pread");
     assert_eq!(b[0], 9);
+}
+
+/// check_memfd_seals: F_SEAL_SHRINK wanted, F_SEAL_WRITE and F_SEAL_FUTURE_WRITE denied,
+/// each refused by the checks with EINVAL exactly as the kernel refuses the raw request.
+#[test]
+#[ignore = "needs /dev/dma_heap, /dev/udmabuf and vgem: run ci/kernel-tests.sh"]
+fn check_memfd_seals_wants_shrink_and_denies_the_write_seals() {
+    let page = page_size();
+    let dev = udmabuf();
+    for (seals, refused) in [
+        (Seals::NONE, true),
+        (Seals::SHRINK, false),
+        (Seals::SHRINK | Seals::GROW, false),
+        (Seals::SHRINK | Seals::WRITE, true),
+        (Seals::SHRINK | Seals::FUTURE_WRITE, true),
+    ] {
+        let memfd = Memfd::create_unsealed("seals", page).expect("memfd");
+        memfd.add_seals(seals).expect("seal");
+        let typed = dev.create(&memfd, 0, page).map(drop);
+        let raw = raw_create(&dev, &memfd, 0, page).map(drop);
+        assert_eq!(typed.is_err(), refused, "{seals:?}: {typed:?}");
+        assert_eq!(raw.is_err(), refused, "{seals:?}: the kernel says {raw:?}");
+        if let Err(e) = typed {
+            assert_eq!(Err(e.errno().expect("an errno")), raw, "{seals:?}: {e}");
+        }
+    }
+}
+
+/// The udmabuf selftest's list test (test-5): four items of four pages each, spread over
+/// one memfd, make one buffer whose pages are the memfd's, in the items' order.
+#[test]
+#[ignore = "needs /dev/dma_heap, /dev/udmabuf and vgem: run ci/kernel-tests.sh"]
+fn udmabuf_create_list_of_one_memfd() {
+    let page = page_size();
+    let dev = udmabuf();
+    let size = 64 * page;
+    let memfd = Memfd::create("list", size).expect("memfd");
+    for i in 0..size / page {
+        memfd.write_at(i * page, &[i as u8]).expect("pwrite");
+    }
+    let items: Vec<UdmabufItem<'_>> = (0..4).map(|i| item(&memfd, i * (size / 4), 4 * page)).collect();
+    let buf = dev.create_list(&items).expect("UDMABUF_CREATE_LIST");
+    assert_eq!(buf.size() as u64, 16 * page);
+    let map = buf.mmap().expect("mmap");
+    let r = map.read().expect("read");
+    for k in 0..16u64 {
+        let want = ((k / 4) * (size / 4 / page) + k % 4) as u8;
+        assert_eq!(r[(k * page) as usize], want, "page {k} of the buffer");
+    }
+}
+
+/// The udmabuf selftest's hugetlb test (test-6): a list over a hugetlb memfd, whose size
+/// is whole 2 MiB pages as hugetlbfs requires (a size of part of a huge page is EINVAL,
+/// hugetlbfs_setattr), while the items need only be whole small pages.
+#[test]
+#[ignore = "needs /dev/dma_heap, /dev/udmabuf and vgem: run ci/kernel-tests.sh"]
+fn udmabuf_create_list_of_a_hugetlb_memfd() {
+    let page = page_size();
+    let huge = dmabuf_linux::HUGETLB_PAGE_SIZE;
+    reserve_huge_pages(8);
+    // The kernel's rule, raw: a hugetlb file is sized in whole huge pages.
+    let raw = rustix::fs::memfd_create("raw", rustix::fs::MemfdFlags::HUGETLB | rustix::fs::MemfdFlags::CLOEXEC)
+        .expect("memfd_create(MFD_HUGETLB)");
+    assert_eq!(rustix::fs::ftruncate(&raw, page), Err(rustix::io::Errno::INVAL), "hugetlbfs_setattr");
+    // The API rounds up to whole huge pages.
+    let dev = udmabuf();
+    let memfd = Memfd::create_with("hugetlb", huge + 1, MemfdKind::Hugetlb, Seals::SHRINK).expect("hugetlb memfd");
+    assert_eq!(memfd.size().expect("size"), 2 * huge);
+    let memfd = Memfd::create_with("hugetlb", 4 * huge, MemfdKind::Hugetlb, Seals::SHRINK).expect("hugetlb memfd");
+    // hugetlbfs has no write(2): the bytes go in through a mapping.
+    assert!(matches!(memfd.write_at(0, b"x"), Err(Error::Os { errno: Errno::EINVAL, .. })));
+    let items: Vec<UdmabufItem<'_>> = (0..4).map(|i| item(&memfd, i * huge + page, 4 * page)).collect();
+    let buf = dev.create_list(&items).expect("UDMABUF_CREATE_LIST of hugetlb pages");
+    assert_eq!(buf.size() as u64, 16 * page);
+    {
+        let mut map = buf.mmap().expect("mmap");
+        let mut w = map.write().expect("write");
+        for k in 0..16 {
+            w[k * page as usize] = 0xa0 + k as u8;
+        }
+    }
+    for k in 0..16u64 {
+        let mut b = [0u8; 1];
+        memfd.read_at((k / 4) * huge + page + (k % 4) * page, &mut b).expect("pread");
+        assert_eq!(b[0], 0xa0 + k as u8, "page {k}");
+    }
+}
+
+/// Makes sure the hugetlb pool holds at least `n` huge pages (the guest runs as root).
+fn reserve_huge_pages(n: u64) {
+    const POOL: &str = "/proc/sys/vm/nr_hugepages";
+    let have: u64 = std::fs::read_to_string(POOL).expect(POOL).trim().parse().expect("a number");
+    if have < n {
+        std::fs::write(POOL, format!("{n}\n")).unwrap_or_else(|e| panic!("{POOL}: {e} ({})", common::NEEDS));
+    }
+}
+
+/// udmabuf's refusals as the generic program of `dmabuf_uapi::conformance` checks them,
+/// the same functions the simulated backend's tests run.
+#[test]
+#[ignore = "needs /dev/dma_heap, /dev/udmabuf and vgem: run ci/kernel-tests.sh"]
+fn the_kernels_udmabuf_refusals_are_the_linux_backends() {
+    assert_eq!(dmabuf_uapi::conformance::udmabuf_refusals(&udmabuf()), Ok(()));
+}
+
+/// udmabuf selftest test-3 and check_memfd_seals: a file that is neither shmem nor
+/// hugetlbfs (here /dev/zero) is EBADFD, from the kernel and from the checks.
+#[test]
+#[ignore = "needs /dev/dma_heap, /dev/udmabuf and vgem: run ci/kernel-tests.sh"]
+fn udmabuf_create_refuses_a_file_that_is_not_a_memfd() {
+    let page = page_size();
+    let dev = udmabuf();
+    let zero = Memfd::from_owned(OwnedFd::from(std::fs::File::open("/dev/zero").expect("/dev/zero")));
+    assert_eq!(zero.seals().expect("F_GET_SEALS"), None);
+    let e = dev.create_list(&[item(&zero, 0, page)]).map(drop).expect_err("not a memfd");
+    assert!(matches!(e, Error::UdmabufNotMemfd { index: 0 }), "{e:?}");
+    assert_eq!(e.errno(), Some(Errno::EBADFD));
+    assert_eq!(raw_create(&dev, &zero, 0, page).map(drop), Err(Errno::EBADFD));
 }

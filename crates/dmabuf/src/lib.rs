@@ -29,8 +29,8 @@
 //! | [`SyncTimeline`] | `sw_sync` (the software timeline behind `/sys/kernel/debug/sync/sw_sync`) |
 //! | [`sim_time`] | (none) fences completed in simulated time, whose waits run the simulation |
 //! | [`raw`] | the same calls without guards, as kernel code makes them |
-//! | [`uapi`] | (none) the user-space API as traits, which `dmabuf-linux` implements on a real kernel |
-//! | [`user`] | `/dev/dma_heap`, the dma-buf and sync-file fds: [`uapi`] on the simulated framework, with simulated devices |
+//! | [`uapi`] | (none) crate `dmabuf-uapi`, the user API (traits, rules, guards, errors), re-exported |
+//! | [`user`] | `/dev/dma_heap`, `/dev/udmabuf`, memfds, the dma-buf and sync-file fds: the simulated backend of [`uapi`], with simulated devices |
 //!
 //! Every CPU bracket first waits for the fences it must (`dma_buf_begin_cpu_access`
 //! waits with `dma_resv_wait_timeout`): a read for the writers, a write for everyone.
@@ -56,7 +56,7 @@ mod state;
 mod sw_sync;
 mod sync_file;
 mod system;
-pub mod uapi;
+pub use dmabuf_uapi as uapi;
 pub mod user;
 
 pub use attach::{AttachError, AttachPlan, AttachPolicy, Backing, ImporterCaps, check_attach};

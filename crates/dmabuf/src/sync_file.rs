@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use crate::fence::{Fence, FenceError, FenceStatus, MonotonicTime, unwrap, unwrap_merge};
-use crate::uapi::{self, DMA_BUF_NAME_LEN, FenceInfo, Readiness, SyncFileInfo, WaitStatus};
+use crate::uapi::{self, DMA_BUF_NAME_LEN, FenceInfo, Op, Readiness, SyncFileInfo, WaitStatus};
 
 /// A sync file (`struct sync_file`): a fence and a name.
 #[derive(Clone, Debug)]
@@ -121,22 +121,25 @@ impl SyncFile {
     }
 }
 
-impl uapi::SyncFile for SyncFile {
-    type Error = FenceError;
+/// The user API's error for a fence failure in `op`, with the errno the kernel returns.
+fn uapi_error(op: Op) -> impl FnOnce(FenceError) -> uapi::Error {
+    move |e| uapi::Error::Framework { op, errno: e.errno(), source: Box::new(e) }
+}
 
-    fn merge(&self, name: &str, other: &Self) -> Result<Self, FenceError> {
-        SyncFile::merge(self, name, other)
+impl uapi::SyncFile for SyncFile {
+    fn merge(&self, name: &str, other: &Self) -> uapi::Result<Self> {
+        SyncFile::merge(self, name, other).map_err(uapi_error(Op::SyncIocMerge))
     }
 
-    fn info(&self) -> Result<SyncFileInfo, FenceError> {
+    fn info(&self) -> uapi::Result<SyncFileInfo> {
         Ok(SyncFile::info(self))
     }
 
-    fn wait(&self, timeout: Option<Duration>) -> Result<WaitStatus, FenceError> {
-        SyncFile::wait(self, timeout)
+    fn wait(&self, timeout: Option<Duration>) -> uapi::Result<WaitStatus> {
+        SyncFile::wait(self, timeout).map_err(uapi_error(Op::Poll))
     }
 
-    fn set_deadline(&self, deadline: MonotonicTime) -> Result<(), FenceError> {
+    fn set_deadline(&self, deadline: MonotonicTime) -> uapi::Result<()> {
         SyncFile::set_deadline(self, deadline);
         Ok(())
     }

@@ -1,20 +1,20 @@
-//! The user-space API (`dmabuf::uapi`) on the simulated framework (`dmabuf::user`): heaps
+//! The user API (crate `dmabuf-uapi`) on the simulated framework (`dmabuf::user`): heaps
 //! under the kernel's names, guards that bracket every access with the sync ioctl, poll
-//! and sync files that follow the fences of simulated device jobs, the kernel backend's
-//! name rules, and the frame_share program run on simulated platforms with and without
-//! the bracket.
-
-#[path = "../examples/shared/frame_share.rs"]
-mod frame_share;
+//! and sync files that follow the fences of simulated device jobs, and the kernel's
+//! refusals with the kernel's errnos (heap flags and lengths, mmap windows, udmabuf's
+//! seals, files, items and hugetlb memfds), each test named after the kernel function or
+//! selftest it mirrors. The frame_share program's runs are the tests of the
+//! `frame_share_sim` example.
 
 use std::ops::Range;
 use std::time::Duration;
 
-use dmabuf::HeapKind;
-use dmabuf::SyncTimeline;
-use dmabuf::uapi::{self, CpuAccess, FenceStatus, Mapping as _, MonotonicTime, Readiness, SyncFlags, WaitStatus};
-use dmabuf::user::{CMA_HEAP_NAME, DmaBuf, Error, Heaps, Op, SyncFile, SyncIoctls};
-use dmabuf::{self, Report};
+use dmabuf::uapi::{
+    self, CpuAccess, Errno, FdFlags, FenceStatus, HUGETLB_PAGE_SIZE, HeapFlags, MemfdKind, MonotonicTime, Readiness,
+    Seals, SyncFlags, WaitStatus,
+};
+use dmabuf::user::{CMA_HEAP_NAME, DmaBuf, Error, Heaps, Op, SyncFile, SyncIoctls, UdmabufItem};
+use dmabuf::{HeapKind, Report, SyncTimeline};
 use dmabuf_sim::{Adversarial, Platform, Sim};
 
 const NOW: Option<Duration> = Some(Duration::ZERO);
@@ -81,15 +81,16 @@ fn heaps_carry_the_kernels_names_and_a_missing_one_lists_those_that_exist() {
     // An older kernel's name is not this kernel's: the error says what exists.
     let e = arm.open("linux,cma").map(drop).expect_err("no such heap");
     match &e {
-        Error::HeapNotFound { name, available, platform } => {
+        Error::HeapNotFound { name, available, location } => {
             assert_eq!(name, "linux,cma");
             assert_eq!(available, &vec![CMA_HEAP_NAME.to_owned(), "system".to_owned()]);
-            assert_eq!(platform, "arm64-noncoherent");
+            assert_eq!(location, "simulated platform arm64-noncoherent");
         }
         other => panic!("{other:?}"),
     }
     assert!(e.to_string().ends_with("this system has: default_cma_region, system"), "{e}");
     assert_eq!(e.op(), None);
+    assert_eq!(e.errno(), Some(Errno::ENOENT), "what opening /dev/dma_heap/linux,cma says");
 
     // A program that looks the CMA heap up under every name finds it on an older kernel.
     let names = [CMA_HEAP_NAME, "linux,cma", "reserved"];
@@ -127,10 +128,11 @@ fn buffers_are_page_rounded_zeroed_on_reallocation_and_never_empty() {
 
     let e = heap.allocate(0).map(drop).expect_err("empty");
     assert_eq!(e.op(), Some(Op::DmaHeapIoctlAlloc));
-    assert!(matches!(&e, Error::Op { source, .. } if **source == dmabuf::Error::ZeroSize), "{e:?}");
-    assert!(e.to_string().starts_with("DMA_HEAP_IOCTL_ALLOC failed: "), "{e}");
+    assert!(matches!(&e, Error::ZeroSize), "{e:?}");
+    assert_eq!(e.errno(), Some(Errno::EINVAL));
+    assert!(e.to_string().starts_with("DMA_HEAP_IOCTL_ALLOC: "), "{e}");
     let allocs = h.ioctls().iter().filter(|c| c.op == Op::DmaHeapIoctlAlloc).count();
-    assert_eq!(allocs, 3, "the refused allocation is issued too");
+    assert_eq!(allocs, 2, "the refused allocation is refused before the ioctl, as on the kernel backend");
 }
 
 #[test]
@@ -497,41 +499,230 @@ fn a_device_holds_its_buffers_and_lets_them_go_cleanly() {
     assert!(leaks.is_empty(), "{leaks:?}");
 }
 
-/// The frame_share program of the examples: the only difference between a correct and a
-/// stale run is the bracket, and only on a non-coherent platform.
+/// dma_heap_buffer_alloc: a length that wraps to 0 when rounded up to pages is EINVAL, not
+/// ENOMEM, while a length the heap cannot provide is the framework's ENOMEM; one program
+/// checks both the same way on either backend.
 #[test]
-fn frame_share_goes_stale_without_the_bracket_on_non_coherent_platforms_only() {
-    const FRAMES: usize = 2;
-    for (preset, device, coherent) in [
-        ("arm64-noncoherent", None, false),
-        ("arm64-noncoherent", Some("gpu"), false),
-        ("riscv-noncoherent", None, false),
-        ("x86-pcie", None, true),
-        ("x86-pcie", Some("dgpu"), true),
+fn dma_heap_buffer_alloc_refuses_a_length_that_wraps_to_zero() {
+    let h = heaps("arm64-noncoherent");
+    let heap = h.open("system").expect("heap");
+    for len in [usize::MAX, usize::MAX - 1, usize::MAX - PAGE + 2] {
+        let e = heap.allocate(len).map(drop).expect_err("wraps");
+        assert!(matches!(e, Error::LengthWraps { .. }), "{len}: {e:?}");
+        assert_eq!((e.errno(), e.op()), (Some(Errno::EINVAL), Some(Op::DmaHeapIoctlAlloc)));
+    }
+    let e = heap.allocate(1 << 48).map(drop).expect_err("more than the platform has");
+    assert!(matches!(e, Error::Framework { op: Op::DmaHeapIoctlAlloc, .. }), "{e:?}");
+    assert_eq!(e.errno(), Some(Errno::ENOMEM));
+    assert!(e.to_string().starts_with("DMA_HEAP_IOCTL_ALLOC failed: ENOMEM (Cannot allocate memory): "), "{e}");
+}
+
+/// dma_heap_ioctl_allocate and dmabuf-heap.c test_alloc_errors: fd flags outside
+/// O_ACCMODE | O_CLOEXEC and any heap flag are EINVAL; the access mode is the fd's (a
+/// read-only buffer maps read-only, a write-only one not at all: EACCES).
+#[test]
+fn dma_heap_ioctl_allocate_refuses_invalid_flags() {
+    let h = heaps("x86-pcie");
+    let heap = h.open("system").expect("heap");
+    for (fd_flags, heap_flags) in [
+        (FdFlags::from_bits_retain(!FdFlags::DEFAULT.bits()), HeapFlags::NONE),
+        (FdFlags::DEFAULT | FdFlags::from_bits_retain(0o4000), HeapFlags::NONE),
+        (FdFlags::DEFAULT, HeapFlags::from_bits_retain(0x111111)),
     ] {
-        for mode in [SyncIoctls::Issue, SyncIoctls::Omit] {
-            let run = frame_share::run_sim(preset, device, mode, FRAMES).expect("run");
-            let what = format!("{preset} {device:?} {mode:?}: {}", run.summary());
-            match (&run.result, mode == SyncIoctls::Omit && !coherent) {
-                (Ok(r), false) => {
-                    assert_eq!(r.frames, FRAMES, "{what}");
-                    assert_eq!(r.device_bytes_checked, FRAMES * frame_share::FRAME_BYTES, "{what}");
-                    assert_eq!(r.cpu_bytes_checked, FRAMES * frame_share::FRAME_BYTES, "{what}");
-                }
-                (Err(e), true) => assert!(e.starts_with("frame 0: the ") && e.contains("read stale data"), "{what}"),
-                _ => panic!("unexpected outcome: {what}"),
-            }
-            match mode {
-                // Per frame: the painting write guard and the read-back read guard.
-                SyncIoctls::Issue => {
-                    assert_eq!(run.sync_calls, 4 * FRAMES, "{what}");
-                    assert_eq!(run.unbracketed, 0, "{what}");
-                }
-                SyncIoctls::Omit => {
-                    assert_eq!(run.sync_calls, 0, "{what}");
-                    assert!(run.unbracketed > 0, "{what}");
-                }
-            }
+        let e = heap.allocate_with(PAGE, fd_flags, heap_flags).map(drop).expect_err("refused");
+        assert!(matches!(e, Error::FdFlags { .. } | Error::HeapFlags { .. }), "{e:?}");
+        assert_eq!(e.errno(), Some(Errno::EINVAL));
+    }
+    assert!(h.ioctls().is_empty(), "refused before the ioctl: {:?}", h.ioctls());
+    let ro = heap.allocate_with(PAGE, FdFlags::RDONLY | FdFlags::CLOEXEC, HeapFlags::NONE).expect("O_RDONLY");
+    assert!(!ro.is_writable());
+    let mut map = ro.mmap().expect("a read-only mapping");
+    assert!(map.read().expect("read").iter().all(|&b| b == 0));
+    assert!(matches!(map.write(), Err(Error::NotWritable)));
+    let wo = heap.allocate_with(PAGE, FdFlags::WRONLY | FdFlags::CLOEXEC, HeapFlags::NONE).expect("O_WRONLY");
+    let e = wo.mmap().map(drop).expect_err("write-only");
+    assert!(matches!(e, Error::NotReadable));
+    assert_eq!(e.errno(), Some(Errno::EACCES));
+}
+
+/// dma_buf_mmap_internal: a mapping at an offset sees the buffer from there (its guards'
+/// ranges are its own; the bracket declares the buffer's), and one whose pages reach past
+/// the end is EINVAL.
+#[test]
+fn dma_buf_mmap_internal_refuses_mappings_past_the_end() {
+    let h = heaps("arm64-noncoherent");
+    let buf = alloc(&h, 4 * PAGE);
+    {
+        let mut map = buf.mmap().expect("mmap");
+        let mut w = map.write().expect("write");
+        for p in 0..4 {
+            w[p * PAGE] = p as u8 + 1;
         }
+    }
+    h.clear_ioctls();
+    {
+        let map = buf.mmap_range(2 * PAGE, 2 * PAGE).expect("the last two pages");
+        assert_eq!(map.len(), 2 * PAGE);
+        let r = map.read_range(0..PAGE + 1).expect("read");
+        assert_eq!((r[0], r[PAGE]), (3, 4));
+        drop(r);
+        assert!(matches!(map.read_range(0..2 * PAGE + 1), Err(Error::RangeOutOfBounds { .. })));
+    }
+    let range = 2 * PAGE..3 * PAGE + 1;
+    assert_eq!(syncs(&h), vec![(true, SyncFlags::Read, range.clone()), (false, SyncFlags::Read, range)]);
+    for (offset, len) in [(0, 4 * PAGE + 1), (PAGE, 4 * PAGE), (4 * PAGE, 1)] {
+        let e = buf.mmap_range(offset, len).map(drop).expect_err("past the end");
+        assert!(matches!(e, Error::MmapPastEnd { .. }), "{offset}+{len}: {e:?}");
+        assert_eq!(e.errno(), Some(Errno::EINVAL));
+    }
+    assert!(matches!(buf.mmap_range(1, PAGE), Err(Error::MmapOffsetNotAligned { .. })));
+    assert!(matches!(buf.mmap_range(0, 0), Err(Error::MmapEmpty)));
+    // A window counts as the buffer's one mapping.
+    let part = buf.mmap_range(PAGE, PAGE).expect("window");
+    assert!(matches!(buf.mmap(), Err(Error::AlreadyMapped { .. })));
+    drop(part);
+}
+
+/// check_memfd_seals: F_SEAL_SHRINK wanted, F_SEAL_WRITE and F_SEAL_FUTURE_WRITE denied
+/// (EINVAL); the seals hold on the memfd itself too (a write-sealed memfd refuses writes).
+#[test]
+fn check_memfd_seals_wants_shrink_and_denies_the_write_seals() {
+    let h = heaps("arm64-noncoherent");
+    let dev = h.udmabuf();
+    for (seals, refused) in [
+        (Seals::NONE, true),
+        (Seals::SHRINK, false),
+        (Seals::SHRINK | Seals::GROW, false),
+        (Seals::SHRINK | Seals::WRITE, true),
+        (Seals::SHRINK | Seals::FUTURE_WRITE, true),
+    ] {
+        let memfd = dev.create_memfd(PAGE as u64, MemfdKind::Shmem, seals).expect("memfd");
+        assert_eq!(memfd.seals(), Some(seals));
+        let made = dev.create(&memfd, 0, PAGE as u64).map(drop);
+        assert_eq!(made.is_err(), refused, "{seals:?}: {made:?}");
+        if let Err(e) = made {
+            assert_eq!(e.errno(), Some(Errno::EINVAL), "{seals:?}: {e}");
+        }
+        let write = memfd.write_at(0, b"x");
+        assert_eq!(write.is_err(), seals.intersects(Seals::WRITE | Seals::FUTURE_WRITE), "{seals:?}");
+    }
+    let sealed = dev.create_memfd(PAGE as u64, MemfdKind::Shmem, Seals::SHRINK | Seals::SEAL).expect("memfd");
+    let e = sealed.add_seals(Seals::WRITE).expect_err("F_SEAL_SEAL");
+    assert_eq!(e.errno(), Some(Errno::EPERM));
+}
+
+/// udmabuf selftest test-3 and check_memfd_seals: a file that is neither shmem nor
+/// hugetlbfs is EBADFD.
+#[test]
+fn udmabuf_create_refuses_a_file_that_is_not_a_memfd() {
+    let h = heaps("arm64-noncoherent");
+    let dev = h.udmabuf();
+    let file = dev.file(PAGE as u64).expect("file");
+    assert_eq!(file.seals(), None);
+    let e = dev.create(&file, 0, PAGE as u64).map(drop).expect_err("not a memfd");
+    assert!(matches!(e, Error::UdmabufNotMemfd { index: 0 }));
+    assert_eq!(e.errno(), Some(Errno::EBADFD));
+    assert_eq!(file.add_seals(Seals::SHRINK).map_err(|e| e.errno()), Err(Some(Errno::EINVAL)));
+}
+
+/// udmabuf selftest test-1, test-2 and udmabuf_create's limits: unaligned, empty,
+/// out-of-range and oversized items are EINVAL, each naming its item.
+#[test]
+fn udmabuf_create_refuses_unaligned_items() {
+    let h = heaps("arm64-noncoherent");
+    let dev = h.udmabuf();
+    let page = PAGE as u64;
+    let memfd = dev.create_memfd(4 * page, MemfdKind::Shmem, Seals::SHRINK).expect("memfd");
+    for (offset, size) in [(page / 2, page), (0, page / 2), (0, 0), (2 * page, 4 * page)] {
+        let e = dev.create(&memfd, offset, size).map(drop).expect_err("refused");
+        assert_eq!(e.errno(), Some(Errno::EINVAL), "{offset}+{size}: {e}");
+    }
+    let small = h.udmabuf().with_limits(dmabuf::uapi::UdmabufLimits { max_size: 2 * page, max_items: 2 });
+    let item = |offset| UdmabufItem { memfd: &memfd, offset, size: page };
+    assert!(matches!(
+        small.create_list(&[item(0), item(page), item(2 * page)]),
+        Err(Error::UdmabufTooManyItems { .. })
+    ));
+    assert!(matches!(small.create(&memfd, 0, 3 * page), Err(Error::UdmabufTooLarge { .. })));
+    assert!(matches!(dev.create_list(&[item(0), item(1)]), Err(Error::UdmabufOffsetNotAligned { index: 1, .. })));
+}
+
+/// The udmabuf selftest's list test (test-5): four items spread over one memfd make one
+/// buffer of the memfd's pages in the items' order, shared with the memfd both ways and
+/// readable by a device.
+#[test]
+fn udmabuf_create_list_of_one_memfd() {
+    let h = heaps("arm64-noncoherent");
+    let dev = h.udmabuf();
+    let page = PAGE as u64;
+    let size = 64 * page;
+    let memfd = dev.create_memfd(size, MemfdKind::Shmem, Seals::SHRINK).expect("memfd");
+    for i in 0..size / page {
+        memfd.write_at(i * page, &[i as u8]).expect("pwrite");
+    }
+    let items: Vec<UdmabufItem<'_>> =
+        (0..4).map(|i| UdmabufItem { memfd: &memfd, offset: i * (size / 4), size: 4 * page }).collect();
+    let buf = dev.create_list(&items).expect("UDMABUF_CREATE_LIST");
+    assert_eq!(buf.size(), 16 * PAGE);
+    assert_eq!(buf.framework().exporter_name(), "udmabuf");
+    let want = |k: u64| ((k / 4) * (size / 4 / page) + k % 4) as u8;
+    {
+        let map = buf.mmap().expect("mmap");
+        let r = map.read().expect("read");
+        for k in 0..16 {
+            assert_eq!(r[(k * page) as usize], want(k), "page {k} of the buffer");
+        }
+    }
+    // Writes through the buffer, bracketed, reach a device and the memfd.
+    {
+        let mut map = buf.mmap().expect("mmap");
+        map.write_range(PAGE..PAGE + 1).expect("write")[0] = 0xee;
+    }
+    let mut gpu = h.device("gpu").expect("gpu");
+    let seen = gpu.read(&buf, 0..buf.size()).expect("device read");
+    assert_eq!(seen[PAGE], 0xee);
+    gpu.complete().expect("complete");
+    let mut b = [0u8; 1];
+    memfd.read_at(page, &mut b).expect("pread");
+    assert_eq!(b[0], 0xee);
+}
+
+/// The udmabuf selftest's hugetlb test (test-6): a hugetlb memfd is sized in whole 2 MiB
+/// pages (hugetlbfs_setattr), has no write(2) (EINVAL), and its small pages make a list.
+#[test]
+fn udmabuf_create_list_of_a_hugetlb_memfd() {
+    let h = heaps("arm64-noncoherent");
+    let dev = h.udmabuf();
+    let page = PAGE as u64;
+    let memfd = dev.create_memfd(HUGETLB_PAGE_SIZE + 1, MemfdKind::Hugetlb, Seals::SHRINK).expect("hugetlb memfd");
+    assert_eq!(memfd.size(), 2 * HUGETLB_PAGE_SIZE);
+    assert_eq!(memfd.write_at(0, b"x").map_err(|e| e.errno()), Err(Some(Errno::EINVAL)));
+    let items: Vec<UdmabufItem<'_>> =
+        (0..2).map(|i| UdmabufItem { memfd: &memfd, offset: i * HUGETLB_PAGE_SIZE + page, size: 4 * page }).collect();
+    let buf = dev.create_list(&items).expect("UDMABUF_CREATE_LIST of hugetlb pages");
+    assert_eq!(buf.size(), 8 * PAGE);
+    {
+        let mut map = buf.mmap().expect("mmap");
+        let mut w = map.write().expect("write");
+        for k in 0..8 {
+            w[k * PAGE] = 0xa0 + k as u8;
+        }
+    }
+    for k in 0..8u64 {
+        let mut b = [0u8; 1];
+        memfd.read_at((k / 4) * HUGETLB_PAGE_SIZE + page + (k % 4) * page, &mut b).expect("pread");
+        assert_eq!(b[0], 0xa0 + k as u8, "page {k}");
+    }
+}
+
+/// The kernel's refusals as the generic program of `dmabuf_uapi::conformance` checks them,
+/// the same functions the Linux backend's kernel tests run.
+#[test]
+fn the_kernels_refusals_are_the_simulated_backends() {
+    for preset in ["arm64-noncoherent", "x86-pcie"] {
+        let h = heaps(preset);
+        let heap = h.open("system").expect("heap");
+        assert_eq!(dmabuf::uapi::conformance::heap_refusals(&heap, PAGE), Ok(()), "{preset}");
+        assert_eq!(dmabuf::uapi::conformance::udmabuf_refusals(&h.udmabuf()), Ok(()), "{preset}");
     }
 }

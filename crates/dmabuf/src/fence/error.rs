@@ -1,103 +1,11 @@
 //! Errors of the fence, reservation and sync-file layer, and the errno a fence carries.
 
-use std::fmt;
-use std::num::NonZeroU16;
-
 /// The error a fence was signalled with (the kernel's `dma_fence.error`), as a positive
-/// errno value in `1..=4095` (the kernel stores it negated and checks `MAX_ERRNO`).
+/// errno value in `1..=4095`: the user API's [`Errno`](dmabuf_uapi::Errno).
 ///
 /// Reported, negated, through [`FenceStatus::Error`](crate::uapi::FenceStatus::Error) by
 /// [`Fence::status`](super::Fence::status) and in sync-file info.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Errno(NonZeroU16);
-
-impl Errno {
-    /// `ENOENT`: what `sw_sync` signals pending fences with when their timeline closes.
-    pub const ENOENT: Errno = Errno::known(2);
-    /// `EIO`: the generic device failure.
-    pub const EIO: Errno = Errno::known(5);
-    /// `ENODEV`: the device went away.
-    pub const ENODEV: Errno = Errno::known(19);
-    /// `EINVAL`.
-    pub const EINVAL: Errno = Errno::known(22);
-    /// `ENOSPC`: no room left.
-    pub const ENOSPC: Errno = Errno::known(28);
-    /// `EDEADLK`: a wait that can be proven never to complete.
-    pub const EDEADLK: Errno = Errno::known(35);
-    /// `ETIME`: a fence wait timed out.
-    pub const ETIME: Errno = Errno::known(62);
-    /// `ETIMEDOUT`: a job hung and was killed (what GPU schedulers set on a fence).
-    pub const ETIMEDOUT: Errno = Errno::known(110);
-    /// `ECANCELED`: the work was cancelled before it ran.
-    pub const ECANCELED: Errno = Errno::known(125);
-
-    /// The largest errno the kernel accepts (`MAX_ERRNO`).
-    pub const MAX: i32 = 4095;
-
-    const fn known(code: u16) -> Errno {
-        match NonZeroU16::new(code) {
-            Some(code) => Errno(code),
-            None => panic!("errno constants are non-zero"),
-        }
-    }
-
-    /// An errno from its positive value; `None` outside `1..=4095`.
-    pub fn new(code: i32) -> Option<Errno> {
-        if (1..=Self::MAX).contains(&code) {
-            u16::try_from(code).ok().and_then(NonZeroU16::new).map(Errno)
-        } else {
-            None
-        }
-    }
-
-    /// An errno from the kernel's negative form (`-EIO`); `None` unless in `-4095..=-1`.
-    pub fn from_negative(code: i32) -> Option<Errno> {
-        code.checked_neg().and_then(Errno::new)
-    }
-
-    /// The positive errno value.
-    pub fn get(self) -> i32 {
-        i32::from(self.0.get())
-    }
-
-    /// The kernel's negative form, as `dma_fence_get_status` reports it.
-    pub fn to_negative(self) -> i32 {
-        -self.get()
-    }
-
-    fn name(self) -> Option<&'static str> {
-        Some(match self.get() {
-            2 => "ENOENT",
-            5 => "EIO",
-            19 => "ENODEV",
-            22 => "EINVAL",
-            28 => "ENOSPC",
-            35 => "EDEADLK",
-            62 => "ETIME",
-            110 => "ETIMEDOUT",
-            125 => "ECANCELED",
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Debug for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.name() {
-            Some(name) => f.write_str(name),
-            None => write!(f, "Errno({})", self.get()),
-        }
-    }
-}
-
-impl fmt::Display for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.name() {
-            Some(name) => write!(f, "{name} ({})", self.get()),
-            None => write!(f, "errno {}", self.get()),
-        }
-    }
-}
+pub use dmabuf_uapi::Errno;
 
 /// Why a fence, reservation-object or sync-file operation failed.
 ///

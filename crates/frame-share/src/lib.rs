@@ -1,6 +1,5 @@
-//! The frame_share program, written once against the `dmabuf::uapi` traits and run on
-//! two backends: the simulated framework (`dmabuf::user`, any machine, any simulated
-//! platform) and the real kernel (`dmabuf-linux`).
+//! frame_share: one program, written once against the user API's traits (crate
+//! `dmabuf-uapi`), that runs on every backend.
 //!
 //! A producer paints frames into a dma-buf through a write guard and hands each one to an
 //! importing device; while the device's job runs, the buffer's readiness and its exported
@@ -8,18 +7,20 @@
 //! frame back through a read guard. Every byte the device read is checked, where the
 //! backend can observe it.
 //!
-//! This file is included (`#[path]`) by `crates/dmabuf/examples/frame_share_sim.rs`,
-//! `crates/dmabuf-linux/examples/frame_share.rs` and `crates/dmabuf/tests/uapi_sim.rs`;
-//! it depends only on crate `dmabuf`, which both crates can reach.
-#![allow(dead_code)]
+//! The program knows nothing of file descriptors or of the simulator. Its runners live
+//! with their backends:
+//! - `cargo run -p dmabuf --example frame_share_sim`: the simulated framework on simulated
+//!   platforms, with and without the sync ioctl (a stale frame on a non-coherent platform
+//!   without it);
+//! - `cargo run -p dmabuf-linux --example frame_share`: a real kernel, with vgem as the
+//!   importing device (`ci/kernel-tests.sh` runs it inside a booted kernel).
+#![deny(missing_docs)]
 
 use std::error::Error;
 use std::fmt;
 use std::time::Duration;
 
-use dmabuf::uapi::{CpuAccess, DmaBuf, FenceStatus, Heap, Heaps, Mapping, Readiness, SyncFile, SyncFlags, WaitStatus};
-use dmabuf::user::{self, SyncIoctls};
-use dmabuf_sim::{Adversarial, Platform, Sim};
+use dmabuf_uapi::{CpuAccess, DmaBuf, FenceStatus, Heap, Heaps, Mapping, Readiness, SyncFile, SyncFlags, WaitStatus};
 
 /// 320x240 pixels, 4 bytes each.
 pub const WIDTH: usize = 320;
@@ -211,98 +212,24 @@ where
     })
 }
 
-/// The simulated device as the program's importer: its read jobs return the bytes the
-/// simulated DMA master read.
-impl Importer<user::DmaBuf> for user::Device {
-    type Error = user::Error;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    fn name(&self) -> String {
-        user::Device::name(self).to_owned()
+    #[test]
+    fn frames_differ_from_one_another_and_from_zeroed_memory() {
+        let differ = (0..FRAME_BYTES).filter(|&i| pixel(0, i) != pixel(1, i)).count();
+        assert!(differ > FRAME_BYTES / 2, "consecutive frames share {} bytes", FRAME_BYTES - differ);
+        assert!((0..FRAME_BYTES).any(|i| pixel(0, i) != 0), "a stale zeroed buffer would pass for frame 0");
     }
 
-    fn fence_driver(&self) -> String {
-        user::Device::name(self).to_owned()
+    #[test]
+    fn a_stale_frame_says_which_device_and_byte() {
+        let e =
+            StaleFrame { frame: 2, device: "display".into(), stale: 7, total: 64, first: 3, seen: 0, painted: 0x5a };
+        assert_eq!(
+            e.to_string(),
+            "frame 2: the display read stale data: 7 of 64 bytes differ from what the CPU painted (byte 3 is 0x00, painted 0x5a)"
+        );
     }
-
-    fn start_read(&mut self, buf: &user::DmaBuf) -> Result<Option<Vec<u8>>, user::Error> {
-        let len = buf.size();
-        self.read(buf, 0..len).map(Some)
-    }
-
-    fn complete(&mut self) -> Result<(), user::Error> {
-        user::Device::complete(self)
-    }
-}
-
-/// One run of the program on a simulated platform.
-#[derive(Debug)]
-pub struct SimRun {
-    /// The platform.
-    pub platform: String,
-    /// Whether the guards issued the sync ioctl.
-    pub sync_ioctls: SyncIoctls,
-    /// The program's verdict: its report, or why it failed.
-    pub result: Result<Report, String>,
-    /// `DMA_BUF_IOCTL_SYNC` calls issued.
-    pub sync_calls: usize,
-    /// Accesses the framework reported outside any bracket.
-    pub unbracketed: usize,
-    /// Cache maintenance operations the hardware performed.
-    pub maintenance_ops: u64,
-}
-
-impl SimRun {
-    /// One line for people.
-    pub fn summary(&self) -> String {
-        let mode = match self.sync_ioctls {
-            SyncIoctls::Issue => "guarded  ",
-            SyncIoctls::Omit => "unguarded",
-        };
-        let verdict = match &self.result {
-            Ok(r) => format!(
-                "OK: heap {:?}, device {}, {} frames, {} device bytes and {} CPU bytes checked",
-                r.heap, r.device, r.frames, r.device_bytes_checked, r.cpu_bytes_checked
-            ),
-            Err(e) => format!("FAILED: {e}"),
-        };
-        format!(
-            "frame_share: simulated {:<18} {mode} | {} sync ioctls, {} unbracketed accesses, {} maintenance ops | {verdict}",
-            self.platform, self.sync_calls, self.unbracketed, self.maintenance_ops
-        )
-    }
-}
-
-/// The device frames go to on a simulated platform: `display` when there is one.
-pub fn default_sim_device(platform: &Platform) -> Option<String> {
-    let names: Vec<&str> = platform.devices.iter().map(|d| d.name.as_str()).collect();
-    ["display", "gpu", "dgpu"].iter().find(|n| names.contains(n)).or(names.first()).map(|n| (*n).to_owned())
-}
-
-/// Runs the program on simulated `platform` (a preset name or a TOML file) with the
-/// adversarial hardware, handing frames to `device` (default: [`default_sim_device`]).
-pub fn run_sim(
-    platform: &str,
-    device: Option<&str>,
-    sync_ioctls: SyncIoctls,
-    frames: usize,
-) -> Result<SimRun, Box<dyn Error>> {
-    let platform = Platform::load(platform)?;
-    let device = match device {
-        Some(d) => d.to_owned(),
-        None => default_sim_device(&platform).ok_or("the platform has no device")?,
-    };
-    let name = platform.name.clone();
-    let heaps = user::Heaps::on(Sim::builder(platform).chooser(Adversarial).build()).with_sync_ioctls(sync_ioctls);
-    let mut dev = heaps.device(&device)?;
-    let result = share_frames(&heaps, &mut dev, frames).map_err(|e| e.to_string());
-    drop(dev);
-    let sync_calls = heaps
-        .ioctls()
-        .iter()
-        .filter(|c| matches!(c.op, user::Op::DmaBufIoctlSyncStart | user::Op::DmaBufIoctlSyncEnd))
-        .count();
-    let unbracketed =
-        heaps.reports().iter().filter(|r| matches!(r, dmabuf::Report::AccessOutsideBracket { .. })).count();
-    let maintenance_ops = heaps.system().stats().maintenance_ops();
-    Ok(SimRun { platform: name, sync_ioctls, result, sync_calls, unbracketed, maintenance_ops })
 }
