@@ -249,6 +249,46 @@ impl Attachment {
         Ok(())
     }
 
+    /// The start of a device job through the current mapping, as the device's driver
+    /// runs it under the job contract (coherency model, section 7): what the device's
+    /// private cache holds of `range` is dropped, so the job sees what others made
+    /// visible. Nothing for a device without a cache, or one described as lacking the
+    /// contract.
+    pub(crate) fn begin_job(&self, range: Range<u64>) -> Result<(), Error> {
+        self.job_cache(range, false)
+    }
+
+    /// The end of a device job: what the job wrote in `range` leaves the device's private
+    /// cache, so that the job's fence, signalled next, stands for visible bytes.
+    pub(crate) fn end_job(&self, range: Range<u64>) -> Result<(), Error> {
+        self.job_cache(range, true)
+    }
+
+    fn job_cache(&self, range: Range<u64>, end: bool) -> Result<(), Error> {
+        self.buf.check_range(&range)?;
+        let mut inner = self.buf.sys.0.borrow_mut();
+        let inner = &mut *inner;
+        let devid = self.device_in(inner);
+        let contract = inner.sim.platform().devices.get(devid.index()).is_some_and(|d| d.job_contract);
+        if !contract || !inner.sim.device_has_cache(devid) {
+            return Ok(());
+        }
+        let Some(a) = inner.bufs[self.buf.id].att(self.idx) else { return Ok(()) };
+        let Some(m) = a.mapping.clone() else { return Ok(()) };
+        if end {
+            for r in a.written.within(range).iter() {
+                for p in bus_phys(&m, r) {
+                    inner.sim.device_cache_flush(devid, p)?;
+                }
+            }
+        } else {
+            for p in bus_phys(&m, range) {
+                inner.sim.device_cache_invalidate(devid, p)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Device-side `end_access` on the current mapping, without a guard: what the
     /// device wrote in `range` is handed to the CPU and the other devices.
     pub(crate) fn end_access_raw(&self, range: Range<u64>) -> Result<(), Error> {

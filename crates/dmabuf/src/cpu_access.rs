@@ -126,6 +126,9 @@ impl DmaBuf {
         let buffer = self.id();
         self.with(|i, id| {
             let b = &mut i.bufs[id];
+            if write {
+                b.cpu_written(r.clone());
+            }
             if b.kernel_brackets > 0 {
                 if write {
                     b.kernel_written.insert(r);
@@ -185,6 +188,7 @@ impl CpuAccess<'_> {
         let mut inner = self.buf.sys.0.borrow_mut();
         let m = self.buf.kmap(&mut inner)?;
         let w = inner.sim.cpu_write(m, at, data)?;
+        inner.bufs[self.buf.id].cpu_written(r.clone());
         self.written.insert(r);
         Ok(w)
     }
@@ -195,6 +199,7 @@ impl CpuAccess<'_> {
         let mut inner = self.buf.sys.0.borrow_mut();
         let m = self.buf.kmap(&mut inner)?;
         let w = inner.sim.cpu_fill(m, r.start, r.end - r.start, byte)?;
+        inner.bufs[self.buf.id].cpu_written(r.clone());
         self.written.insert(r);
         Ok(w)
     }

@@ -131,6 +131,9 @@ impl UserMapping {
 
     fn note_access(&self, r: Range<u64>, write: bool) {
         let buffer = self.buf.id();
+        if write {
+            self.buf.with(|i, id| i.bufs[id].cpu_written(r.clone()));
+        }
         self.buf.with(|i, id| match &mut i.bufs[id].user_bracket {
             Some((_, written)) => {
                 if write {

@@ -1,12 +1,12 @@
-//! A set of byte ranges of a buffer, kept sorted and merged.
+//! Byte ranges of a buffer as a set: what the framework was told was written, or is
+//! stale, per buffer and per attachment. A thin face over `rangemap`'s set, with the
+//! operations the maintenance implementations use.
 
 use std::ops::Range;
 
-/// Disjoint, sorted, non-adjacent half-open ranges.
+/// A set of bytes of a buffer, as disjoint sorted ranges (adjacent ones merged).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RangeSet {
-    ranges: Vec<Range<u64>>,
-}
+pub struct RangeSet(rangemap::RangeSet<u64>);
 
 impl RangeSet {
     /// The empty set.
@@ -16,32 +16,24 @@ impl RangeSet {
 
     /// Whether the set holds no byte.
     pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
+        self.0.is_empty()
     }
 
     /// The ranges, in order.
     pub fn iter(&self) -> impl Iterator<Item = Range<u64>> + '_ {
-        self.ranges.iter().cloned()
+        self.0.iter().cloned()
     }
 
-    /// Bytes in the set.
+    /// How many bytes the set holds.
     pub fn len(&self) -> u64 {
-        self.ranges.iter().map(|r| r.end - r.start).sum()
+        self.0.iter().map(|r| r.end - r.start).sum()
     }
 
-    /// Adds `r`.
+    /// Adds the bytes of `r` (an empty range adds nothing).
     pub fn insert(&mut self, r: Range<u64>) {
-        if r.start >= r.end {
-            return;
+        if r.start < r.end {
+            self.0.insert(r);
         }
-        let first = self.ranges.partition_point(|x| x.end < r.start);
-        let last = self.ranges.partition_point(|x| x.start <= r.end);
-        let mut merged = r;
-        if first < last {
-            merged.start = merged.start.min(self.ranges[first].start);
-            merged.end = merged.end.max(self.ranges[last - 1].end);
-        }
-        self.ranges.splice(first..last, std::iter::once(merged));
     }
 
     /// Adds every range of `other`.
@@ -53,37 +45,35 @@ impl RangeSet {
 
     /// Removes everything.
     pub fn clear(&mut self) {
-        self.ranges.clear();
+        self.0 = rangemap::RangeSet::new();
     }
 
     /// The part of the set inside `r`.
     pub fn within(&self, r: Range<u64>) -> RangeSet {
         let mut out = RangeSet::new();
-        for x in &self.ranges {
-            let (s, e) = (x.start.max(r.start), x.end.min(r.end));
-            if s < e {
-                out.ranges.push(s..e);
+        if r.start < r.end {
+            for x in self.0.overlapping(&r) {
+                out.insert(x.start.max(r.start)..x.end.min(r.end));
             }
         }
         out
     }
 
-    /// Removes `r`.
+    /// Removes the bytes of `r`.
     pub fn remove(&mut self, r: Range<u64>) {
-        let mut out = Vec::with_capacity(self.ranges.len() + 1);
-        for x in self.ranges.drain(..) {
-            if x.end <= r.start || x.start >= r.end {
-                out.push(x);
-                continue;
-            }
-            if x.start < r.start {
-                out.push(x.start..r.start);
-            }
-            if x.end > r.end {
-                out.push(r.end..x.end);
-            }
+        if r.start < r.end {
+            self.0.remove(r);
         }
-        self.ranges = out;
+    }
+}
+
+impl FromIterator<Range<u64>> for RangeSet {
+    fn from_iter<I: IntoIterator<Item = Range<u64>>>(iter: I) -> Self {
+        let mut s = RangeSet::new();
+        for r in iter {
+            s.insert(r);
+        }
+        s
     }
 }
 
@@ -104,5 +94,6 @@ mod tests {
         assert_eq!(s.iter().collect::<Vec<_>>(), vec![0..40, 50..100]);
         assert_eq!(s.within(35..60).iter().collect::<Vec<_>>(), vec![35..40, 50..60]);
         assert_eq!(s.len(), 90);
+        assert!(s.within(60..60).is_empty(), "an empty window holds nothing");
     }
 }

@@ -90,6 +90,18 @@ pub fn device_write(att: &Attachment, at: u64, data: &[u8]) -> Result<Vec<WriteI
     att.device_write_raw(at, data)
 }
 
+/// The start of a device job over `range` of the attachment's current mapping (the job
+/// contract: the device's private cache forgets what it held of the range).
+pub fn begin_job(att: &Attachment, range: Range<u64>) -> Result<(), Error> {
+    att.begin_job(range)
+}
+
+/// The end of a device job over `range`: what it wrote leaves the device's private cache
+/// before its fence signals.
+pub fn end_job(att: &Attachment, range: Range<u64>) -> Result<(), Error> {
+    att.end_job(range)
+}
+
 /// Device-side `begin_access` over `range` of the attachment's current mapping.
 pub fn begin_device_access(att: &Attachment, range: Range<u64>) -> Result<(), Error> {
     att.begin_access_raw(range)

@@ -59,7 +59,9 @@ pub(crate) struct BufState {
     pub(crate) attachments: Vec<Option<AttState>>,
     /// The exporter's kernel mapping (vmap), made on first CPU access.
     pub(crate) kmap: Option<CpuMapId>,
-    /// Bytes the CPU wrote since the last hand-over to a device (Minimal).
+    /// Bytes written through the CPU cache and declared, not yet handed over to a device:
+    /// the kernel's own writes (zeroing, bounce copies back) and what CPU brackets that
+    /// ended wrote (Minimal).
     pub(crate) cpu_dirty: RangeSet,
     /// Bytes non-coherent devices wrote since the CPU last looked (Minimal).
     pub(crate) dev_dirty: RangeSet,
@@ -102,6 +104,13 @@ impl BufState {
             released: false,
             resv: Arc::new(Resv::new()),
         }
+    }
+
+    /// The CPU writes `r` and has not declared it yet (the bracket it is in, if any, has
+    /// not ended): whatever was declared of those bytes before is superseded, and is no
+    /// longer the framework's to hand over until the bracket ends.
+    pub(crate) fn cpu_written(&mut self, r: std::ops::Range<u64>) {
+        self.cpu_dirty.remove(r);
     }
 
     /// Pins held by all attachments together.

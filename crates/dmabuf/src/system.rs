@@ -99,7 +99,7 @@ impl System {
             .ok_or_else(|| Error::OutOfMemory { heap: "memfd".into(), size })?;
         let map = inner.sim.cpu_map(&backing.pages, backing.attr)?;
         inner.sim.cpu_fill(map, 0, backing.size(), 0)?;
-        Ok(Memfd { sys: self.clone(), backing, map, sealed_shrink: false })
+        Ok(Memfd { sys: self.clone(), backing, map, sealed_shrink: false, views: Default::default() })
     }
 
     /// `dma_buf_export`: makes a buffer of a custom exporter's memory (a test's stand-in
@@ -116,6 +116,26 @@ impl System {
         let id = inner.bufs.len();
         inner.bufs.push(BufState::new(exporter, id));
         DmaBuf::from_index(self.clone(), id)
+    }
+
+    /// A udmabuf over `backing` (pages of memfds, as `UDMABUF_CREATE_LIST` gathers them).
+    pub(crate) fn udmabuf(&self, backing: Backing) -> DmaBuf {
+        self.adopt_written(Box::new(UdmabufBuffer { backing }))
+    }
+
+    /// Wraps a udmabuf's pages: the kernel zeroed them and the process wrote them through
+    /// its own cached mapping of the memfd, so any of their lines may be dirty, and the
+    /// framework hands them over as it does an allocation's (`udmabuf`'s map syncs the
+    /// whole table for the device).
+    fn adopt_written(&self, exporter: Box<dyn Exporter>) -> DmaBuf {
+        let buf = self.adopt(exporter);
+        buf.with(|inner, id| {
+            if inner.bufs[id].cpu_cached() {
+                let size = inner.bufs[id].exporter.backing().size();
+                inner.bufs[id].cpu_dirty.insert(0..size);
+            }
+        });
+        buf
     }
 
     /// The exporter of `device`'s local memory.
@@ -139,15 +159,14 @@ impl System {
         let id = inner.bufs.len();
         inner.bufs.push(BufState::new(exporter, id));
         inner.bufs[id].owns_pages = true;
-        // The zeroed lines reach memory before anyone sees the buffer, as the CMA heap
-        // flushes its freshly cleared pages: no device may read another user's old data.
-        // On a platform where every device snoops there is nothing to hand over.
+        // The zeroing is the kernel's own write: its dirty lines are the framework's to
+        // hand over before a non-coherent device sees the pages (upstream's map cleans
+        // them, as `dma_map_sgtable` does on arm64; the minimal implementation cleans them
+        // at the first non-coherent map), not at allocation, where no device looks yet.
         inner.sim.cpu_barrier();
-        let any_noncoherent = inner.sim.platform().devices.iter().any(|d| !d.coherent);
-        if any_noncoherent && inner.bufs[id].cpu_cached() {
-            for p in inner.bufs[id].exporter.backing().pages.clone() {
-                inner.sim.cache_clean(p)?;
-            }
+        if inner.bufs[id].cpu_cached() {
+            let size = inner.bufs[id].exporter.backing().size();
+            inner.bufs[id].cpu_dirty.insert(0..size);
         }
         drop(inner);
         Ok(DmaBuf::from_index(self.clone(), id))
@@ -208,6 +227,8 @@ pub struct Memfd {
     backing: Backing,
     map: CpuMapId,
     sealed_shrink: bool,
+    /// The udmabufs made over this memfd: (buffer index, offset in the memfd, size).
+    views: std::cell::RefCell<Vec<(usize, u64, u64)>>,
 }
 
 impl Memfd {
@@ -222,9 +243,20 @@ impl Memfd {
         self.sealed_shrink = true;
     }
 
-    /// Writes through the process's own (cached) mapping of the memory.
+    /// Writes through the process's own (cached) mapping of the memory. For a udmabuf
+    /// made over these pages it is a CPU write outside its brackets: what was handed over
+    /// of those bytes no longer is.
     pub fn write(&self, at: u64, data: &[u8]) -> Result<WriteId, Error> {
-        Ok(self.sys.0.borrow_mut().sim.cpu_write(self.map, at, data)?)
+        let mut inner = self.sys.0.borrow_mut();
+        let w = inner.sim.cpu_write(self.map, at, data)?;
+        let end = at.saturating_add(data.len() as u64);
+        for &(id, off, size) in self.views.borrow().iter() {
+            let (s, e) = (at.max(off), end.min(off + size));
+            if s < e {
+                inner.bufs[id].cpu_written(s - off..e - off);
+            }
+        }
+        Ok(w)
     }
 
     /// Reads through the process's own mapping.
@@ -258,7 +290,9 @@ impl Memfd {
             }
         }
         let backing = Backing { pages: pages[first..first + count].to_vec(), attr: self.backing.attr };
-        Ok(self.sys.adopt(Box::new(UdmabufBuffer { backing })))
+        let buf = self.sys.adopt_written(Box::new(UdmabufBuffer { backing }));
+        self.views.borrow_mut().push((buf.id().index(), offset, size));
+        Ok(buf)
     }
 }
 

@@ -86,6 +86,14 @@ pub(crate) fn run_job(w: &World, p: Pending) {
     for &b in &gone {
         super::findings::released(w, b);
     }
+    let touched: Vec<&Bytes> = match &p.job.kind {
+        JobKind::Read { src, .. } => vec![src],
+        JobKind::Write { dst, .. } => vec![dst],
+        JobKind::Copy { src, dst, .. } => vec![src, dst],
+    };
+    if gone.is_empty() {
+        job_boundary(w, p.dev, &touched, false);
+    }
     match &p.job.kind {
         _ if !gone.is_empty() => {}
         JobKind::Read { src, expect } => {
@@ -106,12 +114,28 @@ pub(crate) fn run_job(w: &World, p: Pending) {
             }
         }
     }
+    if gone.is_empty() {
+        job_boundary(w, p.dev, &touched, true);
+    }
     super::findings::drain_reports(w, None);
     tick_time(w);
     if let Some(f) = &p.fence {
         signal_with_clock(f, clock);
     }
     w.set_pos(saved.line, saved.frame);
+}
+
+/// The driver's side of a job's start or end (the job contract): the device's private
+/// cache forgets the job's bytes before it, and gives back what it wrote after it.
+fn job_boundary(w: &World, dev: DeviceId, touched: &[&Bytes], end: bool) {
+    let objs = w.objs.borrow();
+    for b in touched {
+        if let Some(att) = objs.buf(b.buf).and_then(|x| x.att(dev))
+            && att.mapped_direction().is_some()
+        {
+            let _ = if end { raw::end_job(att, b.range.clone()) } else { raw::begin_job(att, b.range.clone()) };
+        }
+    }
 }
 
 /// The line where `dev` mapped `buf` (0 when unknown).

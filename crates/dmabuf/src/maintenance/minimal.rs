@@ -170,12 +170,17 @@ fn device_begin(inner: &mut Inner, buf: usize, att: usize, range: Range<u64>, fi
     let stale: Vec<Range<u64>> =
         inner.bufs[buf].att(att).map(|a| a.stale.within(range.clone()).iter().collect()).unwrap_or_default();
     if m.is_bounced() {
-        if fill_slot {
-            inner.sim.dma_sync_for_device(&m, range.start, range.end - range.start)?;
-        } else {
-            for r in &stale {
-                inner.sim.dma_sync_for_device(&m, r.start, r.end - r.start)?;
+        // The copy into the slot is a CPU read of the pages (swiotlb's memcpy): lines the
+        // CPU holds over what a non-coherent device wrote are stale, and must go first.
+        let copies: Vec<Range<u64>> = if fill_slot { vec![range.clone()] } else { stale.clone() };
+        let (bounced, _) = split_bounced(&m, &copies.iter().cloned().collect());
+        if cached {
+            for r in bounced.iter() {
+                invalidate_dev_dirty(inner, buf, r)?;
             }
+        }
+        for r in bounced.iter() {
+            inner.sim.dma_sync_for_device(&m, r.start, r.end - r.start)?;
         }
     }
     if inner.sim.device_has_cache(devid) {

@@ -15,7 +15,6 @@ use dmabuf_uapi::{Errno, Error, FdFlags, MemfdKind, Op, Result, Seals, UdmabufLi
 
 use super::{DmaBuf, Shared, framework};
 use crate::attach::Backing;
-use crate::heap::Exporter;
 
 /// One range of a simulated udmabuf.
 pub type UdmabufItem<'a> = dmabuf_uapi::UdmabufItem<'a, Memfd>;
@@ -125,21 +124,6 @@ impl traits::Memfd for Memfd {
     }
 }
 
-/// The pages of a list of udmabuf items, in order: what `UDMABUF_CREATE_LIST` exports.
-struct ListExporter {
-    backing: Backing,
-}
-
-impl Exporter for ListExporter {
-    fn name(&self) -> &str {
-        "udmabuf"
-    }
-
-    fn backing(&self) -> &Backing {
-        &self.backing
-    }
-}
-
 /// The udmabuf device of a simulated system (`/dev/udmabuf`), made by
 /// [`super::Heaps::udmabuf`].
 pub struct Udmabuf {
@@ -226,7 +210,7 @@ impl Udmabuf {
             }
         }
         let backing = backing.ok_or(Error::UdmabufEmpty)?;
-        let inner = self.shared.sys.export(Box::new(ListExporter { backing }));
+        let inner = self.shared.sys.udmabuf(backing);
         Ok(self.shared.adopt(inner, FdFlags::DEFAULT))
     }
 }
