@@ -218,7 +218,11 @@ impl Attachment {
             ids.push(inner.sim.device_write(dev, bus, &data[off..off + len as usize])?);
             off += len as usize;
         }
+        let cached = inner.sim.device_has_cache(dev);
         if let Some(a) = inner.bufs[self.buf.id].att_mut(self.idx) {
+            if cached {
+                a.cache_dirty.insert(r.clone());
+            }
             a.written.insert(r);
         }
         Ok(ids)
@@ -266,27 +270,15 @@ impl Attachment {
 
     fn job_cache(&self, range: Range<u64>, end: bool) -> Result<(), Error> {
         self.buf.check_range(&range)?;
-        let mut inner = self.buf.sys.0.borrow_mut();
-        let inner = &mut *inner;
-        let devid = self.device_in(inner);
-        let contract = inner.sim.platform().devices.get(devid.index()).is_some_and(|d| d.job_contract);
-        if !contract || !inner.sim.device_has_cache(devid) {
-            return Ok(());
-        }
-        let Some(a) = inner.bufs[self.buf.id].att(self.idx) else { return Ok(()) };
-        let Some(m) = a.mapping.clone() else { return Ok(()) };
-        if end {
-            for r in a.written.within(range).iter() {
-                for p in bus_phys(&m, r) {
-                    inner.sim.device_cache_flush(devid, p)?;
-                }
+        self.buf.with(|inner, id| {
+            let dev = inner.bufs[id].att(self.idx).map_or(0, |a| a.dev);
+            let contract = inner.sim.platform().devices.get(dev).is_some_and(|d| d.job_contract);
+            if !contract || !inner.sim.device_has_cache(dmabuf_sim::DeviceId(dev as u16)) {
+                return Ok(());
             }
-        } else {
-            for p in bus_phys(&m, range) {
-                inner.sim.device_cache_invalidate(devid, p)?;
-            }
-        }
-        Ok(())
+            let m = inner.cfg.maintenance.implementation();
+            if end { m.end_job(inner, id, self.idx, range) } else { m.begin_job(inner, id, self.idx, range) }
+        })
     }
 
     /// Device-side `end_access` on the current mapping, without a guard: what the

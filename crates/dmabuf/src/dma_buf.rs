@@ -272,6 +272,7 @@ impl DmaBuf {
             .into());
         }
         let idx = b.attachments.len();
+        let size = b.exporter.backing().size();
         // A static importer of a dynamic exporter pins the buffer for as long as it is
         // attached.
         let pins = u32::from(b.exporter.is_dynamic() && !caps.dynamic);
@@ -286,7 +287,10 @@ impl DmaBuf {
             move_notify: None,
             mapping: None,
             written: RangeSet::new(),
-            stale: RangeSet::new(),
+            // What a device's cache holds of these pages (from their earlier lives) is
+            // unknown: all of it is stale until the device first looks.
+            stale: std::iter::once(0..size).collect(),
+            cache_dirty: RangeSet::new(),
         }));
         Ok(idx)
     }

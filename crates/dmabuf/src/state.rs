@@ -43,6 +43,8 @@ pub(crate) struct AttState {
     pub(crate) written: RangeSet,
     /// Bytes others changed since this device's cache (or bounce slot) last looked.
     pub(crate) stale: RangeSet,
+    /// Bytes this device wrote into its private cache and has not flushed yet.
+    pub(crate) cache_dirty: RangeSet,
 }
 
 impl AttState {

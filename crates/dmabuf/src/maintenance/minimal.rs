@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use dmabuf_sim::{DmaAttrs, DmaDirection};
 
-use super::{Maintenance, bus_phys, fully_bounced, split_bounced};
+use super::{Maintenance, bus_phys, flush_cache_dirty, fully_bounced, split_bounced};
 use crate::error::Error;
 use crate::ranges::RangeSet;
 use crate::state::Inner;
@@ -20,6 +20,21 @@ use crate::state::Inner;
 pub(crate) struct Minimal;
 
 impl Maintenance for Minimal {
+    fn begin_job(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
+        // Only what others changed since the device's cache last looked.
+        let Some(a) = inner.bufs[buf].att_mut(att) else { return Ok(()) };
+        let Some(m) = a.mapping.clone() else { return Ok(()) };
+        let dev = a.device();
+        let stale = a.stale.within(range.clone());
+        a.stale.remove(range);
+        for r in stale.iter() {
+            for p in bus_phys(&m, r) {
+                inner.sim.device_cache_invalidate(dev, p)?;
+            }
+        }
+        Ok(())
+    }
+
     fn begin_cpu_access(
         &self,
         inner: &mut Inner,
@@ -124,6 +139,14 @@ impl Maintenance for Minimal {
     }
 }
 
+/// The smallest range holding every byte of `set` (empty for an empty set).
+fn range_of(set: &RangeSet) -> Range<u64> {
+    let mut it = set.iter();
+    let first = it.next().map_or(0..0, |r| r);
+    let last = set.iter().last().map_or(0, |r| r.end);
+    first.start..last.max(first.end)
+}
+
 /// Cleans what the CPU wrote since the last hand-over.
 fn clean_cpu_dirty(inner: &mut Inner, buf: usize) -> Result<(), Error> {
     let b = &inner.bufs[buf];
@@ -202,19 +225,13 @@ fn device_end(inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> R
     let cached = inner.bufs[buf].cpu_cached();
     let Some(a) = inner.bufs[buf].att_mut(att) else { return Ok(()) };
     let Some(m) = a.mapping.clone() else { return Ok(()) };
-    let (dev, devid) = (a.dev, a.device());
+    let dev = a.dev;
     let written = a.written.within(range.clone());
     a.written.remove(range);
     if written.is_empty() {
         return Ok(());
     }
-    if inner.sim.device_has_cache(devid) {
-        for r in written.iter() {
-            for p in bus_phys(&m, r) {
-                inner.sim.device_cache_flush(devid, p)?;
-            }
-        }
-    }
+    flush_cache_dirty(inner, buf, att, range_of(&written))?;
     let (bounced, direct) = split_bounced(&m, &written);
     for r in bounced.iter() {
         inner.sim.dma_sync_for_cpu(&m, r.start, r.end - r.start)?;

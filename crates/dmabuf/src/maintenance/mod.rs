@@ -77,6 +77,32 @@ pub(crate) trait Maintenance {
 
     /// A device that keeps its mapping finished with `range`.
     fn end_device_access(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error>;
+
+    /// A job of a device with a private cache, under the job contract, starts on `range`:
+    /// the cache must not serve what others changed there.
+    fn begin_job(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error>;
+
+    /// The job ends: what it wrote in `range` leaves the device's cache before its fence
+    /// signals.
+    fn end_job(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
+        flush_cache_dirty(inner, buf, att, range)
+    }
+}
+
+/// Writes back what the device wrote into its private cache in `range` and has not
+/// flushed yet.
+pub(crate) fn flush_cache_dirty(inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
+    let Some(a) = inner.bufs[buf].att_mut(att) else { return Ok(()) };
+    let Some(m) = a.mapping.clone() else { return Ok(()) };
+    let dev = a.device();
+    let dirty = a.cache_dirty.within(range.clone());
+    a.cache_dirty.remove(range);
+    for r in dirty.iter() {
+        for p in bus_phys(&m, r) {
+            inner.sim.device_cache_flush(dev, p)?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether every segment of a mapping is bounced (the device never reads the pages).

@@ -17,6 +17,17 @@ use crate::state::Inner;
 pub(crate) struct Upstream;
 
 impl Maintenance for Upstream {
+    fn begin_job(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
+        // A GPU driver drops its cache's view of the job's buffers, whatever it knows.
+        let Some(a) = inner.bufs[buf].att(att) else { return Ok(()) };
+        let Some(m) = a.mapping.clone() else { return Ok(()) };
+        let dev = a.device();
+        for p in bus_phys(&m, range) {
+            inner.sim.device_cache_invalidate(dev, p)?;
+        }
+        Ok(())
+    }
+
     fn begin_cpu_access(
         &self,
         inner: &mut Inner,
@@ -76,6 +87,9 @@ impl Maintenance for Upstream {
                 inner.sim.device_cache_flush(dev, *p)?;
             }
         }
+        if let Some(a) = inner.bufs[buf].att_mut(att) {
+            a.cache_dirty.clear();
+        }
         if let Some(m) = inner.bufs[buf].att_mut(att).and_then(|a| a.mapping.take()) {
             inner.sim.dma_unmap(m, DmaAttrs { skip_cpu_sync })?;
         }
@@ -110,6 +124,9 @@ impl Maintenance for Upstream {
             for p in bus_phys(&m, range.clone()) {
                 inner.sim.device_cache_flush(dev, p)?;
             }
+        }
+        if let Some(a) = inner.bufs[buf].att_mut(att) {
+            a.cache_dirty.remove(range.clone());
         }
         if cached {
             inner.sim.dma_sync_for_cpu(&m, range.start, range.end - range.start)?;
