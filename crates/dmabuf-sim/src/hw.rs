@@ -69,6 +69,8 @@ pub(crate) struct Hw {
     /// (what the CPU may prefetch besides the linear map). Page granular, as an MMU is;
     /// asked once per line by every prefetch, so a hash lookup rather than a scan.
     pub(crate) cached_pages: FxHashMap<u64, u32>,
+    /// Pages whose linear-map alias the kernel made uncached or write-combined.
+    pub(crate) uncached_linear: rustc_hash::FxHashSet<u64>,
 }
 
 impl Hw {
@@ -89,6 +91,7 @@ impl Hw {
             wc: Vec::new(),
             wc_cap: platform.cpu.wc_buffer_lines as usize,
             cached_pages: FxHashMap::default(),
+            uncached_linear: Default::default(),
             platform,
         }
     }
@@ -176,8 +179,12 @@ impl Hw {
     /// Whether the CPU may speculatively fill the line at `addr`: it lies in memory the
     /// kernel's linear map covers, or a live cacheable mapping covers its page.
     pub(crate) fn prefetchable(&self, addr: PhysAddr) -> bool {
-        if self.cached_pages.contains_key(&(addr.raw() / PAGE_SIZE)) {
+        let pfn = addr.raw() / PAGE_SIZE;
+        if self.cached_pages.contains_key(&pfn) {
             return true;
+        }
+        if self.uncached_linear.contains(&pfn) {
+            return false;
         }
         self.platform.region_of(addr).is_some_and(|r| self.platform.regions[r].linear_mapped())
     }

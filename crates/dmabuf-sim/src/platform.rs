@@ -177,6 +177,12 @@ pub struct CpuDesc {
     /// Lines the write-combining buffer holds before it drains on its own.
     #[serde(default = "default_wc_lines")]
     pub wc_buffer_lines: u32,
+    /// Whether the kernel's linear map keeps a cacheable alias of pages an exporter maps
+    /// uncached or write-combined, which the CPU may fill speculatively (arm64 and RISC-V
+    /// leave the linear map alone). `false` where the kernel changes the linear map's
+    /// attribute with the pages' (x86's `set_memory_wc`), so no cacheable alias remains.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub cacheable_linear_alias: bool,
 }
 
 fn default_wc_lines() -> u32 {

@@ -77,6 +77,21 @@ pub enum AttachError {
         /// How many discontiguous pieces the buffer has.
         segments: usize,
     },
+    /// The device snoops the CPU cache and the buffer's CPU mappings are not cacheable
+    /// (an uncached or write-combined heap): the device's reads would meet lines the CPU
+    /// speculatively filled through the kernel's cacheable linear map, which the CPU's
+    /// writes through its own mapping never update.
+    #[error(
+        "cannot attach `{buffer}` to `{device}`: the device snoops the CPU cache and the buffer is mapped {attr} by the CPU, so its reads would meet stale lines of the kernel's cacheable linear map; give a coherent device a cached buffer (the `system` or `cma` heap)"
+    )]
+    MismatchedCoherency {
+        /// The buffer's name.
+        buffer: String,
+        /// The device's name.
+        device: String,
+        /// The buffer's CPU attribute.
+        attr: &'static str,
+    },
     /// A page lies in a system-memory region the device has no path to.
     #[error(
         "cannot attach `{buffer}` to `{device}`: the buffer lies in region `{region}`, which the device cannot reach; allocate it from memory the device reaches ({reachable})"
@@ -136,6 +151,27 @@ pub enum AttachError {
         /// The first address it cannot reach.
         limit: u64,
     },
+    /// Pages are above the device's DMA mask and it has no IOMMU, so it would work
+    /// through a swiotlb bounce buffer; but the buffer is not cached for the CPU, and
+    /// swiotlb copies through the kernel's cacheable linear map (`swiotlb_bounce`), where
+    /// lines the CPU filled speculatively are stale.
+    #[error(
+        "cannot attach `{buffer}` to `{device}`: the buffer reaches {top:#x}, above the device's {bits}-bit DMA mask, so the device would read a swiotlb bounce copy; the buffer is mapped {attr} by the CPU and the copy goes through the kernel's cacheable linear map, where stale lines sit; allocate below {limit:#x} (the `cma` heap in low memory) or from a cached heap"
+    )]
+    BounceUncached {
+        /// The buffer's name.
+        buffer: String,
+        /// The device's name.
+        device: String,
+        /// The highest byte of the buffer.
+        top: u64,
+        /// The device's mask in bits.
+        bits: u32,
+        /// The first address it cannot reach.
+        limit: u64,
+        /// The buffer's CPU attribute.
+        attr: &'static str,
+    },
     /// Pages are above the device's DMA mask, it has no IOMMU, and the platform has no
     /// bounce pool the device can reach.
     #[error(
@@ -185,10 +221,11 @@ impl AttachError {
             AttachError::RegionUnreachable { .. } => "reachability",
             AttachError::NoPeerToPeer { .. } => "p2p",
             AttachError::PeerToPeerNotAllowed { .. } => "p2p-not-allowed",
-            AttachError::BounceRefused { .. } => "bounce",
+            AttachError::BounceRefused { .. } | AttachError::BounceUncached { .. } => "bounce",
             AttachError::AboveDmaMask { .. } => "dma-mask",
             AttachError::NotInMemory { .. } => "memory",
             AttachError::RefusedByExporter { .. } => "exporter",
+            AttachError::MismatchedCoherency { .. } => "coherency",
         }
     }
 }
@@ -251,6 +288,13 @@ pub fn check_attach(
             });
         }
     }
+    let linear = backing
+        .pages
+        .iter()
+        .any(|r| platform.region_of(r.start).is_some_and(|ri| platform.regions[ri].linear_mapped()));
+    if d.coherent && backing.attr != MemAttr::Cached && linear && platform.cpu.cacheable_linear_alias {
+        return Err(AttachError::MismatchedCoherency { buffer: buffer.into(), device, attr: backing.attr.name() });
+    }
     if d.iommu || plan == AttachPlan::PeerToPeer {
         return Ok(plan);
     }
@@ -274,6 +318,17 @@ pub fn check_attach(
         });
         if !usable {
             return Err(AttachError::AboveDmaMask { buffer: buffer.into(), device, top, bits: d.dma_mask, limit });
+        }
+        if backing.attr != MemAttr::Cached && platform.cpu.cacheable_linear_alias {
+            let attr = backing.attr.name();
+            return Err(AttachError::BounceUncached {
+                buffer: buffer.into(),
+                device,
+                top,
+                bits: d.dma_mask,
+                limit,
+                attr,
+            });
         }
         plan = AttachPlan::Bounce;
     }

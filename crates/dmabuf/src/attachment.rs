@@ -219,12 +219,15 @@ impl Attachment {
             off += len as usize;
         }
         let cached = inner.sim.device_has_cache(dev);
-        if let Some(a) = inner.bufs[self.buf.id].att_mut(self.idx) {
+        let b = &mut inner.bufs[self.buf.id];
+        if let Some(a) = b.att_mut(self.idx) {
             if cached {
                 a.cache_dirty.insert(r.clone());
             }
-            a.written.insert(r);
+            a.written.insert(r.clone());
         }
+        // Whatever other devices' caches hold of these bytes is stale from now on.
+        b.mark_stale_for_others(Some(self.idx), &std::iter::once(r).collect());
         Ok(ids)
     }
 
@@ -271,11 +274,6 @@ impl Attachment {
     fn job_cache(&self, range: Range<u64>, end: bool) -> Result<(), Error> {
         self.buf.check_range(&range)?;
         self.buf.with(|inner, id| {
-            let dev = inner.bufs[id].att(self.idx).map_or(0, |a| a.dev);
-            let contract = inner.sim.platform().devices.get(dev).is_some_and(|d| d.job_contract);
-            if !contract || !inner.sim.device_has_cache(dmabuf_sim::DeviceId(dev as u16)) {
-                return Ok(());
-            }
             let m = inner.cfg.maintenance.implementation();
             if end { m.end_job(inner, id, self.idx, range) } else { m.begin_job(inner, id, self.idx, range) }
         })

@@ -57,7 +57,11 @@ impl Drop for DmaBuf {
         b.exporter.release();
         // Pages of a leaked attachment stay with the device; only a clean release frees them.
         if attached.is_empty() && b.owns_pages {
-            inner.pages.free(b.exporter.backing());
+            let backing = b.exporter.backing().clone();
+            if backing.attr != dmabuf_sim::MemAttr::Cached {
+                inner.sim.set_linear_attr(&backing.pages, dmabuf_sim::MemAttr::Cached);
+            }
+            inner.pages.free(&backing);
         }
         if !attached.is_empty() {
             inner.reports.push(Report::LeakedAttachments { buffer, devices: attached });

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use dmabuf_sim::{CpuMapId, DeviceId, PhysRange, Platform, Sim, Stats, WriteId};
+use dmabuf_sim::{CpuMapId, DeviceId, MemAttr, PhysRange, Platform, Sim, Stats, WriteId};
 
 use crate::attach::{AttachPolicy, Backing};
 use crate::dma_buf::DmaBuf;
@@ -152,6 +152,11 @@ impl System {
     fn register(&self, exporter: Box<dyn Exporter>) -> Result<DmaBuf, Error> {
         let mut inner = self.0.borrow_mut();
         let backing = exporter.backing().clone();
+        // An uncached exporter's pages get the attribute in the linear map too, where the
+        // architecture does that (x86).
+        if backing.attr != MemAttr::Cached {
+            inner.sim.set_linear_attr(&backing.pages, backing.attr);
+        }
         // Pages come zeroed: clear them, as the heap does, through the kernel's mapping.
         let map = inner.sim.cpu_map(&backing.pages, backing.attr)?;
         inner.sim.cpu_fill(map, 0, backing.size(), 0)?;

@@ -274,6 +274,7 @@ pub(crate) fn attach_hint(e: &AttachError) -> String {
         "bounce" => "this device cannot work through a bounce buffer (a scanout reads the frame continuously): allocate memory it reaches directly".into(),
         "p2p" => "there is no peer-to-peer path from this device to the exporter's memory: migrate the buffer to system memory (a dynamic exporter does it at attach) or use a device with a path".into(),
         "p2p-not-allowed" => "the importer does not accept peer-to-peer addresses: attach it with `p2p` if its driver can, or migrate the buffer to system memory".into(),
+        "coherency" => "a device that snoops the CPU cache needs a buffer the CPU maps cached: allocate from `heap=system` or `heap=cma`".into(),
         _ => "see the rule in the message".into(),
     }
 }

@@ -11,8 +11,8 @@ use super::program::{BufId, Bytes, Cmd, FenceId, JobCmd, JobKind, Program, Sourc
 use crate::scenario::{self, Access, Ident, Op, Scenario, Span, Spanned, Step, SyncFlags, Target, Usage};
 
 /// The attach rules a scenario may expect a refusal by (`AttachError::rule`).
-pub(crate) const ATTACH_RULES: [&str; 8] =
-    ["contiguity", "reachability", "p2p", "p2p-not-allowed", "bounce", "dma-mask", "memory", "exporter"];
+pub(crate) const ATTACH_RULES: [&str; 9] =
+    ["contiguity", "reachability", "p2p", "p2p-not-allowed", "bounce", "dma-mask", "memory", "exporter", "coherency"];
 
 /// The heap names the framework knows.
 const HEAPS: [&str; 6] = ["system", "cma", "uncached", "linux,cma", "reserved", "default_cma_region"];

@@ -81,6 +81,30 @@ impl Sim {
         Ok(())
     }
 
+    /// The kernel sets the attribute of its linear map over `ranges` to `attr` (x86's
+    /// `set_memory_wc` / `set_memory_wb` when an exporter allocates or frees uncached
+    /// pages). Where the platform keeps a cacheable linear alias whatever the pages'
+    /// attribute (arm64, RISC-V), nothing changes.
+    pub fn set_linear_attr(&mut self, ranges: &[PhysRange], attr: MemAttr) {
+        if self.hw.platform.cpu.cacheable_linear_alias {
+            return;
+        }
+        for pfn in ranges.iter().flat_map(range_pages) {
+            if attr == MemAttr::Cached {
+                self.hw.uncached_linear.remove(&pfn);
+            } else {
+                self.hw.uncached_linear.insert(pfn);
+            }
+        }
+        if attr != MemAttr::Cached {
+            // Changing the attribute flushes what the cache holds of the pages (x86's
+            // `cpa_flush`), so no cacheable line survives the change.
+            for r in ranges {
+                let _ = self.cache_clean_invalidate(*r);
+            }
+        }
+    }
+
     /// The size and attribute of a live CPU mapping.
     pub fn cpu_mapping(&self, id: CpuMapId) -> Option<(u64, MemAttr)> {
         self.maps.get(id.0 as usize)?.as_ref().map(|m| (m.size, m.attr))

@@ -205,6 +205,11 @@ impl Sim {
         }
         self.stats.hw.snoops += (dirty & mask).count_ones() as u64;
         self.write_back(Sel::Cpu, pfn, partial & dirty, Cause::Snoop);
+        // Dirty lines the write covers whole are superseded, not lost: every byte of them
+        // is replaced by the device's.
+        if let Some(cp) = self.hw.cpu.page_mut(pfn) {
+            cp.dirty &= !(mask & !partial);
+        }
         self.discard(Sel::Cpu, pfn, mask, Cause::Snoop);
     }
 

@@ -6,7 +6,7 @@ use crate::addr::{PAGE_SIZE, PhysAddr, PhysRange};
 use crate::cache::{line_mask, runs};
 use crate::event::Event;
 use crate::hw::Sel;
-use crate::store::{ProvRun, WriteId};
+use crate::store::{ProvRun, WriteId, expand, push_run};
 use crate::vocab::Cause;
 
 impl Sim {
@@ -63,6 +63,23 @@ impl Sim {
         let line = self.hw.line as usize;
         let lpp = self.hw.lines_per_page;
         let observed = self.observed();
+        // What is lost is the dirty bytes memory does not hold as well: a line written back
+        // (or copied) earlier and dirtied again with the same write loses nothing.
+        let mut lost = Vec::new();
+        if observed && let Some(cp) = self.hw.cache(s.id()).and_then(|c| c.page(pfn)) {
+            for (l0, n) in runs(mask & cp.valid & cp.dirty) {
+                let (o, len) = (l0 as usize * line, n as usize * line);
+                let (mut in_cache, mut in_mem) = (Vec::new(), Vec::new());
+                cp.prov.runs(o, len, 0, &mut in_cache);
+                self.hw.mem.read_prov(pfn * PAGE_SIZE + o as u64, len as u64, 0, &mut in_mem);
+                let (c, m) = (expand(&in_cache, len), expand(&in_mem, len));
+                for (i, (&c, &m)) in c.iter().zip(&m).enumerate() {
+                    if c != m {
+                        push_run(&mut lost, (o + i) as u64, 1, c);
+                    }
+                }
+            }
+        }
         let cache = self.hw.cache_mut(s);
         let Some(cp) = cache.page_mut(pfn) else { return (0, 0) };
         let mask = mask & cp.valid;
@@ -70,13 +87,6 @@ impl Sim {
             return (0, 0);
         }
         let lost_mask = mask & cp.dirty;
-        let mut lost = Vec::new();
-        if observed {
-            for (l0, n) in runs(lost_mask) {
-                let o = l0 as usize * line;
-                cp.prov.runs(o, n as usize * line, o as u64, &mut lost);
-            }
-        }
         cp.valid &= !mask;
         cp.dirty &= !mask;
         cache.remove_tags(pfn, mask, lpp);

@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use dmabuf_sim::{DmaAttrs, DmaDirection};
 
-use super::{Maintenance, bus_phys, flush_cache_dirty, fully_bounced, split_bounced};
+use super::{Maintenance, bus_phys, fully_bounced, job_contract_cache, split_bounced};
 use crate::error::Error;
 use crate::ranges::RangeSet;
 use crate::state::Inner;
@@ -21,7 +21,19 @@ pub(crate) struct Minimal;
 
 impl Maintenance for Minimal {
     fn begin_job(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
-        // Only what others changed since the device's cache last looked.
+        let Some(dev) = inner.bufs[buf].att(att).map(|a| a.dev) else { return Ok(()) };
+        if !inner.noncoherent(dev) && inner.bufs[buf].cpu_cached() {
+            // A coherent device's reads hit the CPU's lines: those over what non-coherent
+            // devices wrote since the CPU last looked are stale (upstream dropped them at
+            // the writer's unmap).
+            invalidate_dev_dirty(inner, buf, range.clone())?;
+        }
+        if !job_contract_cache(inner, buf, att) {
+            return Ok(());
+        }
+        // Only what others changed since the device's cache last looked, in whole lines:
+        // a write to part of a line merges with the rest of the cached line.
+        let range = lines_of(inner, range);
         let Some(a) = inner.bufs[buf].att_mut(att) else { return Ok(()) };
         let Some(m) = a.mapping.clone() else { return Ok(()) };
         let dev = a.device();
@@ -42,6 +54,8 @@ impl Maintenance for Minimal {
         _dir: DmaDirection,
         range: Range<u64>,
     ) -> Result<(), Error> {
+        // Whole lines: the CPU meets the whole line of every byte it touches.
+        let range = lines_of(inner, range);
         // A device that keeps its mapping hands over what it wrote in the range now, as the
         // kernel's begin_cpu_access syncs every mapped attachment for the CPU.
         let keeping: Vec<usize> = inner.bufs[buf]
@@ -147,6 +161,13 @@ fn range_of(set: &RangeSet) -> Range<u64> {
     first.start..last.max(first.end)
 }
 
+/// `range` rounded out to whole cache lines: an access to part of a line meets the whole
+/// line in the cache.
+fn lines_of(inner: &Inner, range: Range<u64>) -> Range<u64> {
+    let line = inner.sim.line_size();
+    range.start / line * line..range.end.div_ceil(line).saturating_mul(line)
+}
+
 /// Cleans what the CPU wrote since the last hand-over.
 fn clean_cpu_dirty(inner: &mut Inner, buf: usize) -> Result<(), Error> {
     let b = &inner.bufs[buf];
@@ -161,6 +182,7 @@ fn clean_cpu_dirty(inner: &mut Inner, buf: usize) -> Result<(), Error> {
 /// Drops the CPU's lines over what non-coherent devices wrote in `range` since the CPU
 /// last looked.
 fn invalidate_dev_dirty(inner: &mut Inner, buf: usize, range: Range<u64>) -> Result<(), Error> {
+    let range = lines_of(inner, range);
     let b = &inner.bufs[buf];
     let pieces: Vec<_> = b.dev_dirty.within(range.clone()).iter().flat_map(|r| b.phys(r)).collect();
     for p in pieces {
@@ -207,6 +229,9 @@ fn device_begin(inner: &mut Inner, buf: usize, att: usize, range: Range<u64>, fi
         }
     }
     if inner.sim.device_has_cache(devid) {
+        let lines = lines_of(inner, range.clone());
+        let stale: Vec<Range<u64>> =
+            inner.bufs[buf].att(att).map(|a| a.stale.within(lines).iter().collect()).unwrap_or_default();
         for r in stale {
             for p in bus_phys(&m, r) {
                 inner.sim.device_cache_invalidate(devid, p)?;
@@ -231,7 +256,7 @@ fn device_end(inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> R
     if written.is_empty() {
         return Ok(());
     }
-    flush_cache_dirty(inner, buf, att, range_of(&written))?;
+    super::flush_cache_dirty(inner, buf, att, range_of(&written))?;
     let (bounced, direct) = split_bounced(&m, &written);
     for r in bounced.iter() {
         inner.sim.dma_sync_for_cpu(&m, r.start, r.end - r.start)?;

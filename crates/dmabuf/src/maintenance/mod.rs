@@ -78,15 +78,27 @@ pub(crate) trait Maintenance {
     /// A device that keeps its mapping finished with `range`.
     fn end_device_access(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error>;
 
-    /// A job of a device with a private cache, under the job contract, starts on `range`:
-    /// the cache must not serve what others changed there.
+    /// A device job starts on `range` of a mapping the device may keep: what was handed
+    /// over must be what it sees. Under the job contract its private cache must not serve
+    /// what others changed there.
     fn begin_job(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error>;
 
-    /// The job ends: what it wrote in `range` leaves the device's cache before its fence
-    /// signals.
+    /// The job ends: under the job contract, what it wrote in `range` leaves the device's
+    /// cache before its fence signals.
     fn end_job(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
-        flush_cache_dirty(inner, buf, att, range)
+        if job_contract_cache(inner, buf, att) {
+            flush_cache_dirty(inner, buf, att, range)?;
+        }
+        Ok(())
     }
+}
+
+/// Whether the attachment's device has a private cache its driver manages at job
+/// boundaries (the job contract).
+pub(crate) fn job_contract_cache(inner: &Inner, buf: usize, att: usize) -> bool {
+    let Some(a) = inner.bufs[buf].att(att) else { return false };
+    let d = &inner.sim.platform().devices[a.dev];
+    d.job_contract && inner.sim.device_has_cache(a.device())
 }
 
 /// Writes back what the device wrote into its private cache in `range` and has not

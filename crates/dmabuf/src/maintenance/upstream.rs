@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use dmabuf_sim::{DmaAttrs, DmaDirection};
 
-use super::{Maintenance, bus_phys, mappings_for};
+use super::{Maintenance, bus_phys, job_contract_cache, mappings_for};
 use crate::error::Error;
 use crate::ranges::RangeSet;
 use crate::state::Inner;
@@ -18,6 +18,9 @@ pub(crate) struct Upstream;
 
 impl Maintenance for Upstream {
     fn begin_job(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
+        if !job_contract_cache(inner, buf, att) {
+            return Ok(());
+        }
         // A GPU driver drops its cache's view of the job's buffers, whatever it knows.
         let Some(a) = inner.bufs[buf].att(att) else { return Ok(()) };
         let Some(m) = a.mapping.clone() else { return Ok(()) };
