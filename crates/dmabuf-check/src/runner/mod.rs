@@ -102,7 +102,9 @@ pub fn load_platform(scenario: &Scenario, file: &FsPath, src: &str, over: Option
             ));
         }
     };
-    let loaded = Platform::load(&spec);
+    // A board's device tree is a platform too (`--platform BOARD.dtb`).
+    let loaded =
+        if spec.ends_with(".dtb") { dmabuf_dt::import_file(FsPath::new(&spec)) } else { Platform::load(&spec) };
     loaded.map_err(|e| {
         let help = Some(format!("presets: {}", Platform::preset_names().join(", ")));
         // A broken rule or a syntax error in a TOML file points into that file, at the
