@@ -37,6 +37,21 @@ pub struct Import {
     pub not_described: Vec<String>,
     /// Paths of cache-coherent interconnect nodes (CCI, CCN, CMN), with their status.
     pub interconnects: Vec<(String, bool)>,
+    /// Masters the tree has but disables (a board enables them with an overlay).
+    pub disabled: Vec<Disabled>,
+}
+
+/// A DMA master the tree disables: what it would be.
+#[derive(Debug, Clone)]
+pub struct Disabled {
+    /// Its node path.
+    pub node: String,
+    /// Its role.
+    pub role: DeviceRole,
+    /// The IOMMU its `iommus` names, if any.
+    pub iommu: Option<String>,
+    /// Whether it would be coherent.
+    pub coherent: bool,
 }
 
 struct Range {
@@ -259,10 +274,31 @@ pub fn import_tree(t: &Tree, file: &str, name: &str) -> Result<Import, String> {
     }
 
     // --- DMA masters ----------------------------------------------------------------
+    let mut disabled = Vec::new();
     let mut cand: Vec<(usize, Option<DeviceRole>)> = Vec::new();
     for i in 1..t.nodes.len() {
         let n = &t.nodes[i];
-        if !t.available(i) || masters::is_bus(t, i) || !n.has("reg") || n.has("#iommu-cells") {
+        // Not a DMA master: a bus, something without registers, an IOMMU, a reserved
+        // memory region, a device on a bus without sizes (I2C, SPI, MDIO).
+        let no_sizes = n.parent.is_some_and(|p| t.size_cells(p) == 0);
+        if masters::is_bus(t, i)
+            || !n.has("reg")
+            || n.has("#iommu-cells")
+            || n.path.starts_with("/reserved-memory")
+            || no_sizes
+        {
+            continue;
+        }
+        if !t.available(i) {
+            if let Some(role) = masters::role_of(t, i) {
+                let iommu = dma::iommu_node(t, i).map(|m| t.nodes[m].path.clone());
+                disabled.push(Disabled {
+                    node: n.path.clone(),
+                    role,
+                    iommu,
+                    coherent: dma::is_coherent(t, i).is_some(),
+                });
+            }
             continue;
         }
         let role = masters::role_of(t, i);
@@ -277,8 +313,14 @@ pub fn import_tree(t: &Tree, file: &str, name: &str) -> Result<Import, String> {
     }
     // A glue node whose child is the master of the same role gives way to it.
     let all: Vec<usize> = cand.iter().map(|c| c.0).collect();
+    // A glue node whose child is the master of the same role gives way to it, unless the
+    // glue holds the IOMMU the child works through (Qualcomm's MDSS and its DPU).
+    let same = |i: usize, j: usize, role| j != i && ancestors(t, j).any(|a| a == i) && masters::role_of(t, j) == role;
+    let glue_iommu = |i: usize, j: usize| t.nodes[i].has("iommus") && !t.nodes[j].has("iommus");
     cand.retain(|&(i, role)| {
-        !all.iter().any(|&j| j != i && ancestors(t, j).any(|a| a == i) && masters::role_of(t, j) == role)
+        let child_wins = all.iter().any(|&j| same(i, j, role) && !glue_iommu(i, j));
+        let parent_wins = all.iter().any(|&p| same(p, i, role) && glue_iommu(p, i));
+        !child_wins && !parent_wins
     });
     let nodes: Vec<usize> = cand.iter().map(|c| c.0).collect();
     let names = masters::names(t, &nodes);
@@ -440,6 +482,7 @@ pub fn import_tree(t: &Tree, file: &str, name: &str) -> Result<Import, String> {
         notes,
         not_described,
         interconnects,
+        disabled,
     })
 }
 

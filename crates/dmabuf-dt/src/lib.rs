@@ -39,7 +39,7 @@ mod tree;
 
 use std::path::Path;
 
-pub use board::{ASSUMED_MEMORY, Import};
+pub use board::{ASSUMED_MEMORY, Disabled, Import};
 use dmabuf_sim::{Platform, PlatformError};
 
 /// The largest blob accepted (real ones are under 300 KiB).
