@@ -12,5 +12,10 @@ echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 echo "== cargo test"
 cargo test --workspace
+echo "== board tests (real device trees from Debian's arm64 kernel package)"
+DTBS=$(bash ci/board-dtbs.sh)
+DMABUF_DTB_DIR=$DTBS cargo test -p dmabuf-dt --test boards -- --include-ignored
+cargo build --release -q -p dmabuf-dt --example sweep
+timeout 60 target/release/examples/sweep "$DTBS"
 echo "== kernel tests (dmabuf-linux on a real kernel under qemu)"
 bash ci/kernel-tests.sh

@@ -4,7 +4,7 @@
 //! Its flags, exit statuses and JSON are a contract scripts depend on:
 //!
 //! - `dmabuf check FILE...`: 0 no findings, 1 findings, 2 bad input or usage;
-//! - `dmabuf platforms` and `dmabuf platforms show NAME`;
+//! - `dmabuf platforms`, `dmabuf platforms show NAME`, `import BOARD.dtb`, `check FILE`;
 //! - `dmabuf bench [--format text|json] [--svg FILE]`: 0 no findings, 1 findings, 2 usage.
 
 use std::io::{IsTerminal, Write};
@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 mod bench;
 mod explore;
+mod platforms;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use dmabuf::AttachPolicy;
@@ -61,6 +62,10 @@ enum PlatformsCmd {
         /// The preset's name.
         name: String,
     },
+    /// Print a board's device tree (a .dtb) as a platform TOML, each fact with its node.
+    Import(platforms::ImportArgs),
+    /// Validate a platform file (TOML or .dtb). Exit status: 0 valid, 2 invalid.
+    Check(platforms::CheckArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -161,6 +166,8 @@ fn platforms(cmd: Option<PlatformsCmd>) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Some(PlatformsCmd::Import(a)) => platforms::import(a),
+        Some(PlatformsCmd::Check(a)) => platforms::check(a),
         Some(PlatformsCmd::Show { name }) => match Platform::preset(&name) {
             Ok(p) => {
                 print!("{}", p.to_toml());

@@ -231,9 +231,15 @@ impl RangeAlloc {
 
     /// Allocates `len` bytes aligned to `align` (a power of two).
     pub fn alloc(&mut self, len: u64, align: u64) -> Option<u64> {
-        let (&start, &flen, at) = self.free.iter().find_map(|(s, l)| {
-            let at = s.checked_add(align - 1)? & !(align - 1);
-            (at.checked_add(len)? <= s + l).then_some((s, l, at))
+        self.alloc_within(len, align, 0, u64::MAX)
+    }
+
+    /// Allocates `len` bytes aligned to `align` (a power of two) inside `[lo, hi)`.
+    pub fn alloc_within(&mut self, len: u64, align: u64, lo: u64, hi: u64) -> Option<u64> {
+        let (start, flen, at) = self.free.iter().find_map(|(&s, &l)| {
+            let at = s.max(lo).checked_add(align - 1)? & !(align - 1);
+            let end = at.checked_add(len)?;
+            (end <= s + l && end <= hi).then_some((s, l, at))
         })?;
         self.free.remove(&start);
         if at > start {

@@ -71,6 +71,12 @@ pub(crate) struct Hw {
     pub(crate) cached_pages: FxHashMap<u64, u32>,
     /// Pages whose linear-map alias the kernel made uncached or write-combined.
     pub(crate) uncached_linear: rustc_hash::FxHashSet<u64>,
+    /// The system-level cache's lines, when it lies before the point of coherency.
+    pub(crate) slc: Option<LineCache>,
+    /// Whether the CPU goes through the system cache (when it is kept).
+    pub(crate) slc_cpu: bool,
+    /// Per device of the platform, whether it goes through the system cache.
+    pub(crate) slc_dev: Vec<bool>,
 }
 
 impl Hw {
@@ -82,7 +88,17 @@ impl Hw {
         let cpu = LineCache::new(if bounded { platform.cpu.cache } else { None }, track);
         let dev_caches =
             platform.devices.iter().map(|d| d.cache.map(|g| LineCache::new(bounded.then_some(g), track))).collect();
+        let kept = platform.system_cache_before_poc();
+        let slc = platform
+            .system_cache()
+            .filter(|_| kept)
+            .map(|c| LineCache::new(if bounded { c.cache } else { None }, track));
+        let slc_cpu = kept && platform.through_system_cache("cpu");
+        let slc_dev = platform.devices.iter().map(|d| kept && platform.through_system_cache(&d.name)).collect();
         Hw {
+            slc,
+            slc_cpu,
+            slc_dev,
             line,
             lines_per_page: (PAGE_SIZE / line) as u32,
             mem: SparseMem::new(track),
@@ -333,6 +349,20 @@ impl HwView<'_> {
                     prov.iter().for_each(|r| (r.offset, r.len, r.write).hash(h));
                 }
                 None => 0u8.hash(h),
+            }
+        }
+        if let Some(slc) = &self.hw.slc {
+            for &a in lines {
+                let (pfn, l) = self.hw.line_pos(a.raw());
+                let off = l as usize * line;
+                let (valid, dirty) = slc.state(pfn);
+                ("slc", valid >> l & 1, dirty >> l & 1).hash(h);
+                if let Some(p) = slc.page(pfn).filter(|_| valid >> l & 1 == 1) {
+                    p.data[off..off + line].hash(h);
+                    prov.clear();
+                    p.prov.runs(off, line, 0, &mut prov);
+                    prov.iter().for_each(|r| (r.offset, r.len, r.write).hash(h));
+                }
             }
         }
         for e in &self.hw.wc {

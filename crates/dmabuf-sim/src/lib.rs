@@ -75,7 +75,8 @@ pub use event::{Event, EventLog, Observer};
 pub use hw::{HwView, LineState};
 pub use oracle::Oracle;
 pub use platform::{
-    Address, ByteSize, CacheGeometry, Costs, CpuDesc, DeviceDesc, Platform, PlatformError, RegionDesc, RegionKind,
+    Address, ByteSize, CacheGeometry, Costs, CpuDesc, DeviceDesc, DeviceRole, DmaWindow, IommuDesc, Location, Platform,
+    PlatformError, PortDesc, RegionDesc, RegionKind, SystemCacheDesc,
 };
 pub use sim::{AliasConflict, DmaAttrs, DmaMapping, DmaSegment, Sim, SimBuilder, SimError};
 pub use stats::{HwCounts, OpCount, Stats};

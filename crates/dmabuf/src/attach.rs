@@ -133,60 +133,68 @@ pub enum AttachError {
         /// The device-local region.
         region: String,
     },
-    /// Pages are above the device's DMA mask, it has no IOMMU, and it keeps its mapping
-    /// without syncing (a scanout, a USB gadget, an IIO buffer): a bounce buffer would
-    /// never be copied between its accesses.
+    /// Pages lie where the device cannot address them directly (above its DMA mask or
+    /// outside its DMA windows), it has no IOMMU, and it keeps its mapping without syncing
+    /// (a scanout, a USB gadget, an IIO buffer): a bounce buffer would never be copied
+    /// between its accesses.
     #[error(
-        "cannot attach `{buffer}` to `{device}`: the buffer reaches {top:#x}, above the device's {bits}-bit DMA mask, the device has no IOMMU and keeps its mapping without syncing (nobody would copy a bounce buffer between its accesses); allocate below {limit:#x} (for example from the `cma` heap in low memory)"
+        "cannot attach `{buffer}` to `{device}`: page {page} lies outside what the device addresses ({addresses}), the device has no IOMMU and keeps its mapping without syncing (nobody would copy a bounce buffer between its accesses); allocate memory it addresses (for example from the `cma` heap in low memory)"
     )]
     BounceRefused {
         /// The buffer.
         buffer: String,
         /// The device.
         device: String,
+        /// The first page it cannot address.
+        page: String,
         /// The highest byte of the buffer.
         top: u64,
+        /// What the device addresses, in words (its mask and DMA windows).
+        addresses: String,
         /// The device's mask in bits.
         bits: u32,
-        /// The first address it cannot reach.
+        /// The end of the highest physical range it addresses.
         limit: u64,
     },
-    /// Pages are above the device's DMA mask and it has no IOMMU, so it would work
+    /// The device cannot address the pages directly and has no IOMMU, so it would work
     /// through a swiotlb bounce buffer; but the buffer is not cached for the CPU, and
     /// swiotlb copies through the kernel's cacheable linear map (`swiotlb_bounce`), where
     /// lines the CPU filled speculatively are stale.
     #[error(
-        "cannot attach `{buffer}` to `{device}`: the buffer reaches {top:#x}, above the device's {bits}-bit DMA mask, so the device would read a swiotlb bounce copy; the buffer is mapped {attr} by the CPU and the copy goes through the kernel's cacheable linear map, where stale lines sit; allocate below {limit:#x} (the `cma` heap in low memory) or from a cached heap"
+        "cannot attach `{buffer}` to `{device}`: page {page} lies outside what the device addresses ({addresses}), so the device would read a swiotlb bounce copy; the buffer is mapped {attr} by the CPU and the copy goes through the kernel's cacheable linear map, where stale lines sit; allocate memory the device addresses, or from a cached heap"
     )]
     BounceUncached {
         /// The buffer's name.
         buffer: String,
         /// The device's name.
         device: String,
-        /// The highest byte of the buffer.
-        top: u64,
-        /// The device's mask in bits.
-        bits: u32,
-        /// The first address it cannot reach.
-        limit: u64,
+        /// The first page it cannot address.
+        page: String,
+        /// What the device addresses, in words (its mask and DMA windows).
+        addresses: String,
         /// The buffer's CPU attribute.
         attr: &'static str,
     },
-    /// Pages are above the device's DMA mask, it has no IOMMU, and the platform has no
-    /// bounce pool the device can reach.
+    /// Pages lie where the device cannot address them directly (above its DMA mask or
+    /// outside its DMA windows), it has no IOMMU, and the platform has no bounce pool the
+    /// device can address.
     #[error(
-        "cannot attach `{buffer}` to `{device}`: the buffer reaches {top:#x}, above the device's {bits}-bit DMA mask; the device has no IOMMU and no reachable bounce pool; allocate below {limit:#x}"
+        "cannot attach `{buffer}` to `{device}`: page {page} lies outside what the device addresses ({addresses}); the device has no IOMMU and no bounce pool it addresses; allocate memory it addresses"
     )]
     AboveDmaMask {
         /// The buffer.
         buffer: String,
         /// The device.
         device: String,
+        /// The first page it cannot address.
+        page: String,
         /// The highest byte of the buffer.
         top: u64,
+        /// What the device addresses, in words (its mask and DMA windows).
+        addresses: String,
         /// The device's mask in bits.
         bits: u32,
-        /// The first address it cannot reach.
+        /// The end of the highest physical range it addresses.
         limit: u64,
     },
     /// The exporter refused the device for a reason of its own.
@@ -305,33 +313,48 @@ pub fn check_attach(
             segments: count_segments(&backing.pages),
         });
     }
-    let max = d.max_address();
+    // Without an IOMMU the device addresses a page directly only through one of its DMA
+    // windows and below its mask (the kernel's `dma_capable()`); any other page is bounced
+    // through swiotlb, which needs a pool slot the device can address and a device that
+    // syncs.
+    let Some(first) = backing.pages.iter().find(|r| !d.dma_capable(**r)) else { return Ok(plan) };
     let top = backing.pages.iter().map(|r| r.end().raw().saturating_sub(1)).max().unwrap_or(0);
-    if top > max {
-        let limit = max.saturating_add(1);
-        if d.keeps_mapping {
-            return Err(AttachError::BounceRefused { buffer: buffer.into(), device, top, bits: d.dma_mask, limit });
-        }
-        let pool = platform.regions.iter().position(|r| r.kind == RegionKind::Bounce);
-        let usable = pool.is_some_and(|p| {
-            platform.device_reaches(dev, p) && platform.regions[p].range().start.raw() + PAGE_SIZE - 1 <= max
+    let reach = d.direct_reach();
+    let limit = reach.last().map_or(0, |r| r.end().raw());
+    let page = first.start.to_string();
+    let addresses = d.reach_words();
+    if d.keeps_mapping {
+        return Err(AttachError::BounceRefused {
+            buffer: buffer.into(),
+            device,
+            page,
+            top,
+            addresses,
+            bits: d.dma_mask,
+            limit,
         });
-        if !usable {
-            return Err(AttachError::AboveDmaMask { buffer: buffer.into(), device, top, bits: d.dma_mask, limit });
-        }
-        if backing.attr != MemAttr::Cached && platform.cpu.cacheable_linear_alias {
-            let attr = backing.attr.name();
-            return Err(AttachError::BounceUncached {
-                buffer: buffer.into(),
-                device,
-                top,
-                bits: d.dma_mask,
-                limit,
-                attr,
-            });
-        }
-        plan = AttachPlan::Bounce;
     }
+    let pool = platform.regions.iter().position(|r| r.kind == RegionKind::Bounce);
+    let usable = pool.is_some_and(|p| {
+        let pool = platform.regions[p].range();
+        platform.device_reaches(dev, p) && reach.iter().any(|w| w.intersect(&pool).is_some_and(|x| x.len >= PAGE_SIZE))
+    });
+    if !usable {
+        return Err(AttachError::AboveDmaMask {
+            buffer: buffer.into(),
+            device,
+            page,
+            top,
+            addresses,
+            bits: d.dma_mask,
+            limit,
+        });
+    }
+    if backing.attr != MemAttr::Cached && platform.cpu.cacheable_linear_alias {
+        let attr = backing.attr.name();
+        return Err(AttachError::BounceUncached { buffer: buffer.into(), device, page, addresses, attr });
+    }
+    plan = AttachPlan::Bounce;
     Ok(plan)
 }
 
@@ -341,7 +364,7 @@ fn count_segments(pages: &[PhysRange]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use dmabuf_sim::PhysAddr;
+    use dmabuf_sim::{Address, ByteSize, PhysAddr};
 
     use super::*;
 
@@ -380,6 +403,7 @@ mod tests {
         let e = check("arm64-dma32", "display", &high, NONE).unwrap_err();
         assert_eq!(e.rule(), "bounce");
         assert!(e.to_string().contains("30-bit DMA mask"), "{e}");
+        assert!(e.to_string().contains("page 0x100000000"), "{e}");
         assert_eq!(check("arm64-dma32", "gpu", &high, NONE), Ok(AttachPlan::Iommu));
         let low = pages(&[(0x2c00_0000, 8192)]);
         assert_eq!(check("arm64-dma32", "display", &low, NONE), Ok(AttachPlan::Direct));
@@ -414,5 +438,31 @@ mod tests {
         let e = check_attach(&p, "frame", &pages(&[(0x1_4000_0000, 4096)]), d, NONE).unwrap_err();
         assert_eq!(e.rule(), "reachability");
         assert!(e.to_string().contains("region `cma`") && e.to_string().contains("(dram)"), "{e}");
+    }
+
+    /// A window's lower bound and offset are rules too: the i.MX 8M Plus USB3 reaches DRAM
+    /// from 1 GiB to 4 GiB only; bcm2711's legacy masters see the low 1 GiB at bus
+    /// 0xc000_0000, so their 32-bit mask does not reach above it.
+    #[test]
+    fn windows_bound_what_a_device_without_an_iommu_addresses() {
+        let mut p = Platform::preset("arm64-dma32").unwrap();
+        let d = p.device_index("display").unwrap();
+        p.devices[d].dma_mask = 32;
+        p.devices[d].dma_windows = vec![dmabuf_sim::DmaWindow {
+            cpu: Address(0x4000_0000),
+            bus: Address(0x4000_0000),
+            size: ByteSize(3 << 30),
+        }];
+        let low = pages(&[(0x2c00_0000, 8192)]);
+        let e = check_attach(&p, "frame", &low, d, NONE).unwrap_err();
+        assert_eq!(e.rule(), "bounce", "below the window, and a scanout cannot bounce");
+        assert!(e.to_string().contains("window [0x40000000, 0x100000000)"), "{e}");
+        assert_eq!(check_attach(&p, "frame", &pages(&[(0x4000_0000, 8192)]), d, NONE), Ok(AttachPlan::Direct));
+        let l = p.device_index("legacy-dma").unwrap();
+        p.devices[l].dma_mask = 32;
+        p.devices[l].dma_windows =
+            vec![dmabuf_sim::DmaWindow { cpu: Address(0), bus: Address(0xc000_0000), size: ByteSize(1 << 30) }];
+        assert_eq!(check_attach(&p, "frame", &low, l, NONE), Ok(AttachPlan::Direct), "0x2c00_0000 is in the window");
+        assert_eq!(check_attach(&p, "frame", &pages(&[(0x4000_0000, 4096)]), l, NONE), Ok(AttachPlan::Bounce));
     }
 }

@@ -102,8 +102,19 @@ pub fn load_platform(scenario: &Scenario, file: &FsPath, src: &str, over: Option
             ));
         }
     };
-    Platform::load(&spec).map_err(|e| {
+    // A board's device tree is a platform too (`--platform BOARD.dtb`).
+    let loaded =
+        if spec.ends_with(".dtb") { dmabuf_dt::import_file(FsPath::new(&spec)) } else { Platform::load(&spec) };
+    loaded.map_err(|e| {
         let help = Some(format!("presets: {}", Platform::preset_names().join(", ")));
+        // A broken rule or a syntax error in a TOML file points into that file, at the
+        // key, not at the scenario's `platform` line.
+        if let (Some(at), Some(toml)) = (e.location(), e.file())
+            && let Ok(text) = Platform::read_toml_file(FsPath::new(toml))
+        {
+            let toml_ctx = Ctx { file: toml, src: &text };
+            return toml_ctx.err(Span::new(at.span.start, at.span.end), e.rule(), None);
+        }
         match span {
             Some(s) => ctx.err(s, e.to_string(), help),
             None => ctx.err(Span::new(0, 0), format!("--platform {spec}: {e}"), help),

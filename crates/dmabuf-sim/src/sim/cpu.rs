@@ -169,6 +169,10 @@ impl Sim {
             match attr {
                 MemAttr::Cached => self.cached_write(pa, n, src, off, ProvSrc::Id(w)),
                 MemAttr::WriteCombine => self.wc_write(pa, n, src, off, w),
+                MemAttr::Uncached if self.via_slc(Sel::Cpu) => {
+                    self.slc_write(pa, n, src, off, ProvSrc::Id(w));
+                    self.stats.charge(cycles(0, self.hw.platform.costs.cpu_uncached_write_line, self.lines_of(pa, n)));
+                }
                 MemAttr::Uncached => {
                     self.mem_write(pa, n, src, off, ProvSrc::Id(w));
                     self.stats.charge(cycles(0, self.hw.platform.costs.cpu_uncached_write_line, self.lines_of(pa, n)));
@@ -249,6 +253,9 @@ impl Sim {
         if track {
             self.hw.mem.read_prov(pa, out.len() as u64, 0, &mut runs_here);
         }
+        if self.via_slc(Sel::Cpu) {
+            self.slc_overlay(pa, out, track.then_some(&mut runs_here));
+        }
         if attr == MemAttr::WriteCombine && !self.hw.wc.is_empty() {
             // The CPU sees its own pending write-combined stores.
             let mut per_byte: Option<Vec<WriteId>> = track.then(|| expand(&runs_here, out.len()));
@@ -327,7 +334,11 @@ impl Sim {
                     let runs_v = if e.prov.is_empty() { vec![] } else { compress(&e.prov[s..j]) };
                     let pa = base + s as u64;
                     let data = &e.data[s..j];
-                    if runs_v.is_empty() {
+                    if self.via_slc(Sel::Cpu) {
+                        let prov =
+                            if runs_v.is_empty() { ProvSrc::Id(WriteId::INITIAL) } else { ProvSrc::Runs(&runs_v) };
+                        self.slc_write(pa, j - s, Src::Bytes(data), 0, prov);
+                    } else if runs_v.is_empty() {
                         self.hw.mem.write(pa, data, WriteId::INITIAL);
                     } else {
                         self.hw.mem.write_with_runs(pa, data, &runs_v);

@@ -32,7 +32,19 @@ impl Sim {
                         .ok_or_else(|| SimError::IommuFault { dev: d.name.clone(), addr: BusAddr(a) })?;
                     pfn * PAGE_SIZE + a % PAGE_SIZE
                 }
-                None => a,
+                // Without an IOMMU the bus address goes through the device's DMA windows
+                // (the bus offset), and nothing outside them is addressable.
+                None => {
+                    let first = d.bus_to_phys(BusAddr(a));
+                    let last = d.bus_to_phys(BusAddr(a + n as u64 - 1));
+                    match (first, last) {
+                        (Some(p), Some(q)) if q.raw() - p.raw() == n as u64 - 1 => p.raw(),
+                        _ => {
+                            let at = if first.is_none() { a } else { a + n as u64 - 1 };
+                            return Err(SimError::OutsideDmaWindow { dev: d.name.clone(), addr: BusAddr(at) });
+                        }
+                    }
+                }
             };
             let region = self
                 .hw
@@ -82,6 +94,9 @@ impl Sim {
                 let mut here = Vec::new();
                 if want {
                     self.hw.mem.read_prov(pa, n as u64, 0, &mut here);
+                }
+                if self.via_slc(Sel::Dev(di)) {
+                    self.slc_overlay(pa, out, want.then_some(&mut here));
                 }
                 if coherent {
                     self.snoop_read(pa, out, want.then_some(&mut here));
@@ -174,6 +189,8 @@ impl Sim {
                     cp.prov.set(po, k, w);
                     cp.dirty |= mask;
                 }
+            } else if self.via_slc(Sel::Dev(di)) {
+                self.slc_write(pa, n, src, off, ProvSrc::Id(w));
             } else {
                 self.mem_write(pa, n, src, off, ProvSrc::Id(w));
             }

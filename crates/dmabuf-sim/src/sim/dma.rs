@@ -157,20 +157,18 @@ impl Sim {
                 off += r.align_out(PAGE_SIZE).len;
             }
         } else {
-            let max = self.platform().devices[di].max_address();
+            // Without an IOMMU the device sees each page at its bus address through its
+            // DMA windows (`phys_to_dma()`); a page it cannot address (outside the windows
+            // or above the mask: `dma_capable()` fails) is bounced through a slot it can.
             for r in sg {
-                let fits = r.is_empty() || r.end().raw() - 1 <= max;
-                if fits {
-                    segments.push(DmaSegment { bus: BusAddr(r.start.raw()), phys: r.start, len: r.len, bounce: None });
+                let d = &self.platform().devices[di];
+                if d.dma_capable(*r) {
+                    let bus = d.phys_to_bus(r.start).unwrap_or(BusAddr(r.start.raw()));
+                    segments.push(DmaSegment { bus, phys: r.start, len: r.len, bounce: None });
                     continue;
                 }
-                match self.bounce_alloc(r.len, max) {
-                    Ok(slot) => segments.push(DmaSegment {
-                        bus: BusAddr(slot.raw()),
-                        phys: r.start,
-                        len: r.len,
-                        bounce: Some(slot),
-                    }),
+                match self.bounce_alloc_for(di, r.len) {
+                    Ok((slot, bus)) => segments.push(DmaSegment { bus, phys: r.start, len: r.len, bounce: Some(slot) }),
                     Err(e) => {
                         // Nothing is left half-done: free what this call took.
                         for s in segments.iter().filter_map(|s| s.bounce.map(|b| (b, s.len))) {
@@ -305,23 +303,37 @@ impl Sim {
         Ok(())
     }
 
-    /// Allocates a bounce slot of `len` bytes at or below `limit` (the device's highest
-    /// address), line aligned.
+    /// Allocates a bounce slot of `len` bytes at or below physical `limit`, line aligned.
     pub fn bounce_alloc(&mut self, len: u64, limit: u64) -> Result<PhysAddr, SimError> {
+        let within = [PhysRange { start: PhysAddr(0), len: limit.saturating_add(1).max(1) }];
+        self.bounce_alloc_within(len, &within, limit)
+    }
+
+    /// Allocates a bounce slot that device `di` addresses directly (within one of its DMA
+    /// windows and below its mask); returns the slot and the bus address it sees it at.
+    fn bounce_alloc_for(&mut self, di: usize, len: u64) -> Result<(PhysAddr, BusAddr), SimError> {
+        let d = &self.platform().devices[di];
+        let reach = d.direct_reach();
+        let limit = reach.last().map_or(0, |r| r.end().raw().saturating_sub(1));
+        let slot = self.bounce_alloc_within(len, &reach, limit)?;
+        let bus = self.platform().devices[di].phys_to_bus(slot).unwrap_or(BusAddr(slot.raw()));
+        Ok((slot, bus))
+    }
+
+    /// Allocates a line-aligned slot of `len` bytes lying wholly inside one of `within`;
+    /// `limit` names the highest address in the error.
+    fn bounce_alloc_within(&mut self, len: u64, within: &[PhysRange], limit: u64) -> Result<PhysAddr, SimError> {
         let line = self.line_size();
         let pool = self.bounce.as_mut().ok_or(SimError::NoBouncePool)?;
         let size = len.max(1).div_ceil(line) * line;
-        let exhausted = SimError::BounceExhausted { len, limit };
-        if pool.range.start.raw() > limit {
-            return Err(exhausted);
+        for w in within {
+            let Some(r) = w.intersect(&pool.range) else { continue };
+            if let Some(at) = pool.alloc.alloc_within(size, line, r.start.raw(), r.end().raw()) {
+                pool.slots.insert(at, size);
+                return Ok(PhysAddr(at));
+            }
         }
-        let at = pool.alloc.alloc(size, line).ok_or(exhausted.clone())?;
-        if at + size - 1 > limit {
-            pool.alloc.free(at, size);
-            return Err(exhausted);
-        }
-        pool.slots.insert(at, size);
-        Ok(PhysAddr(at))
+        Err(SimError::BounceExhausted { len, limit })
     }
 
     /// Frees a slot that [`Sim::bounce_alloc`] handed out; `len` is the length asked for

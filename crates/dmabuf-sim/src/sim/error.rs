@@ -44,6 +44,14 @@ pub enum SimError {
         /// The first address of the access above the mask.
         addr: BusAddr,
     },
+    /// A device without an IOMMU drove a bus address outside its DMA windows.
+    #[error("device `{dev}` has no DMA window holding bus address {addr}")]
+    OutsideDmaWindow {
+        /// The device.
+        dev: String,
+        /// The first bus address outside its windows.
+        addr: BusAddr,
+    },
     /// A device addressed memory it has no path to.
     #[error("device `{dev}` has no path to {addr} in region `{region}`")]
     Unreachable {

@@ -14,7 +14,7 @@ impl Sim {
     pub(super) fn write_back(&mut self, s: Sel, pfn: u64, mask: u128, cause: Cause) -> u64 {
         let line = self.hw.line as usize;
         let observed = self.observed();
-        let mut count = 0u64;
+        let via = self.via_slc(s);
         let mut events: Vec<(PhysRange, Vec<ProvRun>, Vec<ProvRun>)> = Vec::new();
         let cache = match s {
             Sel::Cpu => &mut self.hw.cpu,
@@ -25,6 +25,55 @@ impl Sim {
         if mask == 0 {
             return 0;
         }
+        let count = if via {
+            // The agent goes through the system cache: the lines land there, dirty.
+            if observed {
+                for (l0, n) in runs(mask) {
+                    let (o, len) = (l0 as usize * line, n as usize * line);
+                    let mut p = Vec::new();
+                    cp.prov.runs(o, len, 0, &mut p);
+                    let range = PhysRange { start: PhysAddr(pfn * PAGE_SIZE + o as u64), len: len as u64 };
+                    events.push((range, p, Vec::new()));
+                }
+            }
+            cp.dirty &= !mask;
+            self.slc_take_lines(s, pfn, mask);
+            mask.count_ones() as u64
+        } else {
+            self.write_back_to_memory(s, pfn, mask, &mut events)
+        };
+        for (range, prov, replaced) in events {
+            self.emit(Event::WriteBack { cache: s.id(), range, cause, prov: &prov, replaced: &replaced });
+        }
+        // A coherent device's cache writes back through the coherent interconnect, which
+        // takes the lines away from the CPU like any other coherent write.
+        if let Sel::Dev(i) = s
+            && self.hw.platform.devices[i].coherent
+        {
+            for (l0, n) in runs(mask) {
+                self.snoop_invalidate(pfn * PAGE_SIZE + l0 as u64 * self.hw.line, n as usize * line);
+            }
+        }
+        count
+    }
+
+    /// Copies dirty lines `mask` of `pfn` from a cache to memory and marks them clean,
+    /// recording events when observed; returns how many.
+    fn write_back_to_memory(
+        &mut self,
+        s: Sel,
+        pfn: u64,
+        mask: u128,
+        events: &mut Vec<(PhysRange, Vec<ProvRun>, Vec<ProvRun>)>,
+    ) -> u64 {
+        let line = self.hw.line as usize;
+        let observed = self.observed();
+        let mut count = 0u64;
+        let cache = match s {
+            Sel::Cpu => &mut self.hw.cpu,
+            Sel::Dev(i) => self.hw.dev_caches[i].as_mut().expect("selected device has a cache"),
+        };
+        let Some(cp) = cache.page_mut(pfn) else { return 0 };
         let mp = self.hw.mem.page_mut(pfn);
         for (l0, n) in runs(mask) {
             let (o, len) = (l0 as usize * line, n as usize * line);
@@ -42,18 +91,6 @@ impl Sim {
             }
         }
         cp.dirty &= !mask;
-        for (range, prov, replaced) in events {
-            self.emit(Event::WriteBack { cache: s.id(), range, cause, prov: &prov, replaced: &replaced });
-        }
-        // A coherent device's cache writes back through the coherent interconnect, which
-        // takes the lines away from the CPU like any other coherent write.
-        if let Sel::Dev(i) = s
-            && self.hw.platform.devices[i].coherent
-        {
-            for (l0, n) in runs(mask) {
-                self.snoop_invalidate(pfn * PAGE_SIZE + l0 as u64 * self.hw.line, n as usize * line);
-            }
-        }
         count
     }
 
@@ -112,11 +149,13 @@ impl Sim {
         let line = self.hw.line as usize;
         let observed = self.observed();
         let snoop = matches!(s, Sel::Dev(i) if self.hw.platform.devices[i].coherent);
+        let via = self.via_slc(s);
         let (cache, cpu) = match s {
             Sel::Cpu => (&mut self.hw.cpu, None),
             Sel::Dev(i) => (self.hw.dev_caches[i].as_mut().expect("selected device has a cache"), Some(&self.hw.cpu)),
         };
         let mp = self.hw.mem.page(pfn);
+        let slc_page = if via { self.hw.slc.as_ref().and_then(|c| c.page(pfn)) } else { None };
         let cpu_page = if snoop { cpu.and_then(|c| c.page(pfn)) } else { None };
         let cp = cache.page_or_insert(pfn);
         let mut events = Vec::new();
@@ -134,6 +173,13 @@ impl Sim {
                 None => {
                     cp.data[o..o + len].fill(0);
                     cp.prov.set(o, len, WriteId::INITIAL);
+                }
+            }
+            if let Some(sp) = slc_page {
+                for (d0, dn) in runs(sp.valid & line_mask(l0, l0 + n)) {
+                    let (d, dl) = (d0 as usize * line, dn as usize * line);
+                    cp.data[d..d + dl].copy_from_slice(&sp.data[d..d + dl]);
+                    cp.prov.copy_from(&sp.prov, d, d, dl);
                 }
             }
             if let Some(cpu_page) = cpu_page {

@@ -32,6 +32,8 @@ impl Sim {
         }
         let r = range.align_out(self.hw.line);
         let effective = self.maintain(Sel::Cpu, op, r);
+        // Maintenance to the point of coherency reaches a system cache before it.
+        self.slc_maintain(op != MaintOp::Clean, r);
         let lines = r.len / self.hw.line;
         let c = &self.hw.platform.costs;
         let (per_line, count) = match op {

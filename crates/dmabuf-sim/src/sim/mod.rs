@@ -12,6 +12,7 @@
 //! | `maint.rs` | cache maintenance of the CPU cache and of device caches |
 //! | `freedom.rs` | the hardware's freedoms, asked of the chooser after every operation |
 //! | `dma.rs` | streaming DMA: map, sync, unmap; the IOMMU; swiotlb's bounce slots and copies |
+//! | `slc.rs` | the system-level cache in front of DRAM, for the agents that go through it |
 //! | `error.rs` | why an operation was refused |
 
 mod cpu;
@@ -22,6 +23,7 @@ mod freedom;
 mod lines;
 mod maint;
 mod simulator;
+mod slc;
 
 pub use dma::{DmaAttrs, DmaMapping, DmaSegment};
 pub use error::SimError;

@@ -3,7 +3,7 @@
 use rustc_hash::FxHashMap;
 
 use super::error::SimError;
-use crate::addr::{PAGE_SIZE, PhysAddr, PhysRange};
+use crate::addr::{PhysAddr, PhysRange};
 use crate::cache::RangeAlloc;
 use crate::chooser::{Chooser, Never};
 use crate::event::{Event, Observer};
@@ -111,15 +111,12 @@ impl SimBuilder {
         let p = self.platform;
         let track = self.observer.as_ref().is_some_and(|o| o.wants_provenance());
         let bounded = self.chooser.bounded();
-        let iommus = p
-            .devices
-            .iter()
-            .map(|d| {
-                d.iommu.then(|| Iommu {
-                    // IOVA 0 is never handed out, like a NULL DMA address; 2^63 bytes of
-                    // IOVA space is more than any scenario maps and keeps sums in range.
-                    space: RangeAlloc::new(PAGE_SIZE, d.max_address().min(1 << 63) - PAGE_SIZE + 1),
-                    table: FxHashMap::default(),
+        let iommus = (0..p.devices.len())
+            .map(|i| {
+                p.devices[i].iommu.then(|| {
+                    let (first, last) = p.iova_space(i);
+                    let len = if last >= first { last - first + 1 } else { 0 };
+                    Iommu { space: RangeAlloc::new(first, len), table: FxHashMap::default() }
                 })
             })
             .collect();

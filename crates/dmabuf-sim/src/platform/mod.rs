@@ -3,29 +3,48 @@
 //!
 //! A platform is data, not code: the built-in presets are TOML files shipped in the crate
 //! (`platforms/*.toml`) and go through the same parser and validation as a user's file.
-//! Every rule broken by a description is reported with the file, the key and the rule.
+//! Every rule broken by a description is reported with the file, the line and column of
+//! the key, and the rule.
 //!
 //! The format, key by key, is the fields of [`Platform`] and the types under it: top-level
 //! `name`, `description`, `line_size` and `dma_profile`; a `[cpu]` table ([`CpuDesc`]);
 //! one `[[region]]` per memory region ([`RegionDesc`]); one `[[device]]` per DMA master
-//! ([`DeviceDesc`]); and an optional `[costs]` table ([`Costs`]) whose every key is a cycle
-//! count of at most 1,000,000,000 (10^9) per operation or per line.
+//! ([`DeviceDesc`], with its DMA windows ([`DmaWindow`]), IOMMU, port and role); one
+//! `[[iommu]]` per IOMMU ([`IommuDesc`]: its input address width); one `[[port]]` per
+//! interconnect port whose snooping a device takes ([`PortDesc`]); one `[[system_cache]]`
+//! per cache in front of DRAM ([`SystemCacheDesc`]: which agents go through it); and an
+//! optional `[costs]` table ([`Costs`]) whose every key is a cycle count of at most
+//! 1,000,000,000 (10^9) per operation or per line.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `mod.rs` | the description's types and the questions asked of it (reach, windows) |
+//! | `error.rs` | why a description was refused, with where |
+//! | `load.rs` | presets, files, TOML in and out, keys located in the text |
+//! | `validate.rs` | the rules |
 
 use std::fmt;
-use std::path::Path;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::addr::{PAGE_SIZE, PhysAddr, PhysRange};
+use crate::addr::{BusAddr, PAGE_SIZE, PhysAddr, PhysRange};
 use crate::vocab::DmaProfile;
+
+mod error;
+mod load;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use error::{Location, PlatformError};
 
 /// The built-in presets, by name, as TOML text.
 const PRESETS: &[(&str, &str)] = &[
-    ("x86-pcie", include_str!("../platforms/x86-pcie.toml")),
-    ("arm64-noncoherent", include_str!("../platforms/arm64-noncoherent.toml")),
-    ("arm64-mixed", include_str!("../platforms/arm64-mixed.toml")),
-    ("arm64-dma32", include_str!("../platforms/arm64-dma32.toml")),
-    ("riscv-noncoherent", include_str!("../platforms/riscv-noncoherent.toml")),
+    ("x86-pcie", include_str!("../../platforms/x86-pcie.toml")),
+    ("arm64-noncoherent", include_str!("../../platforms/arm64-noncoherent.toml")),
+    ("arm64-mixed", include_str!("../../platforms/arm64-mixed.toml")),
+    ("arm64-dma32", include_str!("../../platforms/arm64-dma32.toml")),
+    ("riscv-noncoherent", include_str!("../../platforms/riscv-noncoherent.toml")),
 ];
 
 /// A byte count, written in TOML as an integer or a string with a unit
@@ -237,6 +256,175 @@ pub struct DeviceDesc {
     /// A private cache, coherent with nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheGeometry>,
+    /// The windows through which the device addresses physical memory without an IOMMU,
+    /// as a device tree's `dma-ranges` state them: physical `cpu + x` is bus address
+    /// `bus + x` for `x` below `size`, and nothing outside a window is addressable (it is
+    /// bounced, or refused). Empty: bus addresses are physical addresses, bounded by the
+    /// mask alone. Behind an IOMMU the windows bound the IOVA space instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dma_windows: Vec<DmaWindow>,
+    /// The `[[iommu]]` the device sits behind (implies `iommu = true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iommu_unit: Option<String>,
+    /// The interconnect `[[port]]` the device is attached to: the device is coherent
+    /// exactly when the port snoops (`coherent`, if given, must agree).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// What kind of master it is, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<DeviceRole>,
+    /// The device-tree node the description came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+/// A DMA window (one entry of `dma-ranges`): physical `[cpu, cpu + size)` appears to the
+/// device at bus `[bus, bus + size)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmaWindow {
+    /// The first physical address of the window.
+    pub cpu: Address,
+    /// The bus address at which the device sees `cpu`.
+    pub bus: Address,
+    /// The window's length in bytes (not zero).
+    pub size: ByteSize,
+}
+
+impl DmaWindow {
+    /// The physical bytes the window covers.
+    pub fn phys(&self) -> PhysRange {
+        PhysRange { start: PhysAddr(self.cpu.0), len: self.size.0 }
+    }
+
+    /// The bus address of physical `pa`, if the window covers it.
+    pub fn to_bus(&self, pa: PhysAddr) -> Option<BusAddr> {
+        let off = pa.0.checked_sub(self.cpu.0).filter(|&o| o < self.size.0)?;
+        self.bus.0.checked_add(off).map(BusAddr)
+    }
+
+    /// The physical address of bus address `bus`, if the window covers it.
+    pub fn to_phys(&self, bus: BusAddr) -> Option<PhysAddr> {
+        let off = bus.0.checked_sub(self.bus.0).filter(|&o| o < self.size.0)?;
+        self.cpu.0.checked_add(off).map(PhysAddr)
+    }
+}
+
+/// What kind of DMA master a device is, as a device tree's compatible or node name tells
+/// it (`display`, `video-codec`, `gpu`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceRole {
+    /// A display controller: it scans frames out.
+    Display,
+    /// A video decoder or encoder (or a JPEG codec).
+    VideoCodec,
+    /// A 3D GPU.
+    Gpu,
+    /// A 2D engine (blitter, scaler, rotator).
+    Graphics2d,
+    /// A camera interface or image signal processor.
+    Camera,
+    /// A USB controller.
+    Usb,
+    /// A PCIe root complex, standing for the endpoints behind it.
+    Pcie,
+    /// A DMA engine.
+    DmaEngine,
+    /// A storage controller (MMC, UFS, SATA, NAND).
+    Storage,
+    /// A network controller.
+    Network,
+    /// An audio controller.
+    Audio,
+    /// A crypto engine.
+    Crypto,
+}
+
+impl DeviceRole {
+    /// The role as the TOML writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceRole::Display => "display",
+            DeviceRole::VideoCodec => "video-codec",
+            DeviceRole::Gpu => "gpu",
+            DeviceRole::Graphics2d => "graphics2d",
+            DeviceRole::Camera => "camera",
+            DeviceRole::Usb => "usb",
+            DeviceRole::Pcie => "pcie",
+            DeviceRole::DmaEngine => "dma-engine",
+            DeviceRole::Storage => "storage",
+            DeviceRole::Network => "network",
+            DeviceRole::Audio => "audio",
+            DeviceRole::Crypto => "crypto",
+        }
+    }
+}
+
+impl fmt::Display for DeviceRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An IOMMU: the devices that name it translate through it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IommuDesc {
+    /// Unique name (`apps-smmu`, `vop-mmu`).
+    pub name: String,
+    /// One line on what it is.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Input address bits: the IOVA space it translates is `[0, 2^input_bits)`, whatever
+    /// a device's mask (12 to 64).
+    pub input_bits: u32,
+    /// The device-tree node it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+/// An interconnect port (a CCI slave interface) with snooping on or off: the devices
+/// attached to it are coherent exactly when it snoops.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortDesc {
+    /// Unique name (`cci-s3`).
+    pub name: String,
+    /// One line on what it is.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Whether the port's masters snoop the CPU caches.
+    pub snoop: bool,
+    /// The device-tree node it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+/// A system-level cache in front of DRAM (J721E's MSMC L3, SDM845's LLCC), and the agents
+/// whose accesses go through it; the others reach DRAM directly.
+///
+/// When every agent goes through it, it is beyond the point of coherency: every agent sees
+/// the same bytes through it, and it changes nothing any agent reads. When some agent
+/// bypasses it, the point of coherency is DRAM: the CPU's maintenance to the point of
+/// coherency (arm64's `dcache_clean_poc`, `dcache_inval_poc`) reaches the system cache
+/// too, and the simulator keeps its lines.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemCacheDesc {
+    /// Unique name (`llcc`, `msmc-l3`).
+    pub name: String,
+    /// One line on what it is.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Capacity; absent means unbounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheGeometry>,
+    /// The agents that go through it: `cpu` and device names.
+    pub masters: Vec<String>,
+    /// The device-tree node it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -255,6 +443,72 @@ impl DeviceDesc {
     /// The highest bus address the device can drive.
     pub fn max_address(&self) -> u64 {
         if self.dma_mask >= 64 { u64::MAX } else { (1u64 << self.dma_mask) - 1 }
+    }
+
+    /// The bus address at which the device, without an IOMMU, sees physical `pa`: through
+    /// the window holding it, or `pa` itself when the device has no windows. `None` when
+    /// no window holds it (the mask is not checked here).
+    pub fn phys_to_bus(&self, pa: PhysAddr) -> Option<BusAddr> {
+        if self.dma_windows.is_empty() {
+            return Some(BusAddr(pa.0));
+        }
+        self.dma_windows.iter().find_map(|w| w.to_bus(pa))
+    }
+
+    /// The physical address behind bus address `bus` for a device without an IOMMU.
+    pub fn bus_to_phys(&self, bus: BusAddr) -> Option<PhysAddr> {
+        if self.dma_windows.is_empty() {
+            return Some(PhysAddr(bus.0));
+        }
+        self.dma_windows.iter().find_map(|w| w.to_phys(bus))
+    }
+
+    /// Whether the device addresses all of `range` directly, without an IOMMU: one window
+    /// holds it and its bus addresses are within the mask (the kernel's `dma_capable()`,
+    /// which checks `phys_to_dma()` against `dma_mask` and `bus_dma_limit`).
+    pub fn dma_capable(&self, range: PhysRange) -> bool {
+        if range.is_empty() {
+            return true;
+        }
+        let Some(last) = range.start.0.checked_add(range.len - 1) else { return false };
+        let (Some(b0), Some(b1)) = (self.phys_to_bus(range.start), self.phys_to_bus(PhysAddr(last))) else {
+            return false;
+        };
+        // Both ends in one window, in order (windows are linear).
+        b1.0 >= b0.0 && b1.0 - b0.0 == range.len - 1 && b1.0 <= self.max_address()
+    }
+
+    /// The physical ranges the device addresses directly (without an IOMMU): each window's
+    /// part whose bus addresses are within the mask, in physical order.
+    pub fn direct_reach(&self) -> Vec<PhysRange> {
+        let max = self.max_address();
+        let mut v: Vec<PhysRange> = if self.dma_windows.is_empty() {
+            vec![PhysRange { start: PhysAddr(0), len: max.saturating_add(1).max(1) }]
+        } else {
+            self.dma_windows
+                .iter()
+                .filter(|w| w.bus.0 <= max)
+                .map(|w| {
+                    let room = (max - w.bus.0).saturating_add(1);
+                    PhysRange { start: PhysAddr(w.cpu.0), len: w.size.0.min(room) }
+                })
+                .collect()
+        };
+        v.sort_by_key(|r| r.start);
+        v
+    }
+
+    /// In words, what the device addresses directly: its mask and its windows.
+    pub fn reach_words(&self) -> String {
+        let mut s = format!("{}-bit DMA mask", self.dma_mask);
+        for w in &self.dma_windows {
+            let off = w.bus.0.wrapping_sub(w.cpu.0);
+            s.push_str(&format!(", window {} at bus {}", w.phys(), BusAddr(w.bus.0)));
+            if off != 0 {
+                s.push_str(&format!(" (offset {:#x})", off));
+            }
+        }
+        s
     }
 }
 
@@ -383,6 +637,15 @@ pub struct Platform {
     /// DMA masters (`[[device]]`); a [`DeviceId`](crate::DeviceId) indexes this list.
     #[serde(rename = "device", default)]
     pub devices: Vec<DeviceDesc>,
+    /// IOMMUs (`[[iommu]]`) that devices name with `iommu_unit`.
+    #[serde(rename = "iommu", default, skip_serializing_if = "Vec::is_empty")]
+    pub iommus: Vec<IommuDesc>,
+    /// Interconnect ports (`[[port]]`) that devices name with `port`.
+    #[serde(rename = "port", default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortDesc>,
+    /// System-level caches in front of DRAM (`[[system_cache]]`; at most one).
+    #[serde(rename = "system_cache", default, skip_serializing_if = "Vec::is_empty")]
+    pub system_caches: Vec<SystemCacheDesc>,
     /// What each operation costs, in cycles (`[costs]`; defaults where absent).
     #[serde(default)]
     pub costs: Costs,
@@ -392,105 +655,7 @@ fn default_line() -> u64 {
     64
 }
 
-/// Why a platform description was refused. Each variant is one rule.
-#[derive(Debug, thiserror::Error, PartialEq)]
-#[non_exhaustive]
-pub enum PlatformError {
-    /// The file could not be read.
-    #[error("{file}: cannot read: {reason}")]
-    Io {
-        /// The path as given.
-        file: String,
-        /// What the OS said.
-        reason: String,
-    },
-    /// The TOML is malformed or a key has the wrong type or is unknown.
-    #[error("{file}: {message}")]
-    Syntax {
-        /// The description's name: its path, or `<preset NAME>`.
-        file: String,
-        /// The parser's message, with line, column and the offending text.
-        message: String,
-    },
-    /// No preset has that name.
-    #[error("unknown platform preset `{name}`; known presets: {}", known.join(", "))]
-    UnknownPreset {
-        /// The name asked for.
-        name: String,
-        /// The presets that exist.
-        known: Vec<String>,
-    },
-    /// A rule about the description's contents is broken.
-    #[error("{file}: `{key}`: {rule}")]
-    Invalid {
-        /// The description's name: its path, or `<preset NAME>`.
-        file: String,
-        /// The key, as a path (`device[2].dma_mask`, `region.cma`).
-        key: String,
-        /// The rule broken, in words.
-        rule: String,
-    },
-}
-
 impl Platform {
-    /// The names of the built-in presets.
-    pub fn preset_names() -> Vec<&'static str> {
-        PRESETS.iter().map(|(n, _)| *n).collect()
-    }
-
-    /// The TOML text of a preset, as shipped.
-    pub fn preset_source(name: &str) -> Option<&'static str> {
-        PRESETS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
-    }
-
-    /// The built-in preset `name`, parsed and validated as a user's file is.
-    pub fn preset(name: &str) -> Result<Platform, PlatformError> {
-        let src = Self::preset_source(name).ok_or_else(|| PlatformError::UnknownPreset {
-            name: name.to_string(),
-            known: Self::preset_names().iter().map(|s| s.to_string()).collect(),
-        })?;
-        Self::from_toml(src, &format!("<preset {name}>"))
-    }
-
-    /// Reads a description from a TOML file.
-    pub fn from_file(path: &Path) -> Result<Platform, PlatformError> {
-        let file = path.display().to_string();
-        let meta =
-            std::fs::metadata(path).map_err(|e| PlatformError::Io { file: file.clone(), reason: e.to_string() })?;
-        // A platform is a page of text; refuse anything that is clearly not one.
-        if meta.len() > 1 << 20 {
-            return Err(PlatformError::Io { file, reason: "larger than 1 MiB; not a platform description".into() });
-        }
-        let bytes = std::fs::read(path).map_err(|e| PlatformError::Io { file: file.clone(), reason: e.to_string() })?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| PlatformError::Syntax { file: file.clone(), message: "not UTF-8 text".into() })?;
-        Self::from_toml(&text, &file)
-    }
-
-    /// Reads a preset by name, or a file when `name_or_path` ends in `.toml` or contains a
-    /// path separator.
-    pub fn load(name_or_path: &str) -> Result<Platform, PlatformError> {
-        if name_or_path.ends_with(".toml") || name_or_path.contains('/') {
-            Self::from_file(Path::new(name_or_path))
-        } else {
-            Self::preset(name_or_path)
-        }
-    }
-
-    /// Parses and validates a description; `file` names it in errors.
-    pub fn from_toml(text: &str, file: &str) -> Result<Platform, PlatformError> {
-        let p: Platform = toml::from_str(text)
-            .map_err(|e| PlatformError::Syntax { file: file.to_string(), message: e.to_string() })?;
-        p.validate(file)?;
-        Ok(p)
-    }
-
-    /// The description as TOML, which [`Platform::from_toml`] reads back to an equal
-    /// platform.
-    pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot serialize platform: {e}\n"))
-    }
-
     /// Index of the region holding `addr`.
     pub fn region_of(&self, addr: PhysAddr) -> Option<usize> {
         self.regions.iter().position(|r| r.range().contains(addr))
@@ -508,7 +673,8 @@ impl Platform {
 
     /// Whether device `dev` reaches region `region`: a system region it lists (or any
     /// system region if it lists none), its own local memory, or another device's local
-    /// memory over a peer-to-peer path.
+    /// memory over a peer-to-peer path. Whether it addresses the region's pages directly
+    /// (its mask and windows) is [`DeviceDesc::dma_capable`].
     pub fn device_reaches(&self, dev: usize, region: usize) -> bool {
         let d = &self.devices[dev];
         let r = &self.regions[region];
@@ -521,211 +687,50 @@ impl Platform {
         }
     }
 
-    /// Checks every rule; `file` names the description in errors.
-    pub fn validate(&self, file: &str) -> Result<(), PlatformError> {
-        let bad = |key: String, rule: String| PlatformError::Invalid { file: file.to_string(), key, rule };
-        if !(self.line_size.is_power_of_two() && (32..=256).contains(&self.line_size)) {
-            return Err(bad("line_size".into(), format!("must be 32, 64, 128 or 256 bytes, not {}", self.line_size)));
+    /// The IOMMU device `dev` sits behind, when the description names one.
+    pub fn iommu_of(&self, dev: usize) -> Option<&IommuDesc> {
+        let name = self.devices[dev].iommu_unit.as_deref()?;
+        self.iommus.iter().find(|m| m.name == name)
+    }
+
+    /// The IOVA space of device `dev` behind its IOMMU, `[first, last]`: above page 0 (a
+    /// NULL DMA address is never handed out), within its mask, the IOMMU's input width and
+    /// the bus span of its windows (the kernel's `iommu_dma_init_domain()` limits it to
+    /// `bus_dma_limit`); below 2^63 so that sums stay in range.
+    pub fn iova_space(&self, dev: usize) -> (u64, u64) {
+        let d = &self.devices[dev];
+        let mut last = d.max_address().min((1u64 << 63) - 1);
+        if let Some(m) = self.iommu_of(dev)
+            && m.input_bits < 64
+        {
+            last = last.min((1u64 << m.input_bits) - 1);
         }
-        if let Some(g) = &self.cpu.cache {
-            check_geometry(g).map_err(|rule| bad("cpu.cache".into(), rule))?;
+        let mut first = PAGE_SIZE;
+        if !d.dma_windows.is_empty() {
+            let lo = d.dma_windows.iter().map(|w| w.bus.0).min().unwrap_or(0);
+            let hi = d.dma_windows.iter().map(|w| w.bus.0.saturating_add(w.size.0 - 1)).max().unwrap_or(u64::MAX);
+            first = first.max(lo.next_multiple_of(PAGE_SIZE));
+            last = last.min(hi);
         }
-        if self.cpu.wc_buffer_lines == 0 || self.cpu.wc_buffer_lines > 64 {
-            return Err(bad("cpu.wc_buffer_lines".into(), "must be between 1 and 64".into()));
-        }
-        if self.regions.is_empty() {
-            return Err(bad("region".into(), "a platform needs at least one memory region".into()));
-        }
-        for (i, r) in self.regions.iter().enumerate() {
-            let key = format!("region[{i}] ({})", r.name);
-            if r.name.is_empty() {
-                return Err(bad(format!("region[{i}].name"), "must not be empty".into()));
-            }
-            if self.regions[..i].iter().any(|o| o.name == r.name) {
-                return Err(bad(format!("{key}.name"), format!("duplicate region name `{}`", r.name)));
-            }
-            if r.size.0 == 0 || !r.size.0.is_multiple_of(PAGE_SIZE) {
-                return Err(bad(format!("{key}.size"), format!("must be a non-zero multiple of {PAGE_SIZE} bytes")));
-            }
-            if !r.base.0.is_multiple_of(PAGE_SIZE) {
-                return Err(bad(format!("{key}.base"), format!("must be aligned to {PAGE_SIZE} bytes")));
-            }
-            if r.base.0.checked_add(r.size.0).is_none() {
-                return Err(bad(format!("{key}.size"), "base + size overflows 64 bits".into()));
-            }
-            for (j, o) in self.regions[..i].iter().enumerate() {
-                if o.range().overlaps(&r.range()) {
-                    return Err(bad(
-                        key.clone(),
-                        format!("overlaps region[{j}] ({}) {} with {}", o.name, o.range(), r.range()),
-                    ));
-                }
-            }
-            match (&r.kind, &r.owner) {
-                (RegionKind::DeviceLocal, None) => {
-                    return Err(bad(format!("{key}.owner"), "a device-local region names its owner device".into()));
-                }
-                (RegionKind::DeviceLocal, Some(o)) if self.device_index(o).is_none() => {
-                    return Err(bad(format!("{key}.owner"), format!("no device is named `{o}`")));
-                }
-                (k, Some(_)) if *k != RegionKind::DeviceLocal => {
-                    return Err(bad(format!("{key}.owner"), "only device-local regions have an owner".into()));
-                }
-                _ => {}
-            }
-        }
-        if self.regions.iter().filter(|r| r.kind == RegionKind::Bounce).count() > 1 {
-            return Err(bad("region".into(), "at most one bounce pool".into()));
-        }
-        for (i, d) in self.devices.iter().enumerate() {
-            let key = format!("device[{i}] ({})", d.name);
-            if d.name.is_empty() || d.name == "cpu" {
-                return Err(bad(format!("device[{i}].name"), "must be non-empty and not `cpu`".into()));
-            }
-            if self.devices[..i].iter().any(|o| o.name == d.name) {
-                return Err(bad(format!("{key}.name"), format!("duplicate device name `{}`", d.name)));
-            }
-            if d.dma_mask == 0 || d.dma_mask > 64 {
-                return Err(bad(
-                    format!("{key}.dma_mask"),
-                    format!("must be between 1 and 64 address bits, not {}", d.dma_mask),
-                ));
-            }
-            if let Some(g) = &d.cache {
-                check_geometry(g).map_err(|rule| bad(format!("{key}.cache"), rule))?;
-            }
-            for n in d.reaches.iter().flatten() {
-                match self.region_index(n) {
-                    None => return Err(bad(format!("{key}.reaches"), format!("no region is named `{n}`"))),
-                    Some(r) if self.regions[r].kind == RegionKind::DeviceLocal => {
-                        return Err(bad(
-                            format!("{key}.reaches"),
-                            format!("`{n}` is device-local memory: list it under `p2p`"),
-                        ));
-                    }
-                    _ => {}
-                }
-            }
-            for n in &d.p2p {
-                match self.region_index(n) {
-                    Some(r) if self.regions[r].kind == RegionKind::DeviceLocal => {}
-                    Some(_) => {
-                        return Err(bad(format!("{key}.p2p"), format!("`{n}` is not device-local memory")));
-                    }
-                    None => return Err(bad(format!("{key}.p2p"), format!("no region is named `{n}`"))),
-                }
-            }
-            if !(0..self.regions.len()).any(|r| self.device_reaches(i, r)) {
-                return Err(bad(format!("{key}.reaches"), "the device reaches no memory region".into()));
-            }
-        }
-        for (name, cost) in self.costs.entries() {
-            if cost > MAX_COST {
-                return Err(bad(
-                    format!("costs.{name}"),
-                    format!(
-                        "must be at most {MAX_COST} cycles (10^9, per operation or per line: more would drown \
-                         every counter of a run), not {cost}"
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-fn check_geometry(g: &CacheGeometry) -> Result<(), String> {
-    if g.sets == 0 || !g.sets.is_power_of_two() || g.ways == 0 || g.ways > 64 {
-        return Err(format!("sets must be a power of two and ways 1 to 64 (got {} x {})", g.sets, g.ways));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_preset_parses_and_round_trips() {
-        for name in Platform::preset_names() {
-            let p = Platform::preset(name).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(p.name, name);
-            let again = Platform::from_toml(&p.to_toml(), "round-trip").unwrap();
-            assert_eq!(again, p, "{name} does not survive a TOML round trip");
-        }
+        (first, last)
     }
 
-    #[test]
-    fn sizes_take_units() {
-        assert_eq!(ByteSize::parse("64KiB"), Ok(ByteSize(65536)));
-        assert_eq!(ByteSize::parse("4 GiB"), Ok(ByteSize(4 << 30)));
-        assert_eq!(ByteSize::parse("0x1000"), Ok(ByteSize(4096)));
-        assert!(ByteSize::parse("16EiB").is_err());
-        assert!(ByteSize::parse("99999999999TiB").unwrap_err().contains("overflows"));
-        assert_eq!(ByteSize(3 << 20).to_string(), "3MiB");
+    /// The system-level cache, if the platform has one.
+    pub fn system_cache(&self) -> Option<&SystemCacheDesc> {
+        self.system_caches.first()
     }
 
-    #[test]
-    fn unknown_preset_lists_the_known_ones() {
-        let e = Platform::preset("arm64-coherent").unwrap_err();
-        let msg = e.to_string();
-        assert!(msg.contains("arm64-noncoherent") && msg.contains("x86-pcie"), "{msg}");
+    /// Whether an agent (`cpu` or a device name) goes through the system cache.
+    pub fn through_system_cache(&self, agent: &str) -> bool {
+        self.system_cache().is_some_and(|s| s.masters.iter().any(|m| m == agent))
     }
 
-    const BASE: &str = r#"
-name = "t"
-dma_profile = "arm64"
-[cpu]
-[[region]]
-name = "dram"
-kind = "dram"
-base = 0x8000_0000
-size = "1GiB"
-"#;
-
-    fn err(extra: &str) -> String {
-        Platform::from_toml(&format!("{BASE}{extra}"), "t.toml").unwrap_err().to_string()
-    }
-
-    #[test]
-    fn overlapping_regions_are_refused() {
-        let e = err("[[region]]\nname = \"cma\"\nkind = \"cma\"\nbase = 0xb000_0000\nsize = \"512MiB\"\n");
-        assert!(e.starts_with("t.toml: `region[1] (cma)`: overlaps region[0] (dram)"), "{e}");
-    }
-
-    #[test]
-    fn a_mask_over_64_bits_is_refused() {
-        let e = err("[[device]]\nname = \"gpu\"\ndma_mask = 65\n");
-        assert!(e.contains("`device[0] (gpu).dma_mask`") && e.contains("between 1 and 64"), "{e}");
-    }
-
-    #[test]
-    fn a_device_that_reaches_nothing_is_refused() {
-        let e = err("[[device]]\nname = \"gpu\"\ndma_mask = 32\nreaches = []\n");
-        assert!(e.contains("reaches no memory region"), "{e}");
-        let e = err("[[device]]\nname = \"gpu\"\ndma_mask = 32\nreaches = [\"sram\"]\n");
-        assert!(e.contains("no region is named `sram`"), "{e}");
-    }
-
-    /// Regression: a cost of 2^63 - 1 cycles was accepted and wrapped the counters
-    /// (`total_cycles` 18446744073709551584).
-    #[test]
-    fn a_cost_above_a_billion_cycles_is_refused_with_its_field_named() {
-        let e = err("[costs]\ncpu_miss_line = 9223372036854775807\n");
-        assert!(e.starts_with("t.toml: `costs.cpu_miss_line`: must be at most 1000000000 cycles"), "{e}");
-        assert!(e.contains("not 9223372036854775807"), "{e}");
-        let e = err("[costs]\nmaintenance_op = 1_000_000_001\n");
-        assert!(e.contains("`costs.maintenance_op`"), "{e}");
-        let at_bound = format!("{BASE}[costs]\nclean_line = 1_000_000_000\ndevice_op = 1_000_000_000\n");
-        assert!(Platform::from_toml(&at_bound, "t.toml").is_ok(), "the bound itself is a cost");
-    }
-
-    #[test]
-    fn syntax_errors_name_the_file_and_line() {
-        let e = Platform::from_toml("name = \"x\"\nline_size = \"big\"\n", "bad.toml").unwrap_err();
-        let msg = e.to_string();
-        assert!(msg.starts_with("bad.toml:") && msg.contains("line 2"), "{msg}");
-        let e = err("[[device]]\nname = \"gpu\"\ndma_mask = 32\nsnoops = true\n").to_string();
-        assert!(e.contains("unknown field `snoops`"), "{e}");
+    /// Whether the system cache lies before the point of coherency: some agent bypasses
+    /// it, so it can hold bytes that agent does not see and maintenance to the point of
+    /// coherency must reach it. A system cache every agent goes through is transparent.
+    pub fn system_cache_before_poc(&self) -> bool {
+        self.system_cache().is_some_and(|_| {
+            !self.through_system_cache("cpu") || self.devices.iter().any(|d| !self.through_system_cache(&d.name))
+        })
     }
 }
