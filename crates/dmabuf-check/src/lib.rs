@@ -14,3 +14,4 @@ pub mod report;
 pub mod runner;
 pub mod sanitizer;
 pub mod scenario;
+pub mod verdict;

@@ -1,8 +1,9 @@
 //! Reports of a run, for people (text) and for scripts (JSON).
 //!
 //! The JSON is a stable contract: an object with `findings` (each with `kind`, `buffer`,
-//! `range` as `[start, end)`, `agents`, `line`, `message`, `hint`, `count`, plus `file`
-//! and `steps`) and `stats` (maintenance counts and bytes by kind, and cycles).
+//! `range` as `[start, end)`, `agents`, `line`, `message`, `hint`, `count`, `severity`,
+//! plus `file` and `steps`) and `stats` (maintenance counts and bytes by kind, and
+//! cycles).
 
 use std::fmt::Write as _;
 
@@ -10,6 +11,7 @@ use dmabuf_sim::{OpCount, Stats};
 use serde_json::{Value, json};
 
 use crate::runner::RunResult;
+use crate::sanitizer::Severity;
 
 /// One checked file.
 pub struct FileReport<'a> {
@@ -144,7 +146,8 @@ pub fn to_text(r: &FileReport<'_>, st: Styles) -> String {
     let (h, hr) = (st.hint.render(), st.hint.render_reset());
     for f in &r.result.findings {
         let times = if f.count > 1 { format!(" (x{})", f.count) } else { String::new() };
-        let _ = writeln!(out, "{k}{}{kr}: {}:{}: {}{times}", f.kind.name(), r.file, f.line, f.message);
+        let latent = if f.severity == Severity::Latent { " (latent)" } else { "" };
+        let _ = writeln!(out, "{k}{}{kr}{latent}: {}:{}: {}{times}", f.kind.name(), r.file, f.line, f.message);
         let mut shown = Vec::new();
         let mut steps: Vec<_> = f.steps.iter().collect();
         steps.sort_by_key(|s| s.line);
@@ -158,11 +161,26 @@ pub fn to_text(r: &FileReport<'_>, st: Styles) -> String {
         if !f.hint.is_empty() {
             let _ = writeln!(out, "  {h}hint:{hr} {}", f.hint);
         }
+        for c in &f.consequences {
+            let latent = if c.severity == Severity::Latent { " (latent)" } else { "" };
+            let times = if c.count > 1 { format!(" (x{})", c.count) } else { String::new() };
+            let _ = writeln!(
+                out,
+                "  which leads to {k}{}{kr}{latent} at line {}: {}{times}",
+                c.kind.name(),
+                c.line,
+                c.message
+            );
+        }
         out.push('\n');
     }
     let s = &r.result.stats;
+    let latent = r.result.findings.iter().filter(|f| f.severity == Severity::Latent).count();
     let summary = if r.result.findings.is_empty() {
         format!("{}ok{}: no findings", st.ok.render(), st.ok.render_reset())
+    } else if latent > 0 {
+        let definite = r.result.findings.len() - latent;
+        format!("{} finding(s): {definite} definite, {latent} latent", r.result.findings.len())
     } else {
         format!("{} finding(s)", r.result.findings.len())
     };

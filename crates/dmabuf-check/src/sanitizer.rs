@@ -66,8 +66,12 @@ pub enum FindingKind {
     Race,
     /// A protocol violation (the DMA-API-debug class and the dma-buf rules).
     Misuse,
-    /// Attach refused a device, under the `Strict` policy.
+    /// Attach refused a device (under the `Strict` policy), or the importing driver
+    /// refused the buffer when it mapped it.
     AttachRefused,
+    /// An attach that a rule refuses, let through as upstream does: what goes wrong
+    /// follows from it.
+    AttachUnsafe,
     /// A scenario's `expect` did not hold and no other finding explains why.
     ExpectFailed,
 }
@@ -81,6 +85,7 @@ impl FindingKind {
             FindingKind::Race => "race",
             FindingKind::Misuse => "misuse",
             FindingKind::AttachRefused => "attach_refused",
+            FindingKind::AttachUnsafe => "attach_unsafe",
             FindingKind::ExpectFailed => "expect_failed",
         }
     }
@@ -116,6 +121,34 @@ pub struct Finding {
     pub hint: String,
     /// How many times it happened.
     pub count: u64,
+    /// Which kernels it holds for: upstream Linux (`definite`), or only a kernel that does
+    /// no more than the DMA API promises (`latent`).
+    pub severity: Severity,
+    /// Findings that follow from this one (a stale read of bytes written outside a
+    /// bracket, a failed expect it explains), listed under it rather than beside it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub consequences: Vec<Finding>,
+}
+
+/// Which kernels a finding holds for (docs/verdicts.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Broken on this platform with upstream Linux's maintenance.
+    Definite,
+    /// Correct today only because upstream over-maintains: broken under the minimal
+    /// conforming implementation (a kernel that does only what the DMA API promises).
+    Latent,
+}
+
+impl Severity {
+    /// The name in reports and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Definite => "definite",
+            Severity::Latent => "latent",
+        }
+    }
 }
 
 /// How an access reached the bytes, for the hints.
@@ -160,9 +193,20 @@ pub struct AccessInfo {
     pub line: u32,
     /// How it reached the bytes.
     pub path: Path,
+    /// The iteration of the innermost loop it ran in (1-based), if it ran in one.
+    pub iteration: Option<u64>,
 }
 
 impl AccessInfo {
+    /// Where it is in the program, for messages: `line 15`, or `line 15 (iteration 3)`
+    /// inside a loop, so that two iterations of one line read apart.
+    pub fn at(&self) -> String {
+        match self.iteration {
+            Some(i) => format!("line {} (iteration {i})", self.line),
+            None => format!("line {}", self.line),
+        }
+    }
+
     fn epoch(&self) -> u32 {
         self.clock.get(self.thread)
     }
@@ -333,6 +377,8 @@ impl Sanitizer {
             message,
             hint,
             count: 1,
+            severity: Severity::Definite,
+            consequences: Vec::new(),
         });
     }
 
@@ -563,30 +609,40 @@ impl Sanitizer {
     fn race(&mut self, first: &AccessInfo, second: &AccessInfo, range: Range<u64>) {
         let verb = |a: &AccessInfo| if a.write { "writes" } else { "reads" };
         let message = format!(
-            "{} {} {}{} at line {} and {} {} it at line {} with nothing ordering them",
+            "{} {} {}{} at {} and {} {} it at {} with nothing ordering them",
             first.agent,
             verb(first),
             second.buffer,
             fmt_range(&range),
-            first.line,
+            first.at(),
             second.agent,
             verb(second),
-            second.line,
+            second.at(),
         );
-        let hint = if first.thread != 0 && second.thread == 0 {
+        // The access later in the program is the one to order after the other, whichever
+        // the hardware ran first.
+        let (early, late) = if (first.line, first.iteration) <= (second.line, second.iteration) {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        let hint = if early.thread != 0 && late.thread == 0 {
             format!(
-                "wait for {}'s job (a fence it signals) before line {}, or give the job a fence and `wait` on it",
-                first.agent, second.line
+                "wait for {}'s job (a fence it signals) before {}, or give the job a fence and `wait` on it",
+                early.agent,
+                late.at()
             )
-        } else if first.thread == 0 && second.thread != 0 {
+        } else if early.thread == 0 && late.thread != 0 {
             format!(
-                "the job at line {} runs while the CPU still touches the bytes at line {}: submit it after the CPU is done, or make it wait (`after F`) for a fence the CPU signals",
-                second.line, first.line
+                "the job at {} runs while the CPU still touches the bytes at {}: submit it after the CPU is done, or make it wait (`after F`) for a fence the CPU signals",
+                late.at(),
+                early.at()
             )
         } else {
             format!(
-                "order the two jobs with a fence: make the job at line {} wait (`after F`) for a fence the job at line {} signals",
-                second.line, first.line
+                "order the two jobs with a fence: make the job at {} wait (`after F`) for a fence the job at {} signals",
+                late.at(),
+                early.at()
             )
         };
         self.add(Finding {
@@ -602,6 +658,8 @@ impl Sanitizer {
             message,
             hint,
             count: 1,
+            severity: Severity::Definite,
+            consequences: Vec::new(),
         });
     }
 
@@ -609,7 +667,7 @@ impl Sanitizer {
         let seen_desc = match seen {
             Origin::Access(x) => {
                 let xa = &self.accesses[x as usize];
-                format!("the older bytes {} wrote at line {}", xa.agent, xa.line)
+                format!("the older bytes {} wrote at {}", xa.agent, xa.at())
             }
             Origin::Unknown => "the buffer's initial contents".to_string(),
         };
@@ -627,14 +685,14 @@ impl Sanitizer {
         }
         steps.push(Involved { line: reader.line, role: format!("{} read", reader.agent) });
         let message = format!(
-            "{} read {}{} at line {} and got {} instead of what {} wrote at line {}",
+            "{} read {}{} at {} and got {} instead of what {} wrote at {}",
             reader.agent,
             reader.buffer,
             fmt_range(&range),
-            reader.line,
+            reader.at(),
             seen_desc,
             expected.agent,
-            expected.line
+            expected.at()
         );
         let hint = hint_for(expected, reader);
         self.add(Finding {
@@ -647,6 +705,8 @@ impl Sanitizer {
             message,
             hint,
             count: 1,
+            severity: Severity::Definite,
+            consequences: Vec::new(),
         });
     }
 
@@ -664,11 +724,11 @@ impl Sanitizer {
             agents.push(r.agent.clone());
         }
         let message = format!(
-            "what {} wrote to {}{} at line {} was lost at line {}: {}",
+            "what {} wrote to {}{} at {} was lost at line {}: {}",
             w.agent,
             w.buffer,
             fmt_range(&range),
-            w.line,
+            w.at(),
             d.line,
             d.how
         );
@@ -694,6 +754,8 @@ impl Sanitizer {
             message,
             hint,
             count: 1,
+            severity: Severity::Definite,
+            consequences: Vec::new(),
         });
     }
 }

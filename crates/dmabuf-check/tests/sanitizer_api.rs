@@ -28,6 +28,7 @@ fn access(agent: &str, thread: usize, clock: &VClock, write: bool, line: u32, pa
         write,
         line,
         path,
+        iteration: None,
     }
 }
 

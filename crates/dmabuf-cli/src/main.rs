@@ -19,8 +19,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use dmabuf::AttachPolicy;
 use dmabuf::MaintenancePolicy;
 use dmabuf_check::report::{FileReport, Styles, to_json, to_text};
-use dmabuf_check::runner::{RunConfig, RunResult, run_with_progress, total_steps};
+use dmabuf_check::runner::{RunConfig, total_steps};
 use dmabuf_check::scenario::parse_file;
+use dmabuf_check::verdict::{self, CheckConfig, Checked};
 use dmabuf_sim::Platform;
 
 #[derive(Parser)]
@@ -94,32 +95,61 @@ enum Format {
 
 #[derive(clap::Args)]
 struct PolicyArgs {
-    /// Attach policy.
-    #[arg(long, value_enum, default_value = "strict")]
-    attach_policy: AttachArg,
-    /// Maintenance policy.
-    #[arg(long, value_enum, default_value = "minimal")]
-    maintenance: MaintArg,
-    /// Platform preset name or TOML file, overriding the scenario's.
+    /// Attach policy. `check` defaults to upstream's (accept, and report what a rule
+    /// refuses); `explore` to strict.
+    #[arg(long, value_enum)]
+    attach_policy: Option<AttachArg>,
+    /// One maintenance implementation. `check` defaults to both, each finding classified
+    /// definite (upstream Linux) or latent (only the minimal implementation); `explore` to
+    /// minimal.
+    #[arg(long, value_enum)]
+    maintenance: Option<MaintArg>,
+    /// Platform preset name, TOML file or device tree (.dtb), overriding the scenario's.
     #[arg(long)]
     platform: Option<String>,
 }
 
 impl PolicyArgs {
+    fn attach(&self) -> Option<AttachPolicy> {
+        self.attach_policy.map(|a| match a {
+            AttachArg::Strict => AttachPolicy::Strict,
+            AttachArg::Linux => AttachPolicy::Linux,
+        })
+    }
+
+    fn maintenance(&self) -> Option<MaintenancePolicy> {
+        self.maintenance.map(|m| match m {
+            MaintArg::Minimal => MaintenancePolicy::Minimal,
+            MaintArg::Linux => MaintenancePolicy::Linux,
+        })
+    }
+
+    /// One run's configuration (the explorer's and a replay's): strict attach and the
+    /// minimal implementation unless told otherwise.
     fn config(&self, chooser: &str) -> RunConfig {
         RunConfig {
             chooser: chooser.to_string(),
-            attach: match self.attach_policy {
-                AttachArg::Strict => AttachPolicy::Strict,
-                AttachArg::Linux => AttachPolicy::Linux,
-            },
-            maintenance: match self.maintenance {
-                MaintArg::Minimal => MaintenancePolicy::Minimal,
-                MaintArg::Linux => MaintenancePolicy::Linux,
-            },
+            attach: self.attach().unwrap_or(AttachPolicy::Strict),
+            maintenance: self.maintenance().unwrap_or(MaintenancePolicy::Minimal),
             platform: self.platform.clone(),
         }
     }
+
+    /// A check's configuration.
+    fn check_config(&self, chooser: &str) -> CheckConfig {
+        CheckConfig {
+            chooser: chooser.to_string(),
+            platform: self.platform.clone(),
+            attach: self.attach(),
+            maintenance: self.maintenance(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Deny {
+    /// Latent findings fail the run too (exit 1).
+    Latent,
 }
 
 #[derive(clap::Args)]
@@ -139,6 +169,9 @@ struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// Findings of this severity fail the run as well as definite ones.
+    #[arg(long, value_enum)]
+    deny: Vec<Deny>,
 }
 
 fn main() -> ExitCode {
@@ -200,8 +233,8 @@ fn check_replay(path: &Path, format: Format) -> ExitCode {
     };
     let file = path.parent().unwrap_or(Path::new("")).join(&r.scenario);
     let policy = PolicyArgs {
-        attach_policy: if r.attach_policy == "linux" { AttachArg::Linux } else { AttachArg::Strict },
-        maintenance: if r.maintenance == "linux" { MaintArg::Linux } else { MaintArg::Minimal },
+        attach_policy: Some(if r.attach_policy == "linux" { AttachArg::Linux } else { AttachArg::Strict }),
+        maintenance: Some(if r.maintenance == "linux" { MaintArg::Linux } else { MaintArg::Minimal }),
         platform: r.platform.clone(),
     };
     let cfg = policy.config("explore");
@@ -266,7 +299,7 @@ fn check(a: CheckArgs) -> ExitCode {
     if let Some(r) = &a.replay {
         return check_replay(r, a.format);
     }
-    let cfg = a.policy.config(&a.chooser);
+    let cfg = a.policy.check_config(&a.chooser);
     if let Err(e) = dmabuf_sim::chooser_from_name(&cfg.chooser) {
         eprintln!("error: {e}; choosers: adversarial, seeded:N, lru, never");
         return ExitCode::from(2);
@@ -283,9 +316,10 @@ fn check(a: CheckArgs) -> ExitCode {
             }
         }
     }
-    let mut results: Vec<(String, String, RunResult)> = Vec::new();
+    let runs = if cfg.maintenance.is_some() { 1 } else { 2 };
+    let mut results: Vec<(String, String, Checked)> = Vec::new();
     for (f, s, src) in inputs {
-        let bar = progress_bar(&f, total_steps(&s.steps));
+        let bar = progress_bar(&f, total_steps(&s.steps).saturating_mul(runs));
         let mut tick = |done: u64| {
             if let Some(b) = &bar
                 && done.is_multiple_of(256)
@@ -293,7 +327,7 @@ fn check(a: CheckArgs) -> ExitCode {
                 b.set_position(done);
             }
         };
-        let res = run_with_progress(&s, Path::new(&f), &src, &cfg, &mut tick);
+        let res = verdict::check(&s, Path::new(&f), &src, &cfg, &mut tick);
         if let Some(b) = bar {
             b.finish_and_clear();
         }
@@ -306,11 +340,19 @@ fn check(a: CheckArgs) -> ExitCode {
         }
     }
     let reports: Vec<FileReport<'_>> =
-        results.iter().map(|(f, src, r)| FileReport { file: f, src, result: r }).collect();
+        results.iter().map(|(f, src, r)| FileReport { file: f, src, result: &r.result }).collect();
     let mut out = anstream::stdout();
     match a.format {
         Format::Json => {
-            let v = to_json(&reports);
+            let mut v = to_json(&reports);
+            v["implementation"] = serde_json::json!(cfg.implementation());
+            if let Some(files) = v["files"].as_array_mut() {
+                for (j, (_, _, r)) in files.iter_mut().zip(&results) {
+                    if let Some(m) = &r.minimal_stats {
+                        j["stats_minimal"] = dmabuf_check::report::stats_json(m);
+                    }
+                }
+            }
             let _ = writeln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
         Format::Text => {
@@ -321,6 +363,7 @@ fn check(a: CheckArgs) -> ExitCode {
             }
         }
     }
-    let found = reports.iter().any(|r| !r.result.findings.is_empty());
-    ExitCode::from(u8::from(found))
+    let definite = results.iter().any(|(_, _, r)| r.definite());
+    let latent = results.iter().any(|(_, _, r)| r.latent());
+    ExitCode::from(u8::from(definite || (latent && a.deny.contains(&Deny::Latent))))
 }

@@ -26,11 +26,28 @@ fn text(b: &[u8]) -> String {
 
 #[test]
 fn a_broken_example_exits_1_and_names_the_stale_read_and_the_fix() {
-    let o = dmabuf(&["check", &scenario("uvc-gpu-broken.dmabuf")]);
+    let o = dmabuf(&["check", &scenario("keeps-mapping-broken.dmabuf")]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     let out = text(&o.stdout);
     assert!(out.contains("stale_read"), "{out}");
-    assert!(out.contains("cpu end frame write") || out.contains("end_cpu_access"), "{out}");
+    assert!(out.contains("sync fb start write"), "{out}");
+}
+
+/// A finding that holds only for the minimal implementation is printed as latent and
+/// fails the run only when asked to.
+#[test]
+fn a_latent_finding_exits_0_unless_denied() {
+    let o = dmabuf(&["check", &scenario("uvc-gpu-broken.dmabuf")]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
+    let out = text(&o.stdout);
+    assert!(out.contains("stale_read (latent)"), "{out}");
+    assert!(out.contains("cpu end frame write"), "{out}");
+    let o = dmabuf(&["check", "--deny", "latent", &scenario("uvc-gpu-broken.dmabuf")]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    let o = dmabuf(&["check", "--maintenance", "minimal", &scenario("uvc-gpu-broken.dmabuf")]);
+    assert_eq!(o.status.code(), Some(1), "forced, the minimal implementation's findings are its own");
+    let o = dmabuf(&["check", "--maintenance", "linux", &scenario("uvc-gpu-broken.dmabuf")]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
 }
 
 #[test]
@@ -42,10 +59,12 @@ fn a_fixed_example_exits_0() {
 #[test]
 fn json_has_the_documented_fields() {
     let o = dmabuf(&["check", "--format", "json", &scenario("uvc-gpu-broken.dmabuf")]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+    assert_eq!(v["implementation"], "both");
     let f = &v["findings"][0];
     assert_eq!(f["kind"], "stale_read");
+    assert_eq!(f["severity"], "latent");
     assert_eq!(f["buffer"], "frame");
     assert_eq!(f["range"], serde_json::json!([0, 65536]));
     for k in ["agents", "line", "message", "hint", "count"] {
@@ -80,9 +99,17 @@ fn the_platform_flag_overrides_the_file() {
     let broken = scenario("mmap-no-sync-broken.dmabuf");
     let arm = dmabuf(&["check", "--format", "json", &broken]);
     let x86 = dmabuf(&["check", "--format", "json", "--platform", "x86-pcie", &broken]);
+    // Findings and what they lead to.
     let kinds = |o: &Output| -> Vec<String> {
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        v["findings"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap().to_string()).collect()
+        let mut out = Vec::new();
+        for f in v["findings"].as_array().unwrap() {
+            out.push(f["kind"].as_str().unwrap().to_string());
+            for c in f["consequences"].as_array().into_iter().flatten() {
+                out.push(c["kind"].as_str().unwrap().to_string());
+            }
+        }
+        out
     };
     assert!(kinds(&arm).contains(&"stale_read".to_string()), "{:?}", kinds(&arm));
     assert!(!kinds(&x86).contains(&"stale_read".to_string()), "{:?}", kinds(&x86));

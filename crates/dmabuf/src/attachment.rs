@@ -116,6 +116,22 @@ impl Attachment {
         if self.mapped_direction().is_some() {
             return Err(Error::AlreadyMapped { buffer: self.buf.name(), device: self.device_name() });
         }
+        // An importer that needs contiguous memory and has no IOMMU refuses a scattered
+        // buffer when it maps it, as `drm_gem_dma_prime_import_sg_table` does; under the
+        // strict rules its attach was refused already.
+        let refused = self.buf.with(|inner, id| {
+            let b = &inner.bufs[id];
+            let a = b.att(self.idx)?;
+            let d = &inner.sim.platform().devices[a.dev];
+            let backing = b.exporter.backing();
+            (d.needs_contiguous && !d.iommu && !backing.is_contiguous()).then(|| {
+                let segments = 1 + backing.pages.windows(2).filter(|w| w[0].end() != w[1].start).count();
+                Error::ImportNotContiguous { buffer: b.name.clone(), device: d.name.clone(), segments }
+            })
+        });
+        if let Some(e) = refused {
+            return Err(e);
+        }
         // A static importer's map waits for the kernel's own work on the buffer (a move, a
         // clear) first, as `dma_buf_map_attachment` does; a dynamic importer synchronises
         // itself. No borrow is held: the wait may run device jobs.

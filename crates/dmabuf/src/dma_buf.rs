@@ -260,7 +260,7 @@ impl DmaBuf {
             Ok(plan) => plan,
             Err(e) if inner.cfg.attach == AttachPolicy::Strict => return Err(e.into()),
             Err(e) => {
-                inner.reports.push(Report::AttachAccepted { error: e });
+                inner.reports.push(Report::AttachAccepted { buffer: BufferId(self.id as u32), device: dev, error: e });
                 if platform.devices[dev.index()].iommu { AttachPlan::Iommu } else { AttachPlan::Direct }
             }
         };

@@ -124,6 +124,21 @@ pub enum Error {
         /// The device's name.
         device: String,
     },
+    /// The importing driver refuses the buffer at map: it needs physically contiguous
+    /// memory and has no IOMMU, and the buffer's pages are scattered. Upstream's
+    /// `drm_gem_dma_prime_import_sg_table` (vc4, and every `drm_gem_dma` driver) checks
+    /// `drm_prime_get_contiguous_size(sgt) < dmabuf->size` and fails with EINVAL.
+    #[error(
+        "`{device}` refuses to import `{buffer}` (EINVAL): it needs physically contiguous memory and has no IOMMU, and the buffer's {segments} pieces are scattered (drm_gem_dma_prime_import_sg_table)"
+    )]
+    ImportNotContiguous {
+        /// The buffer's name.
+        buffer: String,
+        /// The device's name.
+        device: String,
+        /// How many discontiguous pieces the buffer has.
+        segments: usize,
+    },
     /// A map of an attachment that is already mapped.
     #[error("`{device}` has already mapped `{buffer}`: unmap it first")]
     AlreadyMapped {

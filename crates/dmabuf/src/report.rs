@@ -47,6 +47,10 @@ pub enum Report {
     },
     /// An attachment the `Strict` rules refuse was let through under the `Linux` policy.
     AttachAccepted {
+        /// The buffer attached.
+        buffer: BufferId,
+        /// The importing device.
+        device: DeviceId,
         /// The refusal `Strict` would have given.
         error: AttachError,
     },

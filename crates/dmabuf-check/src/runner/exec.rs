@@ -37,15 +37,16 @@ impl Exec<'_, '_> {
 
     fn step(&mut self, s: &Stmt) -> Result<(), RunError> {
         if let Cmd::Repeat { count, body } = &s.cmd {
-            let outer = self.w.pos.get().frame;
+            let outer = self.w.pos.get();
             for i in 0..*count {
-                self.w.set_pos(self.w.pos.get().line, i);
+                self.w.pos.set(super::world::Pos { line: self.w.pos.get().line, frame: i, in_loop: true });
                 self.run(body)?;
                 if self.stopped {
                     break;
                 }
             }
-            self.w.set_pos(self.w.pos.get().line, outer);
+            let now = self.w.pos.get();
+            self.w.pos.set(super::world::Pos { line: now.line, ..outer });
             return Ok(());
         }
         if self.hooks.schedule.is_some() || self.hooks.visit.is_some() {
@@ -433,6 +434,7 @@ impl Exec<'_, '_> {
         let (d, b) = (w.prog.device(dev).to_string(), w.prog.buffer(buf).to_string());
         // A dynamic exporter may migrate the buffer to suit the new importer: the copy
         // carries the bytes' provenance.
+        let before = w.sys.report_count();
         w.san.borrow_mut().begin_copy();
         let res = if dynamic {
             h.attach_dynamic(dev, p2p, || {})
@@ -442,17 +444,27 @@ impl Exec<'_, '_> {
         w.san.borrow_mut().end_copy();
         match res {
             Ok(a) => {
+                // Upstream accepts what a rule refuses, and reports the rule: a scenario
+                // expecting that rule's refusal is satisfied, and its device stays out.
+                let accepted = w.sys.reports_since(before).into_iter().find_map(|r| match r {
+                    dmabuf::Report::AttachAccepted { error, .. } => Some(error.rule()),
+                    _ => None,
+                });
+                let satisfied = expect_refused.is_some() && accepted == expect_refused;
+                if satisfied {
+                    *w.expected_rule.borrow_mut() = accepted.map(str::to_string);
+                }
                 let old = w.objs.borrow_mut().buf_mut(buf).map(|x| {
-                    x.refused[dev.index()] = false;
+                    x.refused[dev.index()] = satisfied;
                     // A second attach of the same device replaces (and detaches) the first.
                     x.atts[dev.index()].replace(a)
                 });
                 drop(old);
-                if let Some(rule) = expect_refused {
+                if let Some(rule) = expect_refused.filter(|_| !satisfied) {
                     F::new(FindingKind::ExpectFailed, buf)
                         .agent(d.clone())
                         .message(format!("attach of {b} to {d} was expected to be refused ({rule}) but was accepted"))
-                        .hint("under --attach-policy linux every attach is accepted; check the rule and the platform")
+                        .hint("no rule refuses this attach on this platform; check the rule and the platform")
                         .report(w);
                 }
             }

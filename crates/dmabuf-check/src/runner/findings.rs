@@ -3,6 +3,7 @@
 
 use std::ops::Range;
 
+use dmabuf::Report::AttachAccepted;
 use dmabuf::{AttachError, Report};
 use dmabuf_sim::{DeviceId, DmaDirection};
 
@@ -24,6 +25,11 @@ pub(crate) struct Finding {
 impl Finding {
     pub(crate) fn new(kind: FindingKind, buf: impl Into<Option<BufId>>) -> Finding {
         Finding { kind, buf: buf.into(), range: 0..0, agents: Vec::new(), message: String::new(), hint: String::new() }
+    }
+
+    pub(crate) fn kind(mut self, k: FindingKind) -> Self {
+        self.kind = k;
+        self
     }
 
     pub(crate) fn range(mut self, r: Range<u64>) -> Self {
@@ -123,6 +129,13 @@ pub(crate) fn drain_reports(w: &World, user: Option<bool>) {
         };
         let b = &name;
         let dev = |d: &DeviceId| w.prog.device(*d).to_string();
+        // After a refused attach or import, the refusal is the finding; what the device
+        // does with the buffer after it is not reported again.
+        if let (Some(bid), Some(d)) = (buffer, report_device(&r))
+            && w.objs.borrow().buf(bid).is_some_and(|x| x.refused[d.index()])
+        {
+            continue;
+        }
         let f = Finding::new(FindingKind::Misuse, buffer);
         let f = match &r {
             Report::AccessOutsideBracket { range, write, .. } => {
@@ -195,10 +208,42 @@ pub(crate) fn drain_reports(w: &World, user: Option<bool>) {
             Report::VunmapNotMapped { .. } => {
                 f.message(format!("vunmap of {b}, which is not vmapped")).hint("vunmap once per vmap")
             }
-            // Accepted under the Linux policy: what breaks later is reported then.
+            Report::AttachAccepted { error, .. } => {
+                // A scattered buffer is refused by the importer at map: reported there. A
+                // scenario that expects the rule to refuse the attach is satisfied.
+                if error.rule() == "contiguity" || w.expected_rule.take().as_deref() == Some(error.rule()) {
+                    continue;
+                }
+                // A device that cannot reach the pages at all does nothing useful with
+                // them: the attach is the finding, and its later uses are not reported.
+                if !matches!(error.rule(), "bounce" | "coherency")
+                    && let (Some(bid), AttachAccepted { device, .. }) = (buffer, &r)
+                    && let Some(x) = w.objs.borrow_mut().buf_mut(bid)
+                {
+                    x.refused[device.index()] = true;
+                }
+                f.kind(FindingKind::AttachUnsafe)
+                    .message(format!(
+                        "upstream accepts this attach, but {} (rule: {})",
+                        consequence(error),
+                        error.rule()
+                    ))
+                    .hint(attach_hint(error))
+            }
             _ => continue,
         };
         f.report(w);
+    }
+}
+
+/// The device a report is about, if one is.
+fn report_device(r: &Report) -> Option<DeviceId> {
+    match r {
+        Report::UnmapNotMapped { device, .. }
+        | Report::DeviceAccessUnmapped { device, .. }
+        | Report::DeviceDirection { device, .. }
+        | Report::UnpinNotPinned { device, .. } => Some(*device),
+        _ => None,
     }
 }
 
@@ -216,6 +261,7 @@ fn report_buffer(r: &Report) -> Option<dmabuf::BufferId> {
         | Report::DeviceDirection { buffer, .. }
         | Report::UnpinNotPinned { buffer, .. }
         | Report::VmapAtRelease { buffer }
+        | Report::AttachAccepted { buffer, .. }
         | Report::VunmapNotMapped { buffer } => *buffer,
         _ => return None,
     })
@@ -223,10 +269,32 @@ fn report_buffer(r: &Report) -> Option<dmabuf::BufferId> {
 
 /// A framework error: the reports it made are the finding; if it made none, the error.
 pub(crate) fn fw_error(w: &World, buf: BufId, agents: Vec<String>, e: dmabuf::Error) {
+    // What a device whose attach or import was refused fails at is the refusal's.
+    let refused = w.objs.borrow().buf(buf).is_some_and(|b| {
+        agents.iter().any(|a| w.prog.devices.iter().position(|n| n == a).is_some_and(|i| b.refused[i]))
+    });
+    if refused {
+        w.reports_seen.set(w.sys.report_count());
+        return;
+    }
     let before = w.reports_seen.get();
     drain_reports(w, None);
     if w.reports_seen.get() != before {
         return;
+    }
+    if let dmabuf::Error::ImportNotContiguous { .. } = e {
+        if let Some(b) = w.objs.borrow_mut().buf_mut(buf) {
+            for d in &agents {
+                if let Some(i) = w.prog.devices.iter().position(|n| n == d) {
+                    b.refused[i] = true;
+                }
+            }
+        }
+        return Finding::new(FindingKind::AttachRefused, buf)
+            .agents(agents)
+            .message(format!("{e} (rule: contiguity)"))
+            .hint("the device needs physically contiguous memory and has no IOMMU: allocate from `heap=cma`")
+            .report(w);
     }
     if let dmabuf::Error::Fence(dmabuf::fence::FenceError::Deadlock { .. }) = e {
         return Finding::new(FindingKind::Misuse, buf)
@@ -263,6 +331,25 @@ pub(crate) fn not_attached(w: &World, dev: DeviceId, buf: BufId) {
         .message(format!("{d} uses {b} without an attachment"))
         .hint(format!("`attach {d} {b}` first"))
         .report(w);
+}
+
+/// What goes wrong when upstream lets an attach through that a rule refuses.
+fn consequence(e: &AttachError) -> String {
+    match e {
+        AttachError::BounceRefused { device, .. } => format!(
+            "`{device}` keeps its mapping and would read a swiotlb bounce slot that nobody refreshes between its accesses, not the buffer"
+        ),
+        AttachError::BounceUncached { device, .. } => format!(
+            "`{device}` reads a swiotlb bounce copy made through the kernel's cacheable linear map, where stale lines sit"
+        ),
+        AttachError::MismatchedCoherency { device, .. } => format!(
+            "`{device}` snoops the CPU cache and meets stale lines of the kernel's cacheable linear map, not what the CPU wrote"
+        ),
+        AttachError::AboveDmaMask { device, .. } => {
+            format!("`{device}` cannot address the pages and has no bounce pool: its DMA reaches other memory")
+        }
+        _ => format!("{e}"),
+    }
 }
 
 /// What to do about a refused attach, by rule.

@@ -14,7 +14,7 @@ use crate::scenario::Value;
 
 /// Submits a job at `line`: with a fence it runs later; without one the step waits for it.
 pub(crate) fn submit(w: &World, job: &JobCmd, line: u32) {
-    let frame = w.pos.get().frame;
+    let (frame, in_loop) = (w.pos.get().frame, w.pos.get().in_loop);
     let (id, submit) = {
         let mut jobs = w.jobs.borrow_mut();
         let id = jobs.next_id;
@@ -43,7 +43,7 @@ pub(crate) fn submit(w: &World, job: &JobCmd, line: u32) {
     });
     let synchronous = fence.is_none();
     let dev = job.dev;
-    w.jobs.borrow_mut().pending.push(Pending { id, dev, job: job.clone(), line, frame, submit, after, fence });
+    w.jobs.borrow_mut().pending.push(Pending { id, dev, job: job.clone(), line, frame, in_loop, submit, after, fence });
     if synchronous {
         w.run_device_until(dev, Some(id));
         let c = w.jobs.borrow().devs[dev.index()].clone();
@@ -55,7 +55,7 @@ pub(crate) fn submit(w: &World, job: &JobCmd, line: u32) {
 /// makes its accesses, signals its fence.
 pub(crate) fn run_job(w: &World, p: Pending) {
     let saved = w.pos.get();
-    w.set_pos(p.line, p.frame);
+    w.pos.set(super::world::Pos { line: p.line, frame: p.frame, in_loop: p.in_loop });
     let mut clock = p.submit.clone();
     clock.join(&w.jobs.borrow().devs[p.dev.index()]);
     for (_, f) in &p.after {
@@ -69,7 +69,7 @@ pub(crate) fn run_job(w: &World, p: Pending) {
                     .hint(format!("`signal {name}` (or a job that signals it) before the job can run"))
                     .report(w);
                 // Its own fence never signals; whoever waits for it hears so.
-                w.set_pos(saved.line, saved.frame);
+                w.pos.set(saved);
                 return;
             }
         }
@@ -122,7 +122,7 @@ pub(crate) fn run_job(w: &World, p: Pending) {
     if let Some(f) = &p.fence {
         signal_with_clock(f, clock);
     }
-    w.set_pos(saved.line, saved.frame);
+    w.pos.set(saved);
 }
 
 /// The driver's side of a job's start or end (the job contract): the device's private
@@ -156,24 +156,43 @@ fn device_access(w: &World, dev: DeviceId, clock: &VClock, bytes: &Bytes, write:
             coherent: w.sys.platform().devices[dev.index()].coherent,
             mapped_at: map_line(w, bytes.buf, dev),
         },
+        iteration: w.pos.get().iteration(),
     }
 }
 
+/// Whether a device access through `dev`'s attachment to `buf` goes ahead: `Some(true)`
+/// when the mapping allows it; `Some(false)` when it does not happen (the attach or import
+/// was refused, which is the finding; or the framework refuses the access and reports
+/// why); `None` when the device is not attached (reported here).
+fn access_allowed(w: &World, dev: DeviceId, buf: BufId, write: bool) -> Option<bool> {
+    let objs = w.objs.borrow();
+    let b = objs.buf(buf)?;
+    if b.refused[dev.index()] {
+        return Some(false);
+    }
+    let Some(att) = b.att(dev) else {
+        drop(objs);
+        super::findings::not_attached(w, dev, buf);
+        return None;
+    };
+    Some(att.mapped_direction().is_some_and(|d| if write { d.device_writes() } else { d.device_reads() }))
+}
+
 fn device_read(w: &World, dev: DeviceId, clock: &VClock, src: &Bytes) -> Option<Vec<u8>> {
-    let info = device_access(w, dev, clock, src, false);
+    let allowed = access_allowed(w, dev, src.buf, false)?;
+    if allowed {
+        open_access(w, device_access(w, dev, clock, src, false));
+    } else if w.objs.borrow().buf(src.buf).is_some_and(|b| b.refused[dev.index()]) {
+        return None;
+    }
     let res = {
         let objs = w.objs.borrow();
-        let Some(att) = objs.buf(src.buf).and_then(|b| b.att(dev)) else {
-            drop(objs);
-            super::findings::not_attached(w, dev, src.buf);
-            return None;
-        };
-        open_access(w, info);
+        let att = objs.buf(src.buf).and_then(|b| b.att(dev))?;
         raw::device_read(att, src.range.clone())
     };
-    let found = close_access(w);
+    let found = allowed && close_access(w);
     match res {
-        Ok(v) if !found => Some(v),
+        Ok(v) if allowed && !found => Some(v),
         Ok(_) => None,
         Err(e) => {
             super::findings::fw_error(w, src.buf, vec![w.prog.device(dev).to_string()], e);
@@ -183,17 +202,20 @@ fn device_read(w: &World, dev: DeviceId, clock: &VClock, src: &Bytes) -> Option<
 }
 
 fn device_write(w: &World, dev: DeviceId, clock: &VClock, dst: &Bytes, data: &[u8]) {
-    let info = device_access(w, dev, clock, dst, true);
+    let Some(allowed) = access_allowed(w, dev, dst.buf, true) else { return };
+    if allowed {
+        open_access(w, device_access(w, dev, clock, dst, true));
+    } else if w.objs.borrow().buf(dst.buf).is_some_and(|b| b.refused[dev.index()]) {
+        return;
+    }
     let res = {
         let objs = w.objs.borrow();
-        let Some(att) = objs.buf(dst.buf).and_then(|b| b.att(dev)) else {
-            drop(objs);
-            return super::findings::not_attached(w, dev, dst.buf);
-        };
-        open_access(w, info);
+        let Some(att) = objs.buf(dst.buf).and_then(|b| b.att(dev)) else { return };
         raw::device_write(att, dst.range.start, data)
     };
-    close_access(w);
+    if allowed {
+        close_access(w);
+    }
     if let Err(e) = res {
         super::findings::fw_error(w, dst.buf, vec![w.prog.device(dev).to_string()], e);
     }
@@ -225,6 +247,7 @@ pub(crate) fn cpu_access(w: &World, bytes: &Bytes, write: Option<Value>, expect:
         write: write.is_some(),
         line: w.pos.get().line,
         path,
+        iteration: w.pos.get().iteration(),
     };
     let data = write.map(|v| value_bytes(v, &r, frame));
     open_access(w, info);

@@ -115,6 +115,7 @@ pub(crate) struct Pending {
     pub(crate) job: JobCmd,
     pub(crate) line: u32,
     pub(crate) frame: u64,
+    pub(crate) in_loop: bool,
     /// The CPU's clock at submission: what the program did before happens before the job.
     pub(crate) submit: VClock,
     /// The fences the job waits for, as bound when it was submitted.
@@ -143,6 +144,15 @@ pub(crate) struct Pos {
     pub(crate) line: u32,
     /// The iteration of the innermost `repeat` (0 outside any).
     pub(crate) frame: u64,
+    /// Whether the program is inside a `repeat`.
+    pub(crate) in_loop: bool,
+}
+
+impl Pos {
+    /// The 1-based iteration of the innermost loop, inside one.
+    pub(crate) fn iteration(self) -> Option<u64> {
+        self.in_loop.then_some(self.frame + 1)
+    }
 }
 
 /// One run's shared state.
@@ -159,6 +169,8 @@ pub(crate) struct World {
     pub(crate) pos: Cell<Pos>,
     /// The framework's reports already turned into findings.
     pub(crate) reports_seen: Cell<usize>,
+    /// The attach rule the step being run expects to refuse its attach (`expect refused`).
+    pub(crate) expected_rule: RefCell<Option<String>>,
     /// Every software fence the program made, with its line.
     pub(crate) software: RefCell<Vec<(Fence, u32)>>,
     /// Set while one of the scenario's accesses runs (an explorer's hook).
@@ -194,6 +206,7 @@ impl World {
             pos: Cell::new(Pos::default()),
             reports_seen: Cell::new(0),
             software: RefCell::new(Vec::new()),
+            expected_rule: RefCell::new(None),
             accessing,
             line_cell,
         });
@@ -211,7 +224,8 @@ impl World {
     }
 
     pub(crate) fn set_pos(&self, line: u32, frame: u64) {
-        self.pos.set(Pos { line, frame });
+        let in_loop = self.pos.get().in_loop;
+        self.pos.set(Pos { line, frame, in_loop });
         if let Some(c) = &self.line_cell {
             c.set(line);
         }
