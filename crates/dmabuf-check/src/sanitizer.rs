@@ -223,6 +223,8 @@ enum Origin {
     Access(u32),
     /// Anything else: the initial (zeroed) contents, the exporter's own writes.
     Unknown,
+    /// One of several: bytes of a copy whose place in the copy is not known.
+    Ambiguous,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -427,18 +429,22 @@ impl Sanitizer {
             if let Some(src) = self.aliases.get(&r.write.0)
                 && depth < 8
             {
+                let Some(base) = base else {
+                    // Not known by buffer offset: the run stands for whatever the copy
+                    // copied, which is one origin only if the copy had one.
+                    let mut origins = Vec::new();
+                    self.resolve(src, None, &mut origins, depth + 1);
+                    let first = origins.first().map(|o| o.2);
+                    let one = first.filter(|f| origins.iter().all(|o| o.2 == *f));
+                    out.push((r.offset, r.len, one.unwrap_or(Origin::Ambiguous)));
+                    continue;
+                };
                 // A copy keeps offsets: the byte at buffer offset X came from X.
                 for p in src {
-                    let (a, b) = match base {
-                        Some(base) => {
-                            ((base + r.offset).max(p.offset), (base + r.offset + r.len).min(p.offset + p.len))
-                        }
-                        None => (p.offset, p.offset + p.len),
-                    };
+                    let (a, b) = ((base + r.offset).max(p.offset), (base + r.offset + r.len).min(p.offset + p.len));
                     if a < b {
-                        let rel = base.map_or(r.offset, |base| a - base);
-                        let one = [ProvRun { offset: rel, len: b - a, write: p.write }];
-                        self.resolve(&one, base, out, depth + 1);
+                        let one = [ProvRun { offset: a - base, len: b - a, write: p.write }];
+                        self.resolve(&one, Some(base), out, depth + 1);
                     }
                 }
                 continue;
@@ -670,6 +676,7 @@ impl Sanitizer {
                 format!("the older bytes {} wrote at {}", xa.agent, xa.at())
             }
             Origin::Unknown => "the buffer's initial contents".to_string(),
+            Origin::Ambiguous => "bytes of an earlier copy".to_string(),
         };
         let mut steps = vec![Involved { line: expected.line, role: format!("{} wrote the bytes", expected.agent) }];
         if let Origin::Access(x) = seen {
@@ -733,6 +740,10 @@ impl Sanitizer {
             d.how
         );
         let hint = match w.path {
+            Path::Device { .. } if d.how.contains("invalidate") => format!(
+                "what {} wrote sat in dirty CPU lines (a port that stashes into the CPU cache, or a bounce copy back) and an invalidate for another mapped device dropped them before they reached memory: unmap the device that keeps its mapping of {} before the CPU's bracket, or give the writer a buffer of its own",
+                w.agent, w.buffer
+            ),
             Path::Device { .. } => format!(
                 "the CPU held dirty lines of {b} while {} wrote it: end the CPU's write bracket (`cpu end {b} write` or `sync {b} end write`) before line {}, and begin CPU access again only after the job",
                 w.agent,
@@ -880,6 +891,7 @@ impl Observer for Sanitizer {
                         }
                         let older = match after {
                             Origin::Unknown => true,
+                            Origin::Ambiguous => false,
                             Origin::Access(x) => {
                                 let (xa, va) = (&self.accesses[x as usize], &self.accesses[victim as usize]);
                                 xa.hb(va)
@@ -898,7 +910,7 @@ impl Observer for Sanitizer {
                                     let xa = &self.accesses[x as usize];
                                     (xa.line, xa.agent.clone())
                                 }
-                                Origin::Unknown => (0, String::new()),
+                                Origin::Unknown | Origin::Ambiguous => (0, String::new()),
                             };
                             self.destroy(victim, how, by);
                         }

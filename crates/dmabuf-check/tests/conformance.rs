@@ -118,6 +118,8 @@ fn program() -> impl Strategy<Value = Program> {
 struct Dev {
     name: String,
     kept: bool,
+    /// Its writes reach the pages through dirty CPU lines (a bounce slot's copy back, or
+    /// a stashing port).
     bounced: bool,
     /// It keeps its mapping whatever the program wants (a scanout).
     required: bool,
@@ -174,15 +176,18 @@ fn scenario(p: &Program) -> Option<String> {
         // A bounced mapping is copied back whole at unmap (swiotlb_tbl_unmap_single): kept
         // while others write the pages, it would put old bytes back over theirs, so a
         // bounced device maps per frame.
-        let bounced = att.plan() == AttachPlan::Bounce;
-        let kept = (kept || d.keeps_mapping) && !bounced;
+        // A bounced mapping's copy back, and a stashing port's writes, leave dirty CPU
+        // lines over the pages.
+        let bounced = att.plan() == AttachPlan::Bounce || (d.coherent && d.stash);
+        let kept = (kept || d.keeps_mapping) && att.plan() != AttachPlan::Bounce;
         held.push(att);
         devs.push(Dev { name: d.name.clone(), kept, bounced, required: d.keeps_mapping, reads: false, writes: false });
     }
-    // The copy back of a bounced mapping goes through the CPU cache, and upstream's
-    // `begin_cpu_access` invalidates the pages for every other mapped attachment: a kept
-    // non-coherent mapping beside a bounced one loses the copy (a hazard of its own, not
-    // a protocol this test generates). Kept mappings go where bouncing is.
+    // The copy back of a bounced mapping, and a stashing port's writes, sit in dirty CPU
+    // lines, and upstream's `begin_cpu_access` invalidates the pages for every other
+    // mapped attachment: a kept non-coherent mapping beside them loses those writes (a
+    // hazard of its own, pinned by scenarios/stash-beside-kept-mapping.dmabuf, not a
+    // protocol this test generates). Kept mappings go where such devices are.
     if devs.iter().any(|d| d.bounced) {
         if devs.iter().any(|d| d.required) {
             devs.retain(|d| !d.bounced);

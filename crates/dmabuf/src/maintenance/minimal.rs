@@ -267,6 +267,9 @@ fn device_end(inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> R
         inner.bufs[buf].cpu_dirty.union(&bounced);
         if inner.noncoherent(dev) {
             inner.bufs[buf].dev_dirty.union(&direct);
+        } else if inner.sim.platform().devices[dev].stash {
+            // A stashing port's writes sit in dirty CPU lines, as the CPU's own would.
+            inner.bufs[buf].cpu_dirty.union(&direct);
         }
     }
     // Every other device may hold (in its cache or its bounce slot) what this one
