@@ -72,6 +72,9 @@ pub enum FindingKind {
     /// An attach that a rule refuses, let through as upstream does: what goes wrong
     /// follows from it.
     AttachUnsafe,
+    /// A dynamic exporter moved the buffer to suit an importer (reported under the strict
+    /// rules: the exporting device now reaches its buffer across the bus).
+    Migrated,
     /// A scenario's `expect` did not hold and no other finding explains why.
     ExpectFailed,
 }
@@ -86,6 +89,7 @@ impl FindingKind {
             FindingKind::Misuse => "misuse",
             FindingKind::AttachRefused => "attach_refused",
             FindingKind::AttachUnsafe => "attach_unsafe",
+            FindingKind::Migrated => "migrated",
             FindingKind::ExpectFailed => "expect_failed",
         }
     }

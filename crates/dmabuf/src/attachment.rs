@@ -164,6 +164,9 @@ impl Attachment {
             let Some(dir) = a.mapping.as_ref().map(|m| m.dir) else { return Ok(()) };
             let dev = a.dev;
             inner.cfg.maintenance.implementation().unmap(inner, id, self.idx)?;
+            if let Some(a) = inner.bufs[id].att_mut(self.idx) {
+                a.moved = false;
+            }
             let desc = &inner.sim.platform().devices[dev];
             inner.bufs[id].exporter.unmap(desc, dir);
             Ok(())
@@ -178,6 +181,9 @@ impl Attachment {
             self.buf.with(|i, _| i.reports.push(Report::DeviceAccessUnmapped { buffer, device }));
             return Err(Error::NotMapped { buffer: self.buf.name(), device: self.device_name() });
         };
+        if self.state(|a| a.moved) && access != "access" {
+            self.buf.with(|i, _| i.reports.push(Report::MappingAfterMove { buffer, device }));
+        }
         let ok = match access {
             "read" => mapped.device_reads(),
             "write" => mapped.device_writes(),

@@ -251,6 +251,11 @@ impl DmaBuf {
             && self.can_migrate().is_ok()
         {
             self.migrate(Placement::System)?;
+            self.with(|inner, id| {
+                if inner.cfg.attach == AttachPolicy::Strict {
+                    inner.reports.push(Report::MigratedForImporter { buffer: BufferId(id as u32), device: dev });
+                }
+            });
         }
         let mut inner = self.sys.0.borrow_mut();
         let inner = &mut *inner;
@@ -295,6 +300,7 @@ impl DmaBuf {
             // unknown: all of it is stale until the device first looks.
             stale: std::iter::once(0..size).collect(),
             cache_dirty: RangeSet::new(),
+            moved: false,
         }));
         Ok(idx)
     }

@@ -30,7 +30,9 @@ impl DmaBuf {
             if let Some(a) = b.attachments.iter().flatten().find(|a| a.pins > 0) {
                 return Err(Error::Pinned { buffer: b.name.clone(), device: devices[a.dev].name.clone() });
             }
-            if let Some(a) = b.attachments.iter().flatten().find(|a| a.mapping.is_some()) {
+            // A dynamic importer's mapping does not pin: it hears `move_notify` and maps
+            // again. Any other mapping holds the pages where they are.
+            if let Some(a) = b.attachments.iter().flatten().find(|a| a.mapping.is_some() && !a.caps.dynamic) {
                 return Err(Error::Busy {
                     buffer: b.name.clone(),
                     what: format!("mapped by `{}`", devices[a.dev].name),
@@ -48,8 +50,10 @@ impl DmaBuf {
 
     /// Moves a dynamic exporter's buffer to system memory or back to its device's local
     /// memory. The owner device copies the bytes by DMA; every dynamic importer gets
-    /// `move_notify`. Refused while pinned or mapped, or when an attached importer could
-    /// not reach the new place.
+    /// `move_notify`, and one that keeps using its old mapping reaches the old pages (a
+    /// [`Report::MappingAfterMove`](crate::Report::MappingAfterMove)). Refused while pinned
+    /// or mapped by another importer, or when an attached importer could not reach the
+    /// new place.
     pub fn migrate(&self, to: Placement) -> Result<(), Error> {
         self.can_migrate()?;
         let notify = {
@@ -106,7 +110,18 @@ impl DmaBuf {
             if let Some(m) = inner.bufs[id].kmap.take() {
                 inner.sim.cpu_unmap(m)?;
             }
-            inner.pages.free(&old);
+            // A dynamic importer still mapped keeps addressing the old pages until it maps
+            // again: they stay allocated (and are not the buffer any more) until it does.
+            let mut moved_mapping = false;
+            for a in inner.bufs[id].attachments.iter_mut().flatten() {
+                if a.mapping.is_some() {
+                    a.moved = true;
+                    moved_mapping = true;
+                }
+            }
+            if !moved_mapping {
+                inner.pages.free(&old);
+            }
             inner.bufs[id].exporter.set_backing(new.clone());
             for a in inner.bufs[id].attachments.iter_mut().flatten() {
                 if let Ok(plan) = check_attach(inner.sim.platform(), &name, &new, a.dev, a.caps) {

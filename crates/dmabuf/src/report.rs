@@ -74,6 +74,24 @@ pub enum Report {
         /// The released buffer.
         buffer: BufferId,
     },
+    /// A dynamic importer used the mapping it had before the exporter moved the buffer
+    /// (it ignored `move_notify`): it reached the old pages, not the buffer.
+    MappingAfterMove {
+        /// The moved buffer.
+        buffer: BufferId,
+        /// The importing device.
+        device: DeviceId,
+    },
+    /// A dynamic exporter moved the buffer to memory the new importer reaches, because
+    /// that importer has no peer-to-peer path to where it was (upstream moves it
+    /// silently; under `Strict` it is reported: the exporting device now reaches its own
+    /// buffer across the bus).
+    MigratedForImporter {
+        /// The moved buffer.
+        buffer: BufferId,
+        /// The importer that forced the move.
+        device: DeviceId,
+    },
     /// An unmap of an attachment that is not mapped.
     UnmapNotMapped {
         /// The buffer of the attachment.

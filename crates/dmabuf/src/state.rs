@@ -45,6 +45,9 @@ pub(crate) struct AttState {
     pub(crate) stale: RangeSet,
     /// Bytes this device wrote into its private cache and has not flushed yet.
     pub(crate) cache_dirty: RangeSet,
+    /// The buffer moved while this (dynamic) importer had it mapped: the mapping still
+    /// addresses the old pages until it maps again.
+    pub(crate) moved: bool,
 }
 
 impl AttState {

@@ -202,6 +202,19 @@ pub(crate) fn drain_reports(w: &World, user: Option<bool>) {
                     .message(format!("{d} unpins {b}, which it has not pinned"))
                     .hint(format!("unpin once per `pin {d} {b}`"))
             }
+            Report::MappingAfterMove { device, .. } => {
+                let d = dev(device);
+                f.agent(d.clone())
+                    .message(format!("{d} uses the mapping it had of {b} before the buffer moved: it reaches the old pages"))
+                    .hint(format!("a dynamic importer maps again after move_notify: `unmap {d} {b}` and `map {d} {b} DIR` before its next job"))
+            }
+            Report::MigratedForImporter { device, .. } => {
+                let d = dev(device);
+                f.kind(FindingKind::Migrated)
+                    .agent(d.clone())
+                    .message(format!("{b} moved out of its exporter's local memory into system memory, because {d} has no peer-to-peer path to it"))
+                    .hint(format!("allocate {b} in system memory if {d} must use it, or give {d} a peer-to-peer path (`p2p` in the platform)"))
+            }
             Report::VmapAtRelease { .. } => f
                 .message(format!("{b} released while the kernel still has it vmapped"))
                 .hint(format!("`vunmap {b}` before releasing it: a vmap holds no reference")),
@@ -242,7 +255,8 @@ fn report_device(r: &Report) -> Option<DeviceId> {
         Report::UnmapNotMapped { device, .. }
         | Report::DeviceAccessUnmapped { device, .. }
         | Report::DeviceDirection { device, .. }
-        | Report::UnpinNotPinned { device, .. } => Some(*device),
+        | Report::UnpinNotPinned { device, .. }
+        | Report::MappingAfterMove { device, .. } => Some(*device),
         _ => None,
     }
 }
@@ -262,6 +276,8 @@ fn report_buffer(r: &Report) -> Option<dmabuf::BufferId> {
         | Report::UnpinNotPinned { buffer, .. }
         | Report::VmapAtRelease { buffer }
         | Report::AttachAccepted { buffer, .. }
+        | Report::MappingAfterMove { buffer, .. }
+        | Report::MigratedForImporter { buffer, .. }
         | Report::VunmapNotMapped { buffer } => *buffer,
         _ => return None,
     })
