@@ -21,9 +21,9 @@ pub struct ExploreArgs {
     /// Stop as inconclusive after this many distinct states.
     #[arg(long, default_value_t = 1_000_000)]
     max_states: u64,
-    /// Stop as inconclusive after this many seconds.
-    #[arg(long)]
-    timeout: Option<f64>,
+    /// Stop as inconclusive after this many seconds (more than 0, at most a million).
+    #[arg(long, value_parser = parse_timeout)]
+    timeout: Option<Duration>,
     /// Where to save the counterexample's replay file (default: FILE.replay next to the
     /// scenario).
     #[arg(long)]
@@ -31,6 +31,19 @@ pub struct ExploreArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+}
+
+/// The longest `--timeout`, in seconds: eleven days and a half, beyond any exploration
+/// worth waiting for, and far inside what a `Duration` holds.
+const MAX_TIMEOUT: f64 = 1e6;
+
+/// `--timeout S`: seconds, more than 0 and at most [`MAX_TIMEOUT`].
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let t: f64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(t > 0.0 && t <= MAX_TIMEOUT) {
+        return Err(format!("{s} seconds is out of range: give more than 0 and at most {MAX_TIMEOUT:.0}"));
+    }
+    Duration::try_from_secs_f64(t).map_err(|e| format!("{s}: {e}"))
 }
 
 fn spinner() -> Option<indicatif::ProgressBar> {
@@ -67,12 +80,6 @@ fn json(e: &Exploration, file: &str, replay: Option<&str>) -> serde_json::Value 
 
 /// Runs `dmabuf explore`.
 pub fn run(a: ExploreArgs, run: RunConfig) -> ExitCode {
-    if let Some(t) = a.timeout
-        && !(t.is_finite() && t > 0.0)
-    {
-        eprintln!("error: --timeout must be a positive number of seconds");
-        return ExitCode::from(2);
-    }
     let (scenario, src) = match parse_file(&a.file) {
         Ok(x) => x,
         Err(e) => {
@@ -80,7 +87,7 @@ pub fn run(a: ExploreArgs, run: RunConfig) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cfg = ExploreConfig { run, max_states: a.max_states, timeout: a.timeout.map(Duration::from_secs_f64) };
+    let cfg = ExploreConfig { run, max_states: a.max_states, timeout: a.timeout };
     let bar = spinner();
     let mut tick = |states: u64, depth: usize, paths: u64| {
         if let Some(b) = &bar {

@@ -58,14 +58,14 @@ pub fn import(bytes: &[u8], file: &str) -> Result<Import, PlatformError> {
 /// Reads and imports a DTB file.
 pub fn import_path(path: &Path) -> Result<Import, PlatformError> {
     let file = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| PlatformError::Io { file: file.clone(), reason: e.to_string() })?;
-    if meta.len() > MAX_DTB {
-        return Err(PlatformError::Io {
-            file,
-            reason: format!("larger than {} MiB; not a device tree blob", MAX_DTB >> 20),
-        });
-    }
-    let bytes = std::fs::read(path).map_err(|e| PlatformError::Io { file: file.clone(), reason: e.to_string() })?;
+    let bytes = dmabuf_sim::read_bounded(path, MAX_DTB).map_err(|e| PlatformError::Io {
+        file: file.clone(),
+        reason: if e.kind() == std::io::ErrorKind::FileTooLarge {
+            format!("larger than {} MiB; not a device tree blob", MAX_DTB >> 20)
+        } else {
+            e.to_string()
+        },
+    })?;
     import(&bytes, &file)
 }
 

@@ -76,7 +76,7 @@ pub use hw::{HwView, LineState};
 pub use oracle::Oracle;
 pub use platform::{
     Address, ByteSize, CacheGeometry, Costs, CpuDesc, DeviceDesc, DeviceRole, DmaWindow, IommuDesc, Location, Platform,
-    PlatformError, PortDesc, RegionDesc, RegionKind, SystemCacheDesc,
+    PlatformError, PortDesc, RegionDesc, RegionKind, SystemCacheDesc, read_bounded,
 };
 pub use sim::{AliasConflict, DmaAttrs, DmaMapping, DmaSegment, Sim, SimBuilder, SimError};
 pub use stats::{HwCounts, OpCount, Stats};

@@ -308,7 +308,7 @@ pub enum ParseError {
     },
 
     /// A file over the size limit; it is not read.
-    #[error("{name}: {size} bytes; a scenario is at most {limit} bytes")]
+    #[error("{name}: {size} bytes or more; a scenario is at most {limit} bytes")]
     #[diagnostic(code(dmabuf::scenario::too_large))]
     TooLarge {
         /// The file.

@@ -10,8 +10,6 @@
 //! with `get`, and the first error ends the parse with its place.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -85,18 +83,14 @@ pub fn parse(src: &str, file_name: &str) -> Result<Scenario, ParseError> {
 pub fn parse_file(path: &Path) -> Result<(Scenario, String), ParseError> {
     let name = path.display().to_string();
     let io = |source| ParseError::Io { path: name.clone(), source };
-    let file = File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
     let limit = MAX_LEN as u64;
-    if len > limit {
-        return Err(ParseError::TooLarge { name, size: len, limit });
-    }
-    // The file may grow between the check and the read: read one byte past the limit.
-    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
-    if bytes.len() > MAX_LEN {
-        return Err(ParseError::TooLarge { name, size: bytes.len() as u64, limit });
-    }
+    let bytes = dmabuf_sim::read_bounded(path, limit).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::FileTooLarge {
+            ParseError::TooLarge { name: name.clone(), size: limit + 1, limit }
+        } else {
+            io(e)
+        }
+    })?;
     if let Some(at) = bytes.iter().position(|&b| b == 0) {
         let before = bytes.get(..at).map_or(0, |b| String::from_utf8_lossy(b).len());
         let src = Arc::new(NamedSource::new(&name, String::from_utf8_lossy(&bytes).into_owned()));

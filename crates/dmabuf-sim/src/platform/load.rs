@@ -1,6 +1,7 @@
 //! Presets, files and TOML: reading a description in (with every error located at the
 //! key in the text) and writing one out.
 
+use std::io::Read;
 use std::path::Path;
 
 use toml::de::{DeTable, DeValue};
@@ -31,13 +32,15 @@ impl Platform {
     /// Reads a TOML file's text (at most 1 MiB, UTF-8).
     pub fn read_toml_file(path: &Path) -> Result<String, PlatformError> {
         let file = path.display().to_string();
-        let meta =
-            std::fs::metadata(path).map_err(|e| PlatformError::Io { file: file.clone(), reason: e.to_string() })?;
         // A platform is a page of text; refuse anything that is clearly not one.
-        if meta.len() > 1 << 20 {
-            return Err(PlatformError::Io { file, reason: "larger than 1 MiB; not a platform description".into() });
-        }
-        let bytes = std::fs::read(path).map_err(|e| PlatformError::Io { file: file.clone(), reason: e.to_string() })?;
+        let bytes = read_bounded(path, 1 << 20).map_err(|e| PlatformError::Io {
+            file: file.clone(),
+            reason: if e.kind() == std::io::ErrorKind::FileTooLarge {
+                "larger than 1 MiB; not a platform description".into()
+            } else {
+                e.to_string()
+            },
+        })?;
         String::from_utf8(bytes).map_err(|e| {
             let at =
                 Some(Location { line: 0, column: 0, span: e.utf8_error().valid_up_to()..e.utf8_error().valid_up_to() });
@@ -154,4 +157,21 @@ fn locate(t: &DeTable<'_>, key: &str) -> Option<std::ops::Range<usize>> {
         }
     }
     None
+}
+
+/// Reads at most `limit` bytes of the file at `path`, refusing a longer one without
+/// reading the rest. A device or a pipe (`/dev/zero`, a FIFO) reports no size, so the
+/// size the file system reports is never trusted: the read itself stops one byte past
+/// the limit.
+pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("larger than the limit of {limit} bytes; not read further"),
+        ));
+    }
+    Ok(bytes)
 }

@@ -32,6 +32,7 @@ use crate::vocab::DmaProfile;
 
 mod error;
 mod load;
+pub use load::read_bounded;
 #[cfg(test)]
 mod tests;
 mod validate;
