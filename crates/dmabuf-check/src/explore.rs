@@ -166,12 +166,22 @@ struct Trail {
     taken: Vec<Point>,
     /// The line of the step being executed.
     line: Rc<Cell<u32>>,
+    /// The first choice of the prefix that the path had no such option for: (its index,
+    /// the choice, the options there were).
+    bad: Option<(usize, u8, usize)>,
 }
 
 impl Trail {
     fn next(&mut self, n: usize, describe: impl Fn(usize) -> String) -> usize {
         let n = n.min(u8::MAX as usize);
-        let c = self.prefix.get(self.taken.len()).map_or(0, |&c| (c as usize).min(n - 1));
+        let i = self.taken.len();
+        if let Some(&c) = self.prefix.get(i)
+            && c as usize >= n
+            && self.bad.is_none()
+        {
+            self.bad = Some((i, c, n));
+        }
+        let c = self.prefix.get(i).map_or(0, |&c| (c as usize).min(n - 1));
         let mv = (c != 0).then(|| Move { line: self.line.get(), what: describe(c) });
         self.taken.push(Point { chosen: c as u8, n: n as u8, mv });
         c
@@ -365,9 +375,9 @@ fn run_path(
     choice: &Rc<RefCell<Vec<PhysAddr>>>,
     lines: &Rc<RefCell<Vec<PhysAddr>>>,
     visited: Option<&mut HashSet<u64>>,
-) -> Result<(RunResult, Vec<Point>), RunError> {
+) -> Result<(RunResult, Vec<Point>, Option<(usize, u8, usize)>), RunError> {
     let line = Rc::new(Cell::new(0));
-    let trail = Rc::new(RefCell::new(Trail { prefix, taken: Vec::new(), line: line.clone() }));
+    let trail = Rc::new(RefCell::new(Trail { prefix, taken: Vec::new(), line: line.clone(), bad: None }));
     let chooser = ExploreChooser {
         trail: trail.clone(),
         lines: choice.clone(),
@@ -395,8 +405,9 @@ fn run_path(
         hooks.visit = Some(&mut visit_fn);
     }
     let result = run_hooked(scenario, file, src, cfg, hooks)?;
-    let taken = std::mem::take(&mut trail.borrow_mut().taken);
-    Ok((result, taken))
+    let mut trail = trail.borrow_mut();
+    let taken = std::mem::take(&mut trail.taken);
+    Ok((result, taken, trail.bad))
 }
 
 /// Explores every path of `scenario`. `progress` is called now and then with
@@ -427,7 +438,8 @@ pub fn explore(
         let mut visited = HashSet::new();
         let mut prefix = Vec::new();
         loop {
-            let (result, taken) = run_path(scenario, file, src, &cfg.run, prefix, &choice, &lines, Some(&mut visited))?;
+            let (result, taken, _) =
+                run_path(scenario, file, src, &cfg.run, prefix, &choice, &lines, Some(&mut visited))?;
             max_depth = max_depth.max(taken.len());
             if !result.stopped {
                 paths += 1;
@@ -473,8 +485,43 @@ pub fn explore(
     Ok(Exploration { verdict, states, paths, max_depth, elapsed: start.elapsed(), counterexample: best, bound })
 }
 
+/// Why a path cannot be replayed on its scenario.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayMismatch {
+    /// The scenario does not run.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// The explored line is past the lines the scenario's accesses touch.
+    #[error("`line = {line}`: the scenario's accesses touch {lines} lines (0 to {last})", last = lines.saturating_sub(1))]
+    Line {
+        /// The line index asked for.
+        line: usize,
+        /// How many lines there are.
+        lines: usize,
+    },
+    /// A choice the path has no such option for.
+    #[error("choice {index} is {choice}, but the path has {options} options there (0 to {last})", last = options - 1)]
+    Choice {
+        /// Its position in the list.
+        index: usize,
+        /// The choice.
+        choice: u8,
+        /// How many options the point had.
+        options: usize,
+    },
+    /// More choices than the path has points.
+    #[error("{given} choices, but the path has {points} choice points")]
+    TooMany {
+        /// How many the file gives.
+        given: usize,
+        /// How many the path has.
+        points: usize,
+    },
+}
+
 /// Runs one path again, deterministically, with the full sanitizer: what
-/// `dmabuf check --replay` does with a replay file's line and choices.
+/// `dmabuf check --replay` does with a replay file's line and choices, after checking
+/// them against the scenario.
 pub fn replay(
     scenario: &Scenario,
     file: &Path,
@@ -482,123 +529,30 @@ pub fn replay(
     cfg: &RunConfig,
     line: Option<usize>,
     choices: &[u8],
-) -> Result<(RunResult, Vec<Move>), RunError> {
+) -> Result<(RunResult, Vec<Move>), ReplayMismatch> {
     let lines = Rc::new(RefCell::new(Vec::new()));
     pilot(scenario, file, src, cfg, &lines)?;
+    let n = lines.borrow().len();
+    if let Some(i) = line
+        && i >= n
+    {
+        return Err(ReplayMismatch::Line { line: i, lines: n });
+    }
     let group: Vec<PhysAddr> = line.and_then(|i| lines.borrow().get(i).copied()).into_iter().collect();
     let choice = Rc::new(RefCell::new(group));
-    let (result, taken) = run_path(scenario, file, src, cfg, choices.to_vec(), &choice, &lines, None)?;
+    let (result, taken, bad) = run_path(scenario, file, src, cfg, choices.to_vec(), &choice, &lines, None)?;
+    if let Some((index, choice, options)) = bad {
+        return Err(ReplayMismatch::Choice { index, choice, options });
+    }
+    if taken.len() < choices.len() {
+        return Err(ReplayMismatch::TooMany { given: choices.len(), points: taken.len() });
+    }
     Ok((result, taken.into_iter().filter_map(|p| p.mv).collect()))
-}
-
-/// The text of a replay file: the scenario (relative to the replay file's directory when
-/// possible), the policies, and the choices.
-pub fn replay_file(scenario: &str, cfg: &RunConfig, line: Option<usize>, choices: &[u8]) -> String {
-    let list: Vec<String> = choices.iter().map(|c| c.to_string()).collect();
-    let mut s = String::from("# dmabuf replay: run it with `dmabuf check --replay FILE`\n");
-    s += &format!("scenario {scenario}\n");
-    s += &format!("attach-policy {}\n", if cfg.attach == dmabuf::AttachPolicy::Linux { "linux" } else { "strict" });
-    s += &format!(
-        "maintenance {}\n",
-        if cfg.maintenance == dmabuf::MaintenancePolicy::Linux { "linux" } else { "minimal" }
-    );
-    if let Some(p) = &cfg.platform {
-        s += &format!("platform {p}\n");
-    }
-    if let Some(l) = line {
-        s += &format!("line {l}\n");
-    }
-    s += &format!("choices {}\n", list.join(" "));
-    s
-}
-
-/// A replay file, read back.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Replay {
-    /// The scenario file, as written in the replay.
-    pub scenario: String,
-    /// `strict` or `linux`.
-    pub attach_policy: String,
-    /// `minimal` or `linux`.
-    pub maintenance: String,
-    /// A platform override, if the exploration had one.
-    pub platform: Option<String>,
-    /// The explored line (an index into the scenario's accessed lines).
-    pub line: Option<usize>,
-    /// The choices.
-    pub choices: Vec<u8>,
-}
-
-/// Why a replay file cannot be read: the line and what is wrong.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("line {line}: {message}")]
-pub struct ReplayError {
-    /// 1-based line.
-    pub line: usize,
-    /// What is wrong.
-    pub message: String,
-}
-
-/// Parses a replay file.
-pub fn parse_replay(text: &str) -> Result<Replay, ReplayError> {
-    let mut r = Replay {
-        scenario: String::new(),
-        attach_policy: "strict".into(),
-        maintenance: "minimal".into(),
-        platform: None,
-        line: None,
-        choices: Vec::new(),
-    };
-    let mut have = (false, false);
-    for (i, l) in text.lines().enumerate() {
-        let err = |message: String| ReplayError { line: i + 1, message };
-        let l = l.trim();
-        if l.is_empty() || l.starts_with('#') {
-            continue;
-        }
-        let (key, val) = l.split_once(' ').map_or((l, ""), |(k, v)| (k, v.trim()));
-        match key {
-            "scenario" if !val.is_empty() => {
-                r.scenario = val.to_string();
-                have.0 = true;
-            }
-            "attach-policy" if matches!(val, "strict" | "linux") => r.attach_policy = val.into(),
-            "maintenance" if matches!(val, "minimal" | "linux") => r.maintenance = val.into(),
-            "platform" if !val.is_empty() => r.platform = Some(val.into()),
-            "line" => r.line = Some(val.parse().map_err(|_| err(format!("`{val}` is not a line index")))?),
-            "choices" => {
-                for w in val.split_whitespace() {
-                    r.choices.push(w.parse().map_err(|_| err(format!("`{w}` is not a choice (0 to 255)")))?);
-                }
-                have.1 = true;
-            }
-            _ => return Err(err(format!("unexpected `{l}`"))),
-        }
-    }
-    match have {
-        (false, _) => Err(ReplayError { line: 0, message: "no `scenario` line".into() }),
-        (_, false) => Err(ReplayError { line: 0, message: "no `choices` line".into() }),
-        _ => Ok(r),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn replay_files_round_trip_and_refuse_garbage() {
-        let cfg = RunConfig::default();
-        let text = replay_file("litmus/x.dmabuf", &cfg, Some(3), &[0, 2, 1]);
-        let r = parse_replay(&text).unwrap();
-        assert_eq!(r.scenario, "litmus/x.dmabuf");
-        assert_eq!(r.choices, vec![0, 2, 1]);
-        assert_eq!(r.line, Some(3));
-        assert_eq!(r.maintenance, "minimal");
-        assert_eq!(parse_replay("scenario a\nchoices 1 x\n").unwrap_err().line, 2);
-        assert_eq!(parse_replay("choices 1\n").unwrap_err().line, 0);
-        assert_eq!(parse_replay("scenario a\nchoices 1\nfrobnicate\n").unwrap_err().line, 3);
-    }
 
     #[test]
     fn the_trail_replays_its_prefix_then_takes_first_options() {

@@ -10,6 +10,7 @@
 
 pub mod bench;
 pub mod explore;
+pub mod replay;
 pub mod report;
 pub mod runner;
 pub mod sanitizer;

@@ -2,11 +2,12 @@
 //! Exit status: 0 proved, 1 counterexample, 2 bad input, 3 inconclusive.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use dmabuf_check::explore::{Exploration, ExploreConfig, Verdict, explore, replay_file};
+use dmabuf_check::explore::{Exploration, ExploreConfig, Verdict, explore};
+use dmabuf_check::replay::Replay;
 use dmabuf_check::report::{FileReport, Styles, to_text};
 use dmabuf_check::runner::RunConfig;
 use dmabuf_check::scenario::parse_file;
@@ -110,8 +111,8 @@ pub fn run(a: ExploreArgs, run: RunConfig) -> ExitCode {
     let mut replay = None;
     if let Some(c) = &e.counterexample {
         let out = a.replay_out.clone().unwrap_or_else(|| a.file.with_extension("replay"));
-        let name = scenario_ref(&a.file, &out);
-        match std::fs::write(&out, replay_file(&name, &cfg.run, c.line, &c.choices)) {
+        let text = Replay::new(&out, &a.file, &cfg.run, c.line, &c.choices).to_toml();
+        match std::fs::write(&out, text) {
             Ok(()) => replay = Some(out.display().to_string()),
             Err(err) => eprintln!("warning: cannot write the replay file {}: {err}", out.display()),
         }
@@ -137,14 +138,6 @@ pub fn run(a: ExploreArgs, run: RunConfig) -> ExitCode {
 
 /// How the replay file names the scenario: relative to the replay file's directory when
 /// both sit under it, else as given.
-fn scenario_ref(scenario: &Path, replay: &Path) -> String {
-    let dir = replay.parent().unwrap_or(Path::new(""));
-    match scenario.strip_prefix(dir) {
-        Ok(rel) if !dir.as_os_str().is_empty() => rel.display().to_string(),
-        _ => std::path::absolute(scenario).unwrap_or_else(|_| scenario.to_path_buf()).display().to_string(),
-    }
-}
-
 fn text(e: &Exploration, file: &str, src: &str, replay: Option<&str>, st: Styles) -> String {
     let mut out = String::new();
     let lines: Vec<&str> = src.lines().collect();

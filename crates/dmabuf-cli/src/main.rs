@@ -216,28 +216,18 @@ fn platforms(cmd: Option<PlatformsCmd>) -> ExitCode {
 
 /// `dmabuf check --replay FILE`: one path of `dmabuf explore`, deterministically.
 fn check_replay(path: &Path, format: Format) -> ExitCode {
-    use dmabuf_check::explore::{parse_replay, replay};
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {}: {e}", path.display());
-            return ExitCode::from(2);
-        }
+    use dmabuf_check::explore::{ReplayMismatch, replay};
+    use dmabuf_check::replay::Replay;
+    let bad = |line: usize, message: &dyn std::fmt::Display| {
+        eprintln!("error: {}:{line}: {message}", path.display());
+        ExitCode::from(2)
     };
-    let r = match parse_replay(&text) {
+    let r = match Replay::load(path) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {}:{e}", path.display());
-            return ExitCode::from(2);
-        }
+        Err(e) => return bad(e.line, &e.message),
     };
-    let file = path.parent().unwrap_or(Path::new("")).join(&r.scenario);
-    let policy = PolicyArgs {
-        attach_policy: Some(if r.attach_policy == "linux" { AttachArg::Linux } else { AttachArg::Strict }),
-        maintenance: Some(if r.maintenance == "linux" { MaintArg::Linux } else { MaintArg::Minimal }),
-        platform: r.platform.clone(),
-    };
-    let cfg = policy.config("explore");
+    let file = r.scenario_path(path);
+    let cfg = r.run_config(path);
     let (s, src) = match parse_file(&file) {
         Ok(x) => x,
         Err(e) => {
@@ -247,9 +237,17 @@ fn check_replay(path: &Path, format: Format) -> ExitCode {
     };
     let (result, moves) = match replay(&s, &file, &src, &cfg, r.line, &r.choices) {
         Ok(x) => x,
-        Err(e) => {
+        Err(ReplayMismatch::Run(e)) => {
             report_error(e);
             return ExitCode::from(2);
+        }
+        Err(e @ ReplayMismatch::Line { .. }) => {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            return bad(Replay::line_of(&text, "line"), &e);
+        }
+        Err(e) => {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            return bad(Replay::line_of(&text, "choices"), &e);
         }
     };
     let name = file.display().to_string();

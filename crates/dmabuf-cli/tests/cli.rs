@@ -236,8 +236,44 @@ fn explore_with_a_tiny_bound_is_inconclusive_exit_3() {
 
 #[test]
 fn a_bad_replay_file_is_exit_2_naming_the_line() {
-    let p = tmp("bad.replay", b"scenario x.dmabuf\nchoices 1 two\n");
+    let p = tmp("bad.replay", b"scenario = \"x.dmabuf\"\nchoices = [1, \"two\"]\n");
     let o = dmabuf(&["check", "--replay", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("line 2"), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("bad.replay:2:"), "{}", text(&o.stderr));
+}
+
+/// Regression: a replay file whose fields no longer fit its scenario (a line index or a
+/// choice edited by hand) is refused with its line, never run as another path.
+#[test]
+fn a_replay_file_is_checked_against_its_scenario() {
+    let dir = std::env::temp_dir().join(format!("dmabuf-cli-replay-{}", std::process::id()));
+    let sub = dir.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::copy(scenario("litmus/stray-dirty-line.dmabuf"), sub.join("s.dmabuf")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../dmabuf-sim/platforms/arm64-noncoherent.toml"),
+        dir.join("plat.toml"),
+    )
+    .unwrap();
+    // Explore from the directory above, with a platform file given relative to it.
+    let o = Command::new(env!("CARGO_BIN_EXE_dmabuf"))
+        .current_dir(&dir)
+        .args(["explore", "sub/s.dmabuf", "--platform", "plat.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let replay = sub.join("s.replay");
+    let saved = std::fs::read_to_string(&replay).unwrap();
+    assert!(saved.contains("platform = \"../plat.toml\""), "{saved}");
+    // It runs from anywhere.
+    let o = dmabuf(&["check", "--replay", replay.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    // A line past the explored ones, or a choice the path has no option for, is exit 2.
+    for (from, to, key) in [("line = 0", "line = 999", "line ="), ("choices = [", "choices = [9, ", "choices =")] {
+        std::fs::write(&replay, saved.replace(from, to)).unwrap();
+        let o = dmabuf(&["check", "--replay", replay.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{to}: {}", text(&o.stdout));
+        let line = saved.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+        assert!(text(&o.stderr).contains(&format!("s.replay:{line}:")), "{}", text(&o.stderr));
+    }
 }
