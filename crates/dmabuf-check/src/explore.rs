@@ -159,6 +159,10 @@ struct Point {
     mv: Option<Move>,
 }
 
+/// A choice of a replayed prefix that its point had no option for: (its index, the
+/// choice, the options there were).
+type BadChoice = (usize, u8, usize);
+
 /// The path being followed: a prefix of choices to replay, then first options.
 #[derive(Default)]
 struct Trail {
@@ -166,9 +170,8 @@ struct Trail {
     taken: Vec<Point>,
     /// The line of the step being executed.
     line: Rc<Cell<u32>>,
-    /// The first choice of the prefix that the path had no such option for: (its index,
-    /// the choice, the options there were).
-    bad: Option<(usize, u8, usize)>,
+    /// The first choice of the prefix that the path had no such option for.
+    bad: Option<BadChoice>,
 }
 
 impl Trail {
@@ -375,7 +378,7 @@ fn run_path(
     choice: &Rc<RefCell<Vec<PhysAddr>>>,
     lines: &Rc<RefCell<Vec<PhysAddr>>>,
     visited: Option<&mut HashSet<u64>>,
-) -> Result<(RunResult, Vec<Point>, Option<(usize, u8, usize)>), RunError> {
+) -> Result<(RunResult, Vec<Point>, Option<BadChoice>), RunError> {
     let line = Rc::new(Cell::new(0));
     let trail = Rc::new(RefCell::new(Trail { prefix, taken: Vec::new(), line: line.clone(), bad: None }));
     let chooser = ExploreChooser {
