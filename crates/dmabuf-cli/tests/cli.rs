@@ -277,3 +277,35 @@ fn a_replay_file_is_checked_against_its_scenario() {
         assert!(text(&o.stderr).contains(&format!("s.replay:{line}:")), "{}", text(&o.stderr));
     }
 }
+
+/// Regression: a control character in a scenario is named (`U+000C`), and no control
+/// byte reaches the terminal, in the message or in the quoted line.
+#[test]
+fn control_characters_are_named_never_printed() {
+    for (name, bytes, what) in [
+        ("ff.dmabuf", &b"platform arm64-noncoherent\nbuffer b size=4KiB heap=system\x0c\n"[..], "U+000C"),
+        ("vt.dmabuf", &b"platform arm64-noncoherent\nbuffer b \x0b size=4KiB heap=system\n"[..], "U+000B"),
+        ("esc.dmabuf", &b"platform arm64-noncoherent\nbuffer b \x1b[2J size=4KiB\n"[..], "U+001B"),
+        ("nul.dmabuf", &b"platform arm64-noncoherent\nbuf\x00fer b\n"[..], "NUL"),
+    ] {
+        let p = tmp(name, bytes);
+        let o = dmabuf(&["check", p.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{name}");
+        let err = text(&o.stderr);
+        assert!(err.contains(what), "{name}: {err}");
+        assert!(!o.stderr.iter().any(|&b| b < 0x20 && b != b'\n' && b != b'\r' && b != b'\t'), "{name}: {err:?}");
+    }
+}
+
+/// Regression: an error on a line of megabytes quotes a window of it, not the line.
+#[test]
+fn an_error_on_a_huge_line_quotes_a_window() {
+    let mut src = b"platform arm64-noncoherent\nbuffer b size=4KiB heap=system ".to_vec();
+    src.extend(std::iter::repeat_n(b'x', 12 << 20));
+    src.push(b'\n');
+    let p = tmp("long.dmabuf", &src);
+    let o = dmabuf(&["check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stderr.len() < 4096, "{} bytes of error", o.stderr.len());
+    assert!(text(&o.stderr).contains("long.dmabuf:2:"), "{}", text(&o.stderr));
+}

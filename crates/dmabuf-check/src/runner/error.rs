@@ -44,7 +44,7 @@ struct RunErrorInner {
     #[help]
     help: Option<String>,
     #[source_code]
-    src: miette::NamedSource<String>,
+    src: crate::scenario::source::Quoted,
     #[label("here")]
     span: miette::SourceSpan,
 }
@@ -74,7 +74,7 @@ impl Ctx<'_> {
             column,
             message,
             help,
-            src: miette::NamedSource::new(self.file, self.src.to_string()),
+            src: crate::scenario::source::Quoted::new(self.file, self.src),
             span: span.into(),
         }))
     }

@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use miette::{NamedSource, SourceSpan};
+use miette::SourceSpan;
 
 /// The text of the scenario an error points into, with the file's name.
-pub type Text = Arc<NamedSource<String>>;
+pub type Text = Arc<super::source::Quoted>;
 
 /// Why a scenario could not be read.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -355,7 +355,7 @@ impl ParseError {
             | Binary { src, span, .. } => (src, span),
             Empty { .. } | TooLarge { .. } | Io { .. } => return None,
         };
-        Some((src.inner().as_str(), span.offset()))
+        Some((src.text(), span.offset()))
     }
 
     /// 1-based line of the culprit, when there is one.

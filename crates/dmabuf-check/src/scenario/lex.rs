@@ -329,6 +329,10 @@ pub(super) fn found(src: &str, at: usize) -> (String, Span) {
     if matches!(c, '\n' | '\r' | '#') {
         return ("the end of the line".into(), here);
     }
+    if c.is_control() && c != '\t' {
+        // Named, never printed: a raw control byte would act on the terminal.
+        return (control_name(c), Span::new(at, at + c.len_utf8()));
+    }
     if c == '"' {
         let len = rest.find('\n').unwrap_or(rest.len());
         let len = rest.get(1..len).and_then(|s| s.find('"')).map_or(len, |q| q + 2);
@@ -340,7 +344,23 @@ pub(super) fn found(src: &str, at: usize) -> (String, Span) {
     } else if len == 0 {
         len = c.len_utf8();
     }
-    let tok = rest.get(..len).unwrap_or_default();
-    let tok: String = tok.chars().take(40).collect();
-    (format!("`{tok}`"), Span::new(at, at + len))
+    // A token is named by its first 40 characters, and pointed at by as many.
+    let tok: String = rest.get(..len).unwrap_or_default().chars().take(40).collect();
+    let shown = tok.len();
+    let tok: String = tok.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+    let more = if shown < len { "…" } else { "" };
+    (format!("`{tok}`{more}"), Span::new(at, at + shown))
+}
+
+/// A control character as a report names it: `U+000C (form feed)`.
+pub(super) fn control_name(c: char) -> String {
+    let what = match c {
+        '\0' => " (NUL)",
+        '\x0b' => " (vertical tab)",
+        '\x0c' => " (form feed)",
+        '\x1b' => " (escape)",
+        '\x7f' => " (delete)",
+        _ => "",
+    };
+    format!("the control character U+{:04X}{what}", c as u32)
 }

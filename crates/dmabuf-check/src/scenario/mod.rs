@@ -7,6 +7,7 @@ pub mod ast;
 mod error;
 mod lex;
 mod parse;
+pub mod source;
 
 pub use ast::*;
 pub use parse::{MAX_DEPTH, MAX_LEN, ParseError, parse, parse_file};

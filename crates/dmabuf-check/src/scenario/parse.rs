@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use miette::NamedSource;
+use super::source::Quoted;
 use winnow::Parser;
 use winnow::combinator::opt;
 use winnow::error::ErrMode;
@@ -93,13 +93,13 @@ pub fn parse_file(path: &Path) -> Result<(Scenario, String), ParseError> {
     })?;
     if let Some(at) = bytes.iter().position(|&b| b == 0) {
         let before = bytes.get(..at).map_or(0, |b| String::from_utf8_lossy(b).len());
-        let src = Arc::new(NamedSource::new(&name, String::from_utf8_lossy(&bytes).into_owned()));
+        let src = Arc::new(Quoted::new(&name, &String::from_utf8_lossy(&bytes)));
         return Err(ParseError::Binary { name, src, span: (before, 1).into() });
     }
     let src = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
-        let src = Arc::new(NamedSource::new(&name, lossy));
+        let src = Arc::new(Quoted::new(&name, &lossy));
         // U+FFFD, which replaced the first invalid sequence, is 3 bytes.
         ParseError::NotUtf8 { name: name.clone(), src, span: (at, 3).into() }
     })?;
@@ -141,7 +141,7 @@ struct Driver<'a> {
 impl Driver<'_> {
     /// The text for a report; made only when there is one to make.
     fn text(&self) -> Text {
-        Arc::new(NamedSource::new(self.name, self.src.to_string()))
+        Arc::new(Quoted::new(self.name, self.src))
     }
 
     fn run(mut self) -> Result<Scenario, ParseError> {
