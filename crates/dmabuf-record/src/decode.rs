@@ -89,14 +89,16 @@ fn dmabuf_ino(fd: c_int) -> u64 {
 /// `arg` is what the program passed for `req` on `fd`.
 pub unsafe fn ioctl(fd: c_int, kind: Kind, id: u64, req: u64, arg: *mut c_void) -> c_int {
     let t = now();
-    // A bracket's end closes the pages before the call, so an access after it faults.
+    // Every call closes the pages it may concern before it runs, so the touches before it
+    // are logged before it and an access after it faults again: a dma-buf's own ioctls
+    // concern it, a device's may concern any buffer (a queue, a fence, a submission).
     let mut sync_flags = 0;
     if kind == Kind::DmaBuf && req == DMA_BUF_IOCTL_SYNC && !arg.is_null() {
         // SAFETY: DMA_BUF_IOCTL_SYNC takes a struct dma_buf_sync.
         sync_flags = unsafe { *(arg as *const u64) };
         if sync_flags & SYNC_END != 0 {
             if bracket_of(id) == BRACKET_NONE {
-                faults::misuse("end_without_start", id, 0, false, 0);
+                faults::misuse(t, "end_without_start", id, 0, false, 0);
             }
             set_bracket_of(id, BRACKET_NONE);
             faults::event(Some(id), Some(BRACKET_NONE), t);
@@ -105,6 +107,10 @@ pub unsafe fn ioctl(fd: c_int, kind: Kind, id: u64, req: u64, arg: *mut c_void) 
             set_bracket_of(id, b);
             faults::event(Some(id), Some(b), t);
         }
+    } else if kind == Kind::DmaBuf {
+        faults::event(Some(id), None, t);
+    } else if kind != Kind::SyncFile {
+        faults::event(None, None, t);
     }
     let before_qbuf = (kind == Kind::V4l2 && req == VIDIOC_QBUF).then(|| {
         // SAFETY: VIDIOC_QBUF takes a struct v4l2_buffer.
@@ -134,7 +140,6 @@ pub unsafe fn ioctl(fd: c_int, kind: Kind, id: u64, req: u64, arg: *mut c_void) 
             (Kind::DmaBuf, DMA_BUF_IOCTL_EXPORT_SYNC_FILE) => {
                 let a = &*(arg as *const SyncFileArg);
                 let sync = if ok { sync_id(a.fd) } else { 0 };
-                faults::event(Some(id), None, t);
                 Line::new(t, "export")
                     .num("ino", id)
                     .hexnum("flags", u64::from(a.flags))
@@ -146,7 +151,6 @@ pub unsafe fn ioctl(fd: c_int, kind: Kind, id: u64, req: u64, arg: *mut c_void) 
             (Kind::DmaBuf, DMA_BUF_IOCTL_IMPORT_SYNC_FILE) => {
                 let a = &*(arg as *const SyncFileArg);
                 let sync = sync_id(a.fd);
-                faults::event(Some(id), None, t);
                 Line::new(t, "import")
                     .num("ino", id)
                     .hexnum("flags", u64::from(a.flags))
@@ -210,7 +214,6 @@ pub unsafe fn ioctl(fd: c_int, kind: Kind, id: u64, req: u64, arg: *mut c_void) 
                 let b = &*(arg as *const V4l2Buffer);
                 for (plane, p) in before_qbuf.iter().flat_map(|p| p.as_slice()).enumerate() {
                     let ino = if b.memory == V4L2_MEMORY_DMABUF { dmabuf_ino(p.fd) } else { 0 };
-                    faults::event(if ino != 0 { Some(ino) } else { None }, None, t);
                     v4l2_line(t, "v4l2_qbuf", id, b, plane, ino, p).int("ret", ret(r, e)).num("end", end).emit();
                 }
             }
@@ -218,7 +221,6 @@ pub unsafe fn ioctl(fd: c_int, kind: Kind, id: u64, req: u64, arg: *mut c_void) 
                 let b = &*(arg as *const V4l2Buffer);
                 for (plane, p) in v4l2_planes(arg).as_slice().iter().enumerate() {
                     let ino = if b.memory == V4L2_MEMORY_DMABUF { dmabuf_ino(p.fd) } else { 0 };
-                    faults::event(if ino != 0 { Some(ino) } else { None }, None, t);
                     v4l2_line(t, "v4l2_dqbuf", id, b, plane, ino, p).num("end", end).emit();
                 }
             }
@@ -236,7 +238,6 @@ pub unsafe fn ioctl(fd: c_int, kind: Kind, id: u64, req: u64, arg: *mut c_void) 
             (Kind::V4l2, VIDIOC_STREAMON | VIDIOC_STREAMOFF) => {
                 let ty = if arg.is_null() { 0 } else { *(arg as *const u32) };
                 let verb = if req == VIDIOC_STREAMON { "v4l2_streamon" } else { "v4l2_streamoff" };
-                faults::event(None, None, t);
                 Line::new(t, verb)
                     .num("dev", id)
                     .num("type", u64::from(ty))

@@ -250,9 +250,9 @@ pub fn backtrace(out: &mut [usize; FRAMES]) -> usize {
     t.n
 }
 
-/// Logs a misuse with the calling thread's backtrace: `what` happened at `ip` on buffer
-/// `ino` at offset `off`.
-pub fn misuse(what: &str, ino: u64, off: u64, write: bool, ip: usize) {
+/// Logs a misuse with the calling thread's backtrace: `what` happened at time `t` and
+/// instruction `ip` (0: the caller) on buffer `ino` at offset `off`.
+pub fn misuse(t: u64, what: &str, ino: u64, off: u64, write: bool, ip: usize) {
     let mut ips = [0usize; FRAMES];
     let n = backtrace(&mut ips);
     // Drop the interposer's own frames (and the signal trampoline) before the program's.
@@ -267,7 +267,7 @@ pub fn misuse(what: &str, ino: u64, off: u64, write: bool, ip: usize) {
         }
     }
     let bt = if ip == 0 { &ips[..n] } else { &bt[..k] };
-    Line::new(now(), "misuse")
+    Line::new(t, "misuse")
         .text("what", what.as_bytes())
         .num("ino", ino)
         .num("off", off)
@@ -344,6 +344,8 @@ extern "C" fn on_segv(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
 }
 
 fn handle(addr: usize, uc: *mut c_void) -> bool {
+    // When it happened, before the unwinder's time is spent.
+    let t = now();
     let Some(i) = MAPS.iter().position(|s| {
         let st = s.start.load(Ordering::Acquire);
         st != 0 && st != usize::MAX && addr >= st && addr < st + s.len.load(Ordering::Relaxed)
@@ -362,9 +364,9 @@ fn handle(addr: usize, uc: *mut c_void) -> bool {
     let ino = s.ino.load(Ordering::Relaxed);
     let bracket = s.bracket.load(Ordering::Acquire);
     if bracket == BRACKET_NONE {
-        misuse("outside", ino, off, write, ip);
+        misuse(t, "outside", ino, off, write, ip);
     } else if write && bracket & BRACKET_WRITE == 0 {
-        misuse("write_in_read", ino, off, write, ip);
+        misuse(t, "write_in_read", ino, off, write, ip);
     }
     if bracket != BRACKET_NONE && page < SLOT_PAGES {
         let k = i * SLOT_PAGES + page;

@@ -158,8 +158,12 @@ fn unseen_maps() -> u64 {
     maps.lines()
         .filter(|l| l.contains("/dmabuf:") || l.ends_with("dmabuf:"))
         .filter(|l| {
+            // Opened pages split a tracked mapping into several lines.
             let start = l.split('-').next().and_then(|s| usize::from_str_radix(s, 16).ok()).unwrap_or(0);
-            !faults::MAPS.iter().any(|s| s.start.load(Ordering::Relaxed) == start)
+            !faults::MAPS.iter().any(|s| {
+                let st = s.start.load(Ordering::Relaxed);
+                st != 0 && start >= st && start < st + s.len.load(Ordering::Relaxed)
+            })
         })
         .count() as u64
 }

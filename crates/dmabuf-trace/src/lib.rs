@@ -1,0 +1,19 @@
+//! What a recorded program did with dma-bufs: the log that `dmabuf-record`'s interposer
+//! writes, read back ([`log`]), its backtraces symbolized ([`symbolize`]) and turned
+//! into a scenario that `dmabuf check` runs on a modelled board ([`convert`]).
+//!
+//! [`run`] starts the program under the interposer and reads its log as it comes;
+//! [`live`] prints misuse as it happens (`--live`). The interposer only records and knows
+//! nothing of scenarios; `dmabuf record` (the CLI) only wires these together.
+
+#![deny(missing_docs)]
+
+pub mod convert;
+pub mod live;
+pub mod log;
+pub mod run;
+pub mod symbolize;
+
+pub use convert::{Agents, Options, Summary, to_scenario};
+pub use log::{LogError, Record, read};
+pub use symbolize::Symbolizer;
