@@ -14,3 +14,5 @@ echo "== cargo test"
 cargo test --workspace
 echo "== kernel tests (dmabuf-linux on a real kernel under qemu)"
 bash ci/kernel-tests.sh
+echo "== guest tests (dmabuf record on a real kernel under qemu)"
+bash ci/guest-tests.sh
