@@ -80,6 +80,8 @@ const EMPTY_SLOT: Slot = Slot {
 };
 /// The tracked mappings.
 pub static MAPS: [Slot; SLOTS] = [EMPTY_SLOT; SLOTS];
+/// How many slots are live (0: every hook's check is one load).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 #[allow(clippy::declare_interior_mutable_const)]
 const ZERO8: AtomicU8 = AtomicU8::new(0);
@@ -114,6 +116,7 @@ pub fn add(start: usize, len: usize, ino: u64, offset: u64, prot: c_int, bracket
             s.bracket.store(bracket, Ordering::Relaxed);
             clear_touches(i);
             s.start.store(start, Ordering::Release);
+            LIVE.fetch_add(1, Ordering::Relaxed);
             protect(start, len, libc::PROT_NONE);
             return Some(i);
         }
@@ -152,6 +155,7 @@ pub fn remove(addr: usize, len: usize, out: &mut [(u64, u64, usize)]) -> usize {
                 n += 1;
             }
             s.start.store(0, Ordering::Release);
+            LIVE.fetch_sub(1, Ordering::Relaxed);
         }
     }
     n
@@ -343,17 +347,47 @@ extern "C" fn on_segv(sig: c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
     }
 }
 
+/// The slot of the tracked mapping holding `addr`.
+fn slot_of(addr: usize) -> Option<usize> {
+    MAPS.iter().position(|s| {
+        let st = s.start.load(Ordering::Acquire);
+        st != 0 && st != usize::MAX && addr >= st && addr < st + s.len.load(Ordering::Relaxed)
+    })
+}
+
+/// The kernel is about to read (`write` false: a `write(2)` from the buffer) or write
+/// (`write` true: a `read(2)` into it) `[addr, addr+len)` for the program. A
+/// `copy_from_user` on a closed page fails the call with `EFAULT` instead of raising a
+/// signal, so the pages are opened here, each seen as the CPU access it is, at the
+/// caller's instruction (`ip` 0).
+pub fn kernel_access(addr: usize, len: usize, write: bool) {
+    if len == 0 || LIVE.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let t = now();
+    let mut a = addr & !(PAGE - 1);
+    while a < addr + len {
+        if let Some(i) = slot_of(a) {
+            touch(i, a, write, 0, t);
+        }
+        a += PAGE;
+    }
+}
+
 fn handle(addr: usize, uc: *mut c_void) -> bool {
     // When it happened, before the unwinder's time is spent.
     let t = now();
-    let Some(i) = MAPS.iter().position(|s| {
-        let st = s.start.load(Ordering::Acquire);
-        st != 0 && st != usize::MAX && addr >= st && addr < st + s.len.load(Ordering::Relaxed)
-    }) else {
+    let Some(i) = slot_of(addr) else {
         return false;
     };
-    let s = &MAPS[i];
     let (write, ip) = is_write(uc);
+    touch(i, addr, write, ip, t)
+}
+
+/// An access to `addr` in slot `i`: noted, logged if a misuse, and its page opened.
+/// False if the program's own protection forbids it.
+fn touch(i: usize, addr: usize, write: bool, ip: usize, t: u64) -> bool {
+    let s = &MAPS[i];
     let prot = s.prot.load(Ordering::Relaxed);
     if (write && prot & libc::PROT_WRITE == 0) || prot & libc::PROT_READ == 0 {
         return false; // the program's own protection forbids it: its fault, not ours

@@ -38,12 +38,28 @@ pub(crate) fn new_id() -> u64 {
     pid * 1_000_000 + NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Whether `fd` is a dma-buf (its file system is the dma-buf one).
+/// Whether `fd` is a dma-buf (its file system is the dma-buf one), or the overhead
+/// benchmark's stand-in for one: a memfd named `dmabuf-record-standin`, so the cost of
+/// recording can be measured natively on a machine without dma-buf heaps (its sync
+/// ioctls fail with `ENOTTY`, and are recorded all the same).
 fn is_dmabuf(fd: c_int) -> bool {
     // SAFETY: a zeroed statfs is valid to fill.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is valid to write.
-    unsafe { libc::fstatfs(fd, &mut st) == 0 && st.f_type == DMA_BUF_MAGIC }
+    if unsafe { libc::fstatfs(fd, &mut st) } != 0 {
+        return false;
+    }
+    if st.f_type == DMA_BUF_MAGIC {
+        return true;
+    }
+    if st.f_type != libc::TMPFS_MAGIC && st.f_type != 0x0102_1994 {
+        return false;
+    }
+    let link = format!("/proc/self/fd/{fd}\0");
+    let mut target = [0u8; 64];
+    // SAFETY: `link` is NUL-terminated and `target` is writable.
+    let n = unsafe { libc::readlink(link.as_ptr().cast(), target.as_mut_ptr().cast(), target.len()) };
+    n > 0 && target[..n as usize].starts_with(b"/memfd:dmabuf-record-standin")
 }
 
 /// Reads up to `buf.len()` bytes of a small file (`/proc`), returning the length.
@@ -56,7 +72,7 @@ fn read_small(path: &CStr, buf: &mut [u8]) -> usize {
     let mut n = 0;
     while n < buf.len() {
         // SAFETY: the range is inside `buf`.
-        let r = unsafe { libc::read(fd, buf[n..].as_mut_ptr().cast(), buf.len() - n) };
+        let r = unsafe { real::read(fd, buf[n..].as_mut_ptr().cast(), buf.len() - n) };
         if r <= 0 {
             break;
         }
@@ -587,6 +603,11 @@ fn rights(msg: *const libc::msghdr, f: &mut dyn FnMut(c_int)) {
 /// As libc's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> isize {
+    if !msg.is_null() {
+        // SAFETY: the program passed a valid msghdr.
+        let (iov, n) = unsafe { ((*msg).msg_iov, (*msg).msg_iovlen as c_int) };
+        iovecs(iov, n, false);
+    }
     // SAFETY: forwarded as called.
     let r = unsafe { real::sendmsg(fd, msg, flags) };
     if r >= 0 && active() {
@@ -614,6 +635,11 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_i
 /// As libc's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> isize {
+    if !msg.is_null() {
+        // SAFETY: the program passed a valid msghdr.
+        let (iov, n) = unsafe { ((*msg).msg_iov, (*msg).msg_iovlen as c_int) };
+        iovecs(iov, n, true);
+    }
     // SAFETY: forwarded as called.
     let r = unsafe { real::recvmsg(fd, msg, flags) };
     if r >= 0 && active() {
@@ -736,3 +762,68 @@ pub unsafe extern "C" fn dlopen(path: *const c_char, flags: c_int) -> *mut c_voi
 pub fn bracket_bits(flags: u64) -> u32 {
     (if flags & SYNC_READ != 0 { BRACKET_READ } else { 0 }) | (if flags & SYNC_WRITE != 0 { BRACKET_WRITE } else { 0 })
 }
+
+// --- the kernel reading or writing a mapping for the program -----------------------------
+
+/// The kernel will access the iovecs' bytes (`write`: it writes them, a read(2)).
+fn iovecs(iov: *const libc::iovec, cnt: c_int, write: bool) {
+    if iov.is_null() || cnt <= 0 || !active() {
+        return;
+    }
+    // SAFETY: the program passed `cnt` iovecs.
+    for v in unsafe { std::slice::from_raw_parts(iov, cnt as usize) } {
+        faults::kernel_access(v.iov_base as usize, v.iov_len, write);
+    }
+}
+
+macro_rules! io_hook {
+    ($name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty, $buf:ident, $len:expr, $kernel_writes:expr) => {
+        /// Interposed: the pages of a dma-buf mapping the kernel will copy to or from are
+        /// opened first (seen as the CPU access they are), as a closed page would fail
+        /// the call with `EFAULT`.
+        ///
+        /// # Safety
+        ///
+        /// As libc's.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+            if active() {
+                faults::kernel_access($buf as usize, $len, $kernel_writes);
+            }
+            // SAFETY: forwarded as called.
+            unsafe { real::$name($($arg),*) }
+        }
+    };
+}
+io_hook!(read(fd: c_int, buf: *mut c_void, n: usize) -> isize, buf, n, true);
+io_hook!(write(fd: c_int, buf: *const c_void, n: usize) -> isize, buf, n, false);
+io_hook!(pread(fd: c_int, buf: *mut c_void, n: usize, off: i64) -> isize, buf, n, true);
+io_hook!(pread64(fd: c_int, buf: *mut c_void, n: usize, off: i64) -> isize, buf, n, true);
+io_hook!(pwrite(fd: c_int, buf: *const c_void, n: usize, off: i64) -> isize, buf, n, false);
+io_hook!(pwrite64(fd: c_int, buf: *const c_void, n: usize, off: i64) -> isize, buf, n, false);
+io_hook!(recv(fd: c_int, buf: *mut c_void, n: usize, flags: c_int) -> isize, buf, n, true);
+io_hook!(send(fd: c_int, buf: *const c_void, n: usize, flags: c_int) -> isize, buf, n, false);
+io_hook!(recvfrom(fd: c_int, buf: *mut c_void, n: usize, flags: c_int, addr: *mut libc::sockaddr, alen: *mut libc::socklen_t) -> isize, buf, n, true);
+io_hook!(sendto(fd: c_int, buf: *const c_void, n: usize, flags: c_int, addr: *const libc::sockaddr, alen: libc::socklen_t) -> isize, buf, n, false);
+io_hook!(fread(buf: *mut c_void, size: usize, n: usize, f: *mut libc::FILE) -> usize, buf, size.saturating_mul(n), true);
+io_hook!(fwrite(buf: *const c_void, size: usize, n: usize, f: *mut libc::FILE) -> usize, buf, size.saturating_mul(n), false);
+
+macro_rules! iov_hook {
+    ($name:ident ( $($arg:ident : $ty:ty),* ), $iov:ident, $cnt:ident, $kernel_writes:expr) => {
+        /// Interposed: as [`read`], for each iovec.
+        ///
+        /// # Safety
+        ///
+        /// As libc's.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> isize {
+            iovecs($iov, $cnt, $kernel_writes);
+            // SAFETY: forwarded as called.
+            unsafe { real::$name($($arg),*) }
+        }
+    };
+}
+iov_hook!(readv(fd: c_int, iov: *const libc::iovec, cnt: c_int), iov, cnt, true);
+iov_hook!(writev(fd: c_int, iov: *const libc::iovec, cnt: c_int), iov, cnt, false);
+iov_hook!(preadv(fd: c_int, iov: *const libc::iovec, cnt: c_int, off: i64), iov, cnt, true);
+iov_hook!(pwritev(fd: c_int, iov: *const libc::iovec, cnt: c_int, off: i64), iov, cnt, false);

@@ -79,6 +79,7 @@ extern "C" fn fini() {
 static FINI: extern "C" fn() = fini;
 
 extern "C" fn after_fork() {
+    log::forget_tid();
     hello();
 }
 

@@ -24,10 +24,27 @@ pub fn now() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// The calling thread's id (async-signal-safe: a system call).
+thread_local! {
+    /// The thread's id, once asked. The interposer is loaded at start, so its
+    /// thread-local block is in the static TLS area: reading it in a signal handler
+    /// allocates nothing.
+    static TID: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+/// The calling thread's id (a system call the first time in a thread, then cached).
 pub fn tid() -> i32 {
-    // SAFETY: gettid takes no argument and cannot fail.
-    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+    TID.with(|t| {
+        if t.get() == 0 {
+            // SAFETY: gettid takes no argument and cannot fail.
+            t.set(unsafe { libc::syscall(libc::SYS_gettid) as i32 });
+        }
+        t.get()
+    })
+}
+
+/// Forgets the cached thread id (a forked child's thread has a new one).
+pub fn forget_tid() {
+    TID.with(|t| t.set(0));
 }
 
 /// One line being built on the stack.
@@ -163,8 +180,9 @@ impl Line {
         self.len += 1;
         let mut off = 0;
         while off < self.len {
-            // SAFETY: the range is inside `buf`; write(2) is async-signal-safe.
-            let n = unsafe { libc::write(fd, self.buf[off..].as_ptr().cast(), self.len - off) };
+            // SAFETY: the range is inside `buf`; write(2) is async-signal-safe. A raw
+            // system call: `write` itself is interposed.
+            let n = unsafe { libc::syscall(libc::SYS_write, fd, self.buf[off..].as_ptr(), self.len - off) };
             if n < 0 {
                 // SAFETY: reading errno is async-signal-safe.
                 if unsafe { *libc::__errno_location() } == libc::EINTR {

@@ -70,4 +70,20 @@ real! {
     sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int;
     signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t;
     dlopen(path: *const c_char, flags: c_int) -> *mut c_void;
+    read(fd: c_int, buf: *mut c_void, n: usize) -> isize;
+    write(fd: c_int, buf: *const c_void, n: usize) -> isize;
+    pread(fd: c_int, buf: *mut c_void, n: usize, off: i64) -> isize;
+    pread64(fd: c_int, buf: *mut c_void, n: usize, off: i64) -> isize;
+    pwrite(fd: c_int, buf: *const c_void, n: usize, off: i64) -> isize;
+    pwrite64(fd: c_int, buf: *const c_void, n: usize, off: i64) -> isize;
+    readv(fd: c_int, iov: *const libc::iovec, cnt: c_int) -> isize;
+    writev(fd: c_int, iov: *const libc::iovec, cnt: c_int) -> isize;
+    preadv(fd: c_int, iov: *const libc::iovec, cnt: c_int, off: i64) -> isize;
+    pwritev(fd: c_int, iov: *const libc::iovec, cnt: c_int, off: i64) -> isize;
+    recv(fd: c_int, buf: *mut c_void, n: usize, flags: c_int) -> isize;
+    send(fd: c_int, buf: *const c_void, n: usize, flags: c_int) -> isize;
+    recvfrom(fd: c_int, buf: *mut c_void, n: usize, flags: c_int, addr: *mut libc::sockaddr, alen: *mut libc::socklen_t) -> isize;
+    sendto(fd: c_int, buf: *const c_void, n: usize, flags: c_int, addr: *const libc::sockaddr, alen: libc::socklen_t) -> isize;
+    fread(buf: *mut c_void, size: usize, n: usize, f: *mut libc::FILE) -> usize;
+    fwrite(buf: *const c_void, size: usize, n: usize, f: *mut libc::FILE) -> usize;
 }

@@ -18,7 +18,8 @@ fn convert(name: &str) -> (String, dmabuf_trace::Summary) {
 
 fn findings(text: &str) -> BTreeSet<&'static str> {
     let scenario = parse(text, "trace.dmabuf").unwrap_or_else(|e| panic!("{e:?}\n{text}"));
-    let r = run(&scenario, Path::new("trace.dmabuf"), text, &RunConfig::default()).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+    let r = run(&scenario, Path::new("trace.dmabuf"), text, &RunConfig::default())
+        .unwrap_or_else(|e| panic!("{e:?}\n{text}"));
     r.findings.iter().map(|f| f.kind.name()).collect()
 }
 
