@@ -5,7 +5,12 @@
 #   - each program's output is the same recorded and not,
 #   - the interposer saw the misuse its header names (`record`), and
 #   - `dmabuf check --platform arm64-noncoherent` finds the kinds its header names (`check`).
-# Installs gcc when missing; tools/guest installs qemu and busybox and fetches the kernel.
+# and records a GStreamer pipeline from Debian's packages capturing from vivid with
+# io-mode=dmabuf (ci/guest/record-gstreamer.sh): it must run as it does unrecorded, its
+# trace must hold the capture queue's frames and the CPU's bracketed reads, and the check
+# on arm64-noncoherent must find no stale read, lost write or race.
+# Installs gcc and GStreamer when missing; tools/guest installs qemu and busybox and
+# fetches the kernel.
 # Prints `N passed, M failed` and fails if any check fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,17 +18,23 @@ ROOT=$PWD
 START=$(date +%s)
 log() { echo "== guest-tests: $*"; }
 
-command -v gcc >/dev/null || {
+need=()
+command -v gcc >/dev/null || need+=(gcc libc6-dev)
+command -v gst-launch-1.0 >/dev/null || need+=(gstreamer1.0-tools)
+dpkg-query -W -f='${Status}' gstreamer1.0-plugins-good 2>/dev/null | grep -q "install ok installed" ||
+    need+=(gstreamer1.0-plugins-good gstreamer1.0-plugins-base)
+if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y --no-install-recommends gcc libc6-dev >/dev/null 2>&1 ||
-        { apt-get update -qq >/dev/null; apt-get install -y --no-install-recommends gcc libc6-dev >/dev/null; }
-}
+    apt-get install -y --no-install-recommends "${need[@]}" >/dev/null 2>&1 ||
+        { apt-get update -qq >/dev/null; apt-get install -y --no-install-recommends "${need[@]}" >/dev/null; }
+fi
 
 log "building dmabuf and the interposer"
 cargo build -q -p dmabuf-cli -p dmabuf-record
 DMABUF=$ROOT/target/debug/dmabuf
 W=$ROOT/target/guest-tests
-rm -rf "$W" && mkdir -p "$W/progs" "$W/out"
+rm -rf "$W" && mkdir -p "$W/progs" "$W/out" "$W/gst"
 for src in crates/dmabuf-record/programs/*.c; do
     n=$(basename "$src" .c)
     gcc -g -O2 -Wall -Wextra -Werror -o "$W/progs/$n-broken" "$src" -lpthread
@@ -31,7 +42,7 @@ for src in crates/dmabuf-record/programs/*.c; do
 done
 
 log "recording in the guest"
-tools/guest -q --rw "$W" -- ci/guest/record-programs.sh "$DMABUF" "$W/progs" "$W/out"
+tools/guest -q --rw "$W" -- ci/guest/all.sh "$DMABUF" "$W"
 
 PASSED=0 FAILED=0
 pass() { PASSED=$((PASSED + 1)); }
@@ -58,6 +69,22 @@ for src in crates/dmabuf-record/programs/*.c; do
         else fail "$p: dmabuf check found [$got] (exit $rc), expected [$want]"; fi
     done
 done
+# The GStreamer pipeline.
+g=$W/gst
+if [ "$(cat "$g/gst.rc" 2>/dev/null)" = 0 ] && [ "$(cat "$g/gst.plain.rc" 2>/dev/null)" = 0 ]; then pass
+else fail "gstreamer: the pipeline failed (plain $(cat "$g/gst.plain.rc" 2>/dev/null), recorded $(cat "$g/gst.rc" 2>/dev/null)): $(head -c 600 "$g/gst.err" 2>/dev/null)"; fi
+frames=$(grep -c '^isp write buf[0-9]*\[.*signal v' "$g/gst.dmabuf" 2>/dev/null || true)
+reads=$(grep -c '^cpu read buf' "$g/gst.dmabuf" 2>/dev/null || true)
+brackets=$(grep -c '^sync buf[0-9]* start read' "$g/gst.dmabuf" 2>/dev/null || true)
+if [ "${frames:-0}" -ge 30 ] && [ "${reads:-0}" -ge 25 ] && [ "$brackets" = "$reads" ]; then pass
+else fail "gstreamer: the trace holds $frames queued frames, $reads CPU reads, $brackets READ brackets"; fi
+set +e
+"$DMABUF" check --platform arm64-noncoherent --format json "$g/gst.dmabuf" > "$g/check.json"
+rc=$?
+set -e
+got=$(python3 -c 'import json,sys; print(",".join(sorted({f["kind"] for f in json.load(open(sys.argv[1]))["findings"]})))' "$g/check.json" 2>/dev/null || echo "exit $rc")
+if [ "$rc" = 0 ] && [ -z "$got" ]; then pass; else fail "gstreamer: dmabuf check found [$got] (exit $rc)"; fi
+
 echo "guest-tests: wall time $(( $(date +%s) - START )) s"
 echo "guest-tests: $PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

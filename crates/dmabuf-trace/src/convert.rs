@@ -3,7 +3,7 @@
 //!
 //! | recorded | scenario |
 //! |---|---|
-//! | a dma-buf first seen (heap, udmabuf, V4L2 `EXPBUF`, PRIME export, received) | `buffer bufN size=... heap=...` (an export from a device is modelled as system memory) |
+//! | a dma-buf first seen (heap, udmabuf, V4L2 `EXPBUF`, PRIME export, received) | `buffer bufN size=... heap=...` (a V4L2 export is the device's CMA memory, another export system memory) |
 //! | `mmap`, `munmap` (the last one) | `mmap bufN`, `munmap bufN` |
 //! | `DMA_BUF_IOCTL_SYNC` | `sync bufN start|end read|write|rw` (other flags raw: `flags=N`) |
 //! | pages touched in a bracket | `cpu read|write bufN[a..b]`, the thread in a comment |
@@ -281,6 +281,9 @@ impl State {
                         }
                     }
                     "udmabuf" => "udmabuf".to_string(),
+                    // A V4L2 driver's own buffers are memory its device reaches: on a
+                    // board without an IOMMU, vb2-dma-contig's contiguous CMA memory.
+                    "expbuf" => "heap=cma".to_string(),
                     _ => "heap=system".to_string(),
                 };
                 self.next_buf += 1;
@@ -291,6 +294,9 @@ impl State {
                 }
                 let why = match from {
                     "heap" | "udmabuf" => format!("inode {ino}, exporter {exp}"),
+                    "expbuf" => {
+                        format!("inode {ino}, V4L2 EXPBUF, exporter {exp}: modelled as the device's CMA memory")
+                    }
                     _ => format!("inode {ino}, from {from}, exporter {exp}: modelled as system memory"),
                 };
                 self.line(&format!("buffer {name} size={size} {source}"), &why);

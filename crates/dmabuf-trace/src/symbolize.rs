@@ -42,33 +42,43 @@ impl Symbolizer {
     /// One frame: `function (file:line)`, `function (object)`, or `0xADDR (object)`.
     /// `return_address` frames are looked up one byte earlier (inside the call).
     pub fn frame(&mut self, pid: u32, addr: u64, return_address: bool) -> String {
+        self.frames(pid, addr, return_address).swap_remove(0)
+    }
+
+    /// The frames at one address, innermost first: the function the code belongs to
+    /// and, when it was inlined, the functions it was inlined into.
+    pub fn frames(&mut self, pid: u32, addr: u64, return_address: bool) -> Vec<String> {
         let Some((base, path)) =
             self.modules.get(&pid).and_then(|m| m.range(..=addr).next_back()).map(|(b, p)| (*b, p.clone()))
         else {
-            return format!("{addr:#x}");
+            return vec![format!("{addr:#x}")];
         };
         let probe = addr - base - u64::from(return_address && addr > base);
         let object = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let loader = self.loaders.entry(path.clone()).or_insert_with(|| addr2line::Loader::new(&path).ok());
         let Some(loader) = loader else {
-            return format!("{addr:#x} ({object})");
+            return vec![format!("{addr:#x} ({object})")];
         };
-        let mut function = None;
-        let mut place = None;
+        let mut out = Vec::new();
         if let Ok(mut frames) = loader.find_frames(probe) {
-            // The innermost frame: the code at the address, even when inlined.
-            if let Ok(Some(f)) = frames.next() {
-                function = f.function.as_ref().and_then(|n| n.demangle().ok()).map(|n| n.into_owned());
-                place = f.location.as_ref().and_then(|l| Some(format!("{}:{}", short(l.file?), l.line?)));
+            while let Ok(Some(f)) = frames.next() {
+                let function = f.function.as_ref().and_then(|n| n.demangle().ok()).map(|n| n.into_owned());
+                let place = f.location.as_ref().and_then(|l| Some(format!("{}:{}", short(l.file?), l.line?)));
+                match (function, place) {
+                    (Some(fun), Some(p)) => out.push(format!("{fun} ({p})")),
+                    (Some(fun), None) => out.push(format!("{fun} ({object})")),
+                    (None, Some(p)) => out.push(format!("{addr:#x} ({p})")),
+                    (None, None) => {}
+                }
             }
         }
-        let function = function.or_else(|| loader.find_symbol(probe).map(demangle));
-        match (function, place) {
-            (Some(f), Some(p)) => format!("{f} ({p})"),
-            (Some(f), None) => format!("{f} ({object})"),
-            (None, Some(p)) => format!("{addr:#x} ({p})"),
-            (None, None) => format!("{addr:#x} ({object})"),
+        if out.is_empty() {
+            out.push(match loader.find_symbol(probe) {
+                Some(name) => format!("{} ({object})", demangle(name)),
+                None => format!("{addr:#x} ({object})"),
+            });
         }
+        out
     }
 
     /// A whole backtrace, innermost first; frames of the interposer itself and of the
@@ -84,11 +94,11 @@ impl Symbolizer {
             if in_interposer {
                 continue;
             }
-            let f = self.frame(pid, a, i > 0);
-            if f.starts_with("__restore_rt") {
-                continue;
+            for f in self.frames(pid, a, i > 0) {
+                if !f.starts_with("__restore_rt") {
+                    out.push(f);
+                }
             }
-            out.push(f);
         }
         out
     }
