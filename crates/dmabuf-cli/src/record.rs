@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use dmabuf_trace::live::Live;
+use dmabuf_trace::reference::{KernelTrace, compare, parse_kernel_trace};
 use dmabuf_trace::run::{find_interposer, record};
-use dmabuf_trace::{Agents, Options, Symbolizer, to_scenario};
+use dmabuf_trace::{Agents, Options, Symbolizer, convert};
 
 #[derive(clap::Args)]
 pub struct RecordArgs {
@@ -31,6 +32,11 @@ pub struct RecordArgs {
     /// Also keep the interposer's raw log in this file.
     #[arg(long, value_name = "FILE")]
     raw_log: Option<PathBuf>,
+    /// Record the kernel's own DMA API calls too (tracefs `dma` and `dma_fence` events;
+    /// root, Linux 6.12) and write their comparison with the simulated framework's calls
+    /// for the trace to FILE (the kernel's trace beside it, as FILE.ftrace).
+    #[arg(long, value_name = "FILE")]
+    kernel_reference: Option<PathBuf>,
     /// The program and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "PROG ARGS")]
     command: Vec<OsString>,
@@ -61,6 +67,14 @@ pub fn run(a: RecordArgs) -> ExitCode {
     let name =
         PathBuf::from(&a.command[0]).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or("record".into());
     let output = a.output.clone().unwrap_or_else(|| PathBuf::from(format!("{name}.dmabuf")));
+    let ktrace = match a.kernel_reference.as_ref().map(|_| KernelTrace::start()) {
+        Some(Err(e)) => {
+            eprintln!("dmabuf record: --kernel-reference: {e}");
+            return ExitCode::from(FAILED);
+        }
+        Some(Ok(k)) => Some(k),
+        None => None,
+    };
     let mut sym = Symbolizer::new();
     let mut live = Live::new(std::io::stderr());
     let outcome = record(&lib, &a.command, &mut |r| {
@@ -69,6 +83,14 @@ pub fn run(a: RecordArgs) -> ExitCode {
         }
     });
     live.finish();
+    let kernel_text = match ktrace.map(KernelTrace::stop) {
+        Some(Err(e)) => {
+            eprintln!("dmabuf record: --kernel-reference: {e}");
+            return ExitCode::from(FAILED);
+        }
+        Some(Ok(t)) => Some(t),
+        None => None,
+    };
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
@@ -83,18 +105,43 @@ pub fn run(a: RecordArgs) -> ExitCode {
         return ExitCode::from(FAILED);
     }
     let command = a.command.iter().map(|s| s.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
+    let drm = agents.drm.clone();
     let opts = Options { platform: a.platform.clone(), agents, command };
-    let (text, summary) = match to_scenario(&outcome.records, &opts, &mut Symbolizer::new()) {
+    let conv = match convert(&outcome.records, &opts, &mut Symbolizer::new()) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("dmabuf record: the interposer's log, {e}");
             return ExitCode::from(FAILED);
         }
     };
-    if let Err(e) = std::fs::write(&output, text) {
+    if let Err(e) = std::fs::write(&output, &conv.text) {
         eprintln!("dmabuf record: {}: {e}", output.display());
         return ExitCode::from(FAILED);
     }
+    if let (Some(path), Some(ktext)) = (&a.kernel_reference, kernel_text) {
+        // The board's DRM device is the kernel's DRM driver (vgem's device is "vgem").
+        let driver = outcome
+            .records
+            .iter()
+            .find_map(|r| r.get("driver").filter(|d| !d.is_empty()))
+            .unwrap_or("vgem")
+            .to_string();
+        let name = |d: &str| if d == drm { driver.clone() } else { d.to_string() };
+        let events = parse_kernel_trace(&ktext);
+        let report = match compare(&outcome.records, &conv, &events, &name) {
+            Ok(c) => {
+                eprint!("{}", c.to_text().lines().last().map(|l| format!("dmabuf record: {l}\n")).unwrap_or_default());
+                c.to_text()
+            }
+            Err(e) => format!("the trace could not be simulated: {e}\n"),
+        };
+        let ftrace = PathBuf::from(format!("{}.ftrace", path.display()));
+        if let Err(e) = std::fs::write(path, report).and_then(|_| std::fs::write(&ftrace, ktext)) {
+            eprintln!("dmabuf record: {}: {e}", path.display());
+            return ExitCode::from(FAILED);
+        }
+    }
+    let summary = conv.summary;
     eprintln!(
         "dmabuf record: {}: {} process(es), {} buffer(s), {} misuse; check it with `dmabuf check --platform BOARD {}`",
         output.display(),

@@ -106,26 +106,49 @@ struct State {
     /// A misuse run's access step, still growing.
     pending_access: Option<(String, u64, u64, bool)>,
     opaque: Option<(String, usize)>,
+    /// The record being converted (an index into the records).
+    current: Option<usize>,
+    /// For each line written, the record it came from.
+    origins: Vec<Option<usize>>,
 }
 
 /// Writes the scenario of a recording. `sym` symbolizes the backtraces.
 pub fn to_scenario(records: &[Record], opts: &Options, sym: &mut Symbolizer) -> Result<(String, Summary), LogError> {
+    let c = convert(records, opts, sym)?;
+    Ok((c.text, c.summary))
+}
+
+/// A recording converted.
+pub struct Converted {
+    /// The scenario.
+    pub text: String,
+    /// What the conversion found.
+    pub summary: Summary,
+    /// For each line of the scenario (index 0 is line 1), the index of the record it
+    /// came from, if any.
+    pub origins: Vec<Option<usize>>,
+}
+
+/// [`to_scenario`], also saying which record each line of the scenario came from.
+pub fn convert(records: &[Record], opts: &Options, sym: &mut Symbolizer) -> Result<Converted, LogError> {
     let mut s = State::default();
     for r in records {
         if r.verb == "module" {
             sym.module(r.pid, r.num("base")?, r.get("path").unwrap_or(""));
         }
     }
-    for r in records {
+    for (i, r) in records.iter().enumerate() {
+        s.current = Some(i);
         s.record(r, opts, sym)?;
     }
     s.flush_access();
     s.flush_opaque();
+    s.current = None;
     // What was still queued when the program ended: the kernel stops streaming on close.
     for (_, (fence, ino, agent)) in std::mem::take(&mut s.queued) {
         let name = s.bufs[&ino].name.clone();
-        let _ = writeln!(s.out, "wait {fence}                # still queued at exit: the kernel's streamoff");
-        let _ = writeln!(s.out, "unmap {agent} {name}");
+        s.line(&format!("wait {fence}"), "still queued at exit: the kernel's streamoff");
+        s.line(&format!("unmap {agent} {name}"), "");
         if let Some(b) = s.bufs.get_mut(&ino) {
             b.attached.insert(agent, None);
         }
@@ -159,11 +182,13 @@ pub fn to_scenario(records: &[Record], opts: &Options, sym: &mut Symbolizer) -> 
         );
     }
     let _ = writeln!(head, "platform {}", opts.platform);
+    let mut origins = vec![None; head.lines().count()];
+    origins.extend(s.origins);
     head.push_str(&s.out);
     if s.bufs.is_empty() {
         head.push_str("# the program used no dma-buf\n");
     }
-    Ok((head, s.summary))
+    Ok(Converted { text: head, summary: s.summary, origins })
 }
 
 fn dir_word(flags: u64) -> Option<&'static str> {
@@ -185,12 +210,14 @@ impl State {
         } else {
             let _ = writeln!(self.out, "{step:<40} # {comment}");
         }
+        self.origins.push(self.current);
     }
 
     fn flush_opaque(&mut self) {
         if let Some((what, n)) = self.opaque.take() {
             let times = if n > 1 { format!(" ({n} times)") } else { String::new() };
             let _ = writeln!(self.out, "# {what}{times}");
+            self.origins.push(None);
         }
     }
 
