@@ -19,13 +19,13 @@ pub enum Kind {
     DmaBuf,
     /// A sync file; the id is the interposer's own (sync files share one anonymous inode).
     SyncFile,
-    /// `/dev/dma_heap/NAME`; the id indexes [`crate::devices`].
+    /// `/dev/dma_heap/NAME`; the id is the interposer's own, logged with its path at open.
     Heap,
     /// `/dev/udmabuf`.
     Udmabuf,
-    /// A V4L2 video device; the id indexes [`crate::devices`].
+    /// A V4L2 video device; the id as for a heap.
     V4l2,
-    /// A DRM device; the id indexes [`crate::devices`].
+    /// A DRM device; the id as for a heap.
     Drm,
     /// A sw_sync timeline; the id is the interposer's own.
     SwSync,
