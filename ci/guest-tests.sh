@@ -4,7 +4,8 @@
 # crates/dmabuf-record/programs (broken and fixed twins), and checks on the host that
 #   - each program's output is the same recorded and not,
 #   - the interposer saw the misuse its header names (`record`), and
-#   - `dmabuf check --platform arm64-noncoherent` finds the kinds its header names (`check`),
+#   - `dmabuf check --platform arm64-noncoherent` finds the kinds its header names (`check`)
+#     (and `dmabuf explore` proves unbracketed-read's fixed trace, not its broken one),
 #   - the kernel's own DMA API calls (its dma and dma_fence trace events) are the calls the
 #     simulated framework's upstream maintenance makes for the trace, or differ for a
 #     cause the comparison names (dmabuf record --kernel-reference);
@@ -65,6 +66,8 @@ kref() {
         *) fail "$1: kernel reference: ${last:-missing}"; grep -A3 '^DIFFERENT' "$2" 2>/dev/null | head -20 ;;
     esac
 }
+# The finding kinds of `dmabuf check --format json` output, sorted, comma-separated.
+kinds() { { grep -o '"kind": *"[a-z_]*"' "$1" || true; } | sed 's/.*"\([a-z_]*\)"$/\1/' | sort -u | paste -sd, -; }
 # A header line's kinds, sorted, comma-separated.
 expected() { sed -n "s/^ \* $2 $3:[[:space:]]*//p" "$1" | tr -d ' ' | tr ',' '\n' | { grep . || true; } | sort -u | paste -sd, -; }
 for src in crates/dmabuf-record/programs/*.c; do
@@ -82,12 +85,23 @@ for src in crates/dmabuf-record/programs/*.c; do
         "$DMABUF" check --platform arm64-noncoherent --format json "$o.dmabuf" > "$o.check.json"
         rc=$?
         set -e
-        got=$(python3 -c 'import json,sys; print(",".join(sorted({f["kind"] for f in json.load(open(sys.argv[1]))["findings"]})))' "$o.check.json")
+        got=$(kinds "$o.check.json")
         if [ "$rc" -le 1 ] && [ "$want" = "$got" ]; then pass
         else fail "$p: dmabuf check found [$got] (exit $rc), expected [$want]"; fi
         kref "$p" "$o.kref"
     done
 done
+# dmabuf explore proves the fixed program's trace and finds the broken one's bug.
+set +e
+"$DMABUF" explore --timeout 120 --replay-out "$W/out/unbracketed-read-broken.replay" \
+    "$W/out/unbracketed-read-broken.dmabuf" > "$W/out/explore-broken.txt" 2>&1
+rb=$?
+"$DMABUF" explore --timeout 120 "$W/out/unbracketed-read-fixed.dmabuf" > "$W/out/explore-fixed.txt" 2>&1
+rf=$?
+set -e
+if [ "$rb" = 1 ] && [ "$rf" = 0 ]; then pass
+else fail "explore: broken exit $rb (want 1), fixed exit $rf (want 0): $(tail -2 "$W/out/explore-fixed.txt")"; fi
+
 o=$W/out/frame_share
 if [ "$(cat "$o.rc" 2>/dev/null)" = 0 ] && cmp -s "$o.out" "$o.plain.out"; then pass
 else fail "frame_share: recorded output or status differs from the plain run"; fi
@@ -105,7 +119,7 @@ set +e
 "$DMABUF" check --platform arm64-noncoherent --format json "$g/gst.dmabuf" > "$g/check.json"
 rc=$?
 set -e
-got=$(python3 -c 'import json,sys; print(",".join(sorted({f["kind"] for f in json.load(open(sys.argv[1]))["findings"]})))' "$g/check.json" 2>/dev/null || echo "exit $rc")
+got=$(kinds "$g/check.json")
 if [ "$rc" = 0 ] && [ -z "$got" ]; then pass; else fail "gstreamer: dmabuf check found [$got] (exit $rc)"; fi
 
 echo "guest-tests: wall time $(( $(date +%s) - START )) s"

@@ -15,7 +15,7 @@ use crate::ioctl::*;
 use crate::log::{LOG_FD, Line, now};
 use crate::real;
 
-fn active() -> bool {
+pub(crate) fn active() -> bool {
     LOG_FD.load(Ordering::Relaxed) >= 0
 }
 
@@ -606,7 +606,7 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_i
     if !msg.is_null() {
         // SAFETY: the program passed a valid msghdr.
         let (iov, n) = unsafe { ((*msg).msg_iov, (*msg).msg_iovlen as c_int) };
-        iovecs(iov, n, false);
+        crate::copies::iovecs(iov, n, false);
     }
     // SAFETY: forwarded as called.
     let r = unsafe { real::sendmsg(fd, msg, flags) };
@@ -638,7 +638,7 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int
     if !msg.is_null() {
         // SAFETY: the program passed a valid msghdr.
         let (iov, n) = unsafe { ((*msg).msg_iov, (*msg).msg_iovlen as c_int) };
-        iovecs(iov, n, true);
+        crate::copies::iovecs(iov, n, true);
     }
     // SAFETY: forwarded as called.
     let r = unsafe { real::recvmsg(fd, msg, flags) };
@@ -762,68 +762,3 @@ pub unsafe extern "C" fn dlopen(path: *const c_char, flags: c_int) -> *mut c_voi
 pub fn bracket_bits(flags: u64) -> u32 {
     (if flags & SYNC_READ != 0 { BRACKET_READ } else { 0 }) | (if flags & SYNC_WRITE != 0 { BRACKET_WRITE } else { 0 })
 }
-
-// --- the kernel reading or writing a mapping for the program -----------------------------
-
-/// The kernel will access the iovecs' bytes (`write`: it writes them, a read(2)).
-fn iovecs(iov: *const libc::iovec, cnt: c_int, write: bool) {
-    if iov.is_null() || cnt <= 0 || !active() {
-        return;
-    }
-    // SAFETY: the program passed `cnt` iovecs.
-    for v in unsafe { std::slice::from_raw_parts(iov, cnt as usize) } {
-        faults::kernel_access(v.iov_base as usize, v.iov_len, write);
-    }
-}
-
-macro_rules! io_hook {
-    ($name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty, $buf:ident, $len:expr, $kernel_writes:expr) => {
-        /// Interposed: the pages of a dma-buf mapping the kernel will copy to or from are
-        /// opened first (seen as the CPU access they are), as a closed page would fail
-        /// the call with `EFAULT`.
-        ///
-        /// # Safety
-        ///
-        /// As libc's.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
-            if active() {
-                faults::kernel_access($buf as usize, $len, $kernel_writes);
-            }
-            // SAFETY: forwarded as called.
-            unsafe { real::$name($($arg),*) }
-        }
-    };
-}
-io_hook!(read(fd: c_int, buf: *mut c_void, n: usize) -> isize, buf, n, true);
-io_hook!(write(fd: c_int, buf: *const c_void, n: usize) -> isize, buf, n, false);
-io_hook!(pread(fd: c_int, buf: *mut c_void, n: usize, off: i64) -> isize, buf, n, true);
-io_hook!(pread64(fd: c_int, buf: *mut c_void, n: usize, off: i64) -> isize, buf, n, true);
-io_hook!(pwrite(fd: c_int, buf: *const c_void, n: usize, off: i64) -> isize, buf, n, false);
-io_hook!(pwrite64(fd: c_int, buf: *const c_void, n: usize, off: i64) -> isize, buf, n, false);
-io_hook!(recv(fd: c_int, buf: *mut c_void, n: usize, flags: c_int) -> isize, buf, n, true);
-io_hook!(send(fd: c_int, buf: *const c_void, n: usize, flags: c_int) -> isize, buf, n, false);
-io_hook!(recvfrom(fd: c_int, buf: *mut c_void, n: usize, flags: c_int, addr: *mut libc::sockaddr, alen: *mut libc::socklen_t) -> isize, buf, n, true);
-io_hook!(sendto(fd: c_int, buf: *const c_void, n: usize, flags: c_int, addr: *const libc::sockaddr, alen: libc::socklen_t) -> isize, buf, n, false);
-io_hook!(fread(buf: *mut c_void, size: usize, n: usize, f: *mut libc::FILE) -> usize, buf, size.saturating_mul(n), true);
-io_hook!(fwrite(buf: *const c_void, size: usize, n: usize, f: *mut libc::FILE) -> usize, buf, size.saturating_mul(n), false);
-
-macro_rules! iov_hook {
-    ($name:ident ( $($arg:ident : $ty:ty),* ), $iov:ident, $cnt:ident, $kernel_writes:expr) => {
-        /// Interposed: as [`read`], for each iovec.
-        ///
-        /// # Safety
-        ///
-        /// As libc's.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name($($arg: $ty),*) -> isize {
-            iovecs($iov, $cnt, $kernel_writes);
-            // SAFETY: forwarded as called.
-            unsafe { real::$name($($arg),*) }
-        }
-    };
-}
-iov_hook!(readv(fd: c_int, iov: *const libc::iovec, cnt: c_int), iov, cnt, true);
-iov_hook!(writev(fd: c_int, iov: *const libc::iovec, cnt: c_int), iov, cnt, false);
-iov_hook!(preadv(fd: c_int, iov: *const libc::iovec, cnt: c_int, off: i64), iov, cnt, true);
-iov_hook!(pwritev(fd: c_int, iov: *const libc::iovec, cnt: c_int, off: i64), iov, cnt, false);

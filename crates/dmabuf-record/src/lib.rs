@@ -3,7 +3,8 @@
 //! `dmabuf record` to turn into a scenario that `dmabuf check` runs on a modelled board.
 //!
 //! It wraps libc's `open`, `close`, `dup*`, `fcntl`, `ioctl`, `mmap`, `munmap`, `poll`,
-//! `sendmsg`, `recvmsg`, `execve`, `sigaction` and `dlopen` (module [`hooks`]) and
+//! `sendmsg`, `recvmsg`, `execve`, `sigaction` and `dlopen` (module [`hooks`]), the calls
+//! that copy between a mapping and a file (module [`copies`]), and
 //! decodes the ioctls of dma-heaps, udmabuf, dma-bufs, sync files, sw_sync, V4L2
 //! streaming and DRM PRIME with vgem's fences (modules [`ioctl`], [`decode`]); any other
 //! ioctl on a followed fd is logged as opaque with its number. CPU accesses to dma-buf
@@ -22,6 +23,7 @@
 use std::ffi::{CStr, c_int, c_void};
 use std::sync::atomic::Ordering;
 
+pub mod copies;
 pub mod decode;
 pub mod faults;
 pub mod fds;
