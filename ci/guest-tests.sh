@@ -11,7 +11,8 @@
 #     cause the comparison names (dmabuf record --kernel-reference);
 # the same for dmabuf-linux's frame_share example, built against rustix's libc backend,
 # and records a GStreamer pipeline from Debian's packages capturing from vivid with
-# io-mode=dmabuf (ci/guest/record-gstreamer.sh): it must run as it does unrecorded, its
+# io-mode=dmabuf into filesink (ci/guest/record-gstreamer.sh): it must write its 30
+# frames as it does unrecorded, its
 # trace must hold the capture queue's frames and the CPU's bracketed reads, and the check
 # on arm64-noncoherent must find no stale read, lost write or race.
 # Installs gcc and GStreamer when missing; tools/guest installs qemu and busybox and
@@ -108,7 +109,8 @@ else fail "frame_share: recorded output or status differs from the plain run"; f
 kref frame_share "$o.kref"
 # The GStreamer pipeline.
 g=$W/gst
-if [ "$(cat "$g/gst.rc" 2>/dev/null)" = 0 ] && [ "$(cat "$g/gst.plain.rc" 2>/dev/null)" = 0 ]; then pass
+if [ "$(cat "$g/gst.rc" 2>/dev/null)" = 0 ] && [ "$(cat "$g/gst.plain.rc" 2>/dev/null)" = 0 ] &&
+   [ "$(cat "$g/gst.bytes")" = $((30 * 640 * 360 * 2)) ] && [ "$(cat "$g/gst.plain.bytes")" = "$(cat "$g/gst.bytes")" ]; then pass
 else fail "gstreamer: the pipeline failed (plain $(cat "$g/gst.plain.rc" 2>/dev/null), recorded $(cat "$g/gst.rc" 2>/dev/null)): $(head -c 600 "$g/gst.err" 2>/dev/null)"; fi
 frames=$(grep -c '^isp write buf[0-9]*\[.*signal v' "$g/gst.dmabuf" 2>/dev/null || true)
 reads=$(grep -c '^cpu read buf' "$g/gst.dmabuf" 2>/dev/null || true)
