@@ -123,6 +123,17 @@ rc=$?
 set -e
 got=$(kinds "$g/check.json")
 if [ "$rc" = 0 ] && [ -z "$got" ]; then pass; else fail "gstreamer: dmabuf check found [$got] (exit $rc)"; fi
+# A board of one's own: arm64-noncoherent whose ISP addresses 32 bits, its CMA above 4 GiB.
+"$DMABUF" platforms show arm64-noncoherent |
+    sed -e '/^name = "isp"/,/^$/s/^dma_mask = 40/dma_mask = 32/' -e 's/^name = "arm64-noncoherent"/name = "isp32-board"/' \
+    > "$g/isp32-board.toml"
+set +e
+"$DMABUF" check --platform "$g/isp32-board.toml" --format json "$g/gst.dmabuf" > "$g/check-isp32.json"
+rc=$?
+set -e
+got=$(kinds "$g/check-isp32.json")
+if [ "$rc" = 1 ] && [ "$got" = attach_refused ]; then pass
+else fail "gstreamer on isp32-board: dmabuf check found [$got] (exit $rc), expected [attach_refused]"; fi
 
 echo "guest-tests: wall time $(( $(date +%s) - START )) s"
 echo "guest-tests: $PASSED passed, $FAILED failed"
