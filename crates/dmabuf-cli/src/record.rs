@@ -67,6 +67,11 @@ pub fn run(a: RecordArgs) -> ExitCode {
     let name =
         PathBuf::from(&a.command[0]).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or("record".into());
     let output = a.output.clone().unwrap_or_else(|| PathBuf::from(format!("{name}.dmabuf")));
+    // A trace that cannot be written is said before the program runs, not after.
+    if let Err(e) = std::fs::File::create(&output) {
+        eprintln!("dmabuf record: {}: {e}", output.display());
+        return ExitCode::from(FAILED);
+    }
     let ktrace = match a.kernel_reference.as_ref().map(|_| KernelTrace::start()) {
         Some(Err(e)) => {
             eprintln!("dmabuf record: --kernel-reference: {e}");
@@ -150,6 +155,11 @@ pub fn run(a: RecordArgs) -> ExitCode {
         summary.misuse,
         output.display()
     );
+    if summary.buffers == 0 {
+        eprintln!(
+            "dmabuf record: the program used no dma-buf the interposer could see: the trace has nothing to check"
+        );
+    }
     if summary.unrecorded_execs > 0 || summary.unseen_maps > 0 {
         eprintln!("dmabuf record: WARNING: part of the program was not recorded (see the trace's header)");
     }
