@@ -19,3 +19,5 @@ cargo build --release -q -p dmabuf-dt --example sweep
 timeout 60 target/release/examples/sweep "$DTBS"
 echo "== kernel tests (dmabuf-linux on a real kernel under qemu)"
 bash ci/kernel-tests.sh
+echo "== guest tests (dmabuf record on a real kernel under qemu)"
+bash ci/guest-tests.sh

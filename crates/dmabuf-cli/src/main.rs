@@ -14,6 +14,7 @@ use std::process::ExitCode;
 mod bench;
 mod explore;
 mod platforms;
+mod record;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use dmabuf::AttachPolicy;
@@ -49,6 +50,9 @@ enum Cmd {
     /// policies against the oracle's minimum (bytes, operations, cycles, ratios,
     /// findings). Exit status: 0 no findings, 1 findings, 2 bad usage.
     Bench(bench::BenchArgs),
+    /// Run a program under the interposer and write what it did with dma-bufs as a
+    /// scenario. Exit status: the program's; 125 if recording failed.
+    Record(record::RecordArgs),
     /// List the platform presets, or print one as TOML.
     Platforms {
         #[command(subcommand)]
@@ -187,6 +191,7 @@ fn main() -> ExitCode {
         Cmd::Explore { args, policy } => explore::run(args, policy.config("explore")),
         Cmd::Platforms { cmd } => platforms(cmd),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Record(a) => record::run(a),
     }
 }
 

@@ -60,6 +60,7 @@ mod addr;
 mod cache;
 mod chooser;
 mod event;
+mod file;
 mod hw;
 pub mod oracle;
 mod platform;
@@ -72,11 +73,12 @@ pub use addr::{BusAddr, BusRange, Iova, PAGE_SIZE, PhysAddr, PhysRange, Range};
 pub use cache::RangeAlloc;
 pub use chooser::{Adversarial, Chooser, Lru, Never, Seeded, UnknownChooser, chooser_from_name};
 pub use event::{Event, EventLog, Observer};
+pub use file::read_bounded;
 pub use hw::{HwView, LineState};
 pub use oracle::Oracle;
 pub use platform::{
     Address, ByteSize, CacheGeometry, Costs, CpuDesc, DeviceDesc, DeviceRole, DmaWindow, IommuDesc, Location, Platform,
-    PlatformError, PortDesc, RegionDesc, RegionKind, SystemCacheDesc, read_bounded,
+    PlatformError, PortDesc, RegionDesc, RegionKind, SystemCacheDesc,
 };
 pub use sim::{AliasConflict, DmaAttrs, DmaMapping, DmaSegment, Sim, SimBuilder, SimError};
 pub use stats::{HwCounts, OpCount, Stats};

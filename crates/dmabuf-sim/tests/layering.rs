@@ -10,7 +10,7 @@ use std::path::Path;
 /// The top-level modules, ground floor first: each may import only modules listed before
 /// it. A new module takes its floor here.
 const FLOORS: &[&str] =
-    &["addr", "stats", "vocab", "store", "platform", "cache", "hw", "event", "chooser", "sim", "oracle"];
+    &["file", "addr", "stats", "vocab", "store", "platform", "cache", "hw", "event", "chooser", "sim", "oracle"];
 
 /// A module path from the crate root (`["sim", "cpu"]`); the root is empty.
 type ModPath = Vec<String>;

@@ -32,6 +32,11 @@ impl Quoted {
     pub fn text(&self) -> &str {
         self.0.inner()
     }
+
+    /// The file's name.
+    pub fn name(&self) -> &str {
+        self.0.name()
+    }
 }
 
 impl SourceCode for Quoted {

@@ -1,13 +1,13 @@
 //! Presets, files and TOML: reading a description in (with every error located at the
 //! key in the text) and writing one out.
 
-use std::io::Read;
 use std::path::Path;
 
 use toml::de::{DeTable, DeValue};
 
 use super::error::Location;
 use super::{PRESETS, Platform, PlatformError};
+use crate::file::read_bounded;
 
 impl Platform {
     /// The names of the built-in presets.
@@ -157,21 +157,4 @@ fn locate(t: &DeTable<'_>, key: &str) -> Option<std::ops::Range<usize>> {
         }
     }
     None
-}
-
-/// Reads at most `limit` bytes of the file at `path`, refusing a longer one without
-/// reading the rest. A device or a pipe (`/dev/zero`, a FIFO) reports no size, so the
-/// size the file system reports is never trusted: the read itself stops one byte past
-/// the limit.
-pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
-    let file = std::fs::File::open(path)?;
-    let mut bytes = Vec::new();
-    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::FileTooLarge,
-            format!("larger than the limit of {limit} bytes; not read further"),
-        ));
-    }
-    Ok(bytes)
 }

@@ -32,7 +32,6 @@ use crate::vocab::DmaProfile;
 
 mod error;
 mod load;
-pub use load::read_bounded;
 #[cfg(test)]
 mod tests;
 mod validate;
