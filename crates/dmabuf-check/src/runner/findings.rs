@@ -121,7 +121,9 @@ pub(crate) fn drain_reports(w: &World, user: Option<bool>) {
     let reports = w.sys.reports_since(seen);
     w.reports_seen.set(seen + reports.len());
     let line = w.pos.get().line;
-    for r in reports {
+    let mut released = std::collections::HashSet::new();
+    for r in &reports {
+        let r = r.clone();
         let (buffer, name) = {
             let objs = w.objs.borrow();
             let id = report_buffer(&r).and_then(|b| objs.ids.get(&b).copied());
@@ -166,17 +168,49 @@ pub(crate) fn drain_reports(w: &World, user: Option<bool>) {
                     dir_word(*ended)
                 ))
                 .hint(format!("end with the direction it began with ({})", dir_word(*started))),
-            Report::LeakedAttachments { devices, .. } => {
-                let names: Vec<String> = devices.iter().map(dev).collect();
-                f.agents(names.clone())
-                    .message(format!("{b} released while still attached to {}", names.join(", ")))
-                    .hint(format!("detach every device from {b} (`detach DEV {b}`) before releasing it"))
-            }
-            Report::LeakedMappings { devices, .. } => {
-                let names: Vec<String> = devices.iter().map(dev).collect();
-                f.agents(names.clone())
-                    .message(format!("{b} released while still mapped by {}", names.join(", ")))
-                    .hint(format!("unmap every mapping of {b} (`unmap DEV {b}`) before releasing it"))
+            // What a release left behind is one finding: the attachments, the mappings
+            // among them, a kernel vmap, as the framework reported them one by one.
+            Report::LeakedAttachments { buffer: id, .. }
+            | Report::LeakedMappings { buffer: id, .. }
+            | Report::VmapAtRelease { buffer: id } => {
+                if !released.insert(*id) {
+                    continue;
+                }
+                let of = |pick: fn(&Report) -> Option<&Vec<DeviceId>>| -> Vec<String> {
+                    reports
+                        .iter()
+                        .filter(|x| report_buffer(x) == Some(*id))
+                        .filter_map(pick)
+                        .flatten()
+                        .map(dev)
+                        .collect()
+                };
+                let attached = of(|x| match x {
+                    Report::LeakedAttachments { devices, .. } => Some(devices),
+                    _ => None,
+                });
+                let mapped = of(|x| match x {
+                    Report::LeakedMappings { devices, .. } => Some(devices),
+                    _ => None,
+                });
+                let vmapped = reports.iter().any(|x| matches!(x, Report::VmapAtRelease { buffer } if buffer == id));
+                let mut left = Vec::new();
+                let mut fix = Vec::new();
+                if !attached.is_empty() {
+                    left.push(format!("attached to {}", attached.join(", ")));
+                    fix.push(format!("`detach DEV {b}`"));
+                }
+                if !mapped.is_empty() {
+                    left.push(format!("mapped by {}", mapped.join(", ")));
+                    fix.insert(0, format!("`unmap DEV {b}`"));
+                }
+                if vmapped {
+                    left.push("vmapped by the kernel (a vmap holds no reference)".into());
+                    fix.insert(0, format!("`vunmap {b}`"));
+                }
+                f.agents(attached)
+                    .message(format!("{b} released while still {}", left.join(" and ")))
+                    .hint(format!("{} before releasing {b}", fix.join(", then ")))
             }
             Report::UnmapNotMapped { device, .. } => {
                 let d = dev(device);
@@ -215,9 +249,6 @@ pub(crate) fn drain_reports(w: &World, user: Option<bool>) {
                     .message(format!("{b} moved out of its exporter's local memory into system memory, because {d} has no peer-to-peer path to it"))
                     .hint(format!("allocate {b} in system memory if {d} must use it, or give {d} a peer-to-peer path (`p2p` in the platform)"))
             }
-            Report::VmapAtRelease { .. } => f
-                .message(format!("{b} released while the kernel still has it vmapped"))
-                .hint(format!("`vunmap {b}` before releasing it: a vmap holds no reference")),
             Report::VunmapNotMapped { .. } => {
                 f.message(format!("vunmap of {b}, which is not vmapped")).hint("vunmap once per vmap")
             }

@@ -28,7 +28,26 @@ pub(crate) fn submit(w: &World, job: &JobCmd, line: u32) {
         job.after.iter().filter_map(|&f| objs.fence(f).map(|fence| (f, fence))).collect()
     };
     let fence = job.signal.map(|f| {
-        let fence = w.new_fence(w.prog.fence(f), Some(id));
+        // A software fence the program made (`fence F`) is the job's to signal; one that
+        // has signalled already cannot signal again, and the job gets a fence of its own.
+        let bound = w.objs.borrow().fence(f).filter(super::world::is_software);
+        let fence = match bound {
+            Some(sw) if !sw.is_signaled() => {
+                w.job_of.borrow_mut().insert(sw.seqno(), id);
+                sw
+            }
+            bound => {
+                if bound.is_some() {
+                    let name = w.prog.fence(f);
+                    F::new(FindingKind::Misuse, job.kind.buffer())
+                        .agent(w.prog.device(job.dev).to_string())
+                        .message(format!("the job signals fence {name}, which has signalled already"))
+                        .hint(format!("a fence signals once: give the job a fence of its own (`signal {name}2`)"))
+                        .report(w);
+                }
+                w.new_fence(w.prog.fence(f), Some(id))
+            }
+        };
         w.objs.borrow_mut().fences[f.index()] = Some(fence.clone());
         // Drivers add their job's fence to the buffers it touches (implicit sync).
         for (b, usage) in [(job.kind.reads(), ResvUsage::Read), (job.kind.writes(), ResvUsage::Write)] {

@@ -169,6 +169,8 @@ pub(crate) struct World {
     pub(crate) pos: Cell<Pos>,
     /// The framework's reports already turned into findings.
     pub(crate) reports_seen: Cell<usize>,
+    /// Software fences a pending job will signal, by seqno: the job's id.
+    pub(crate) job_of: RefCell<HashMap<u64, u64>>,
     /// The attach rule the step being run expects to refuse its attach (`expect refused`).
     pub(crate) expected_rule: RefCell<Option<String>>,
     /// Every software fence the program made, with its line.
@@ -207,6 +209,7 @@ impl World {
             reports_seen: Cell::new(0),
             software: RefCell::new(Vec::new()),
             expected_rule: RefCell::new(None),
+            job_of: RefCell::new(HashMap::new()),
             accessing,
             line_cell,
         });
@@ -254,7 +257,8 @@ impl World {
             if leaf.is_signaled() {
                 continue;
             }
-            let Some(job) = leaf.ops_as::<ScenarioFence>().and_then(|s| s.job) else { continue };
+            let job = leaf.ops_as::<ScenarioFence>().and_then(|s| s.job);
+            let Some(job) = job.or_else(|| self.job_of.borrow().get(&leaf.seqno()).copied()) else { continue };
             let dev = self.jobs.borrow().pending.iter().find(|p| p.id == job).map(|p| p.dev);
             if let Some(dev) = dev {
                 // The device's queue runs in order: its first job is the next step.
