@@ -39,6 +39,8 @@ pub struct Import {
     pub interconnects: Vec<(String, bool)>,
     /// Masters the tree has but disables (a board enables them with an overlay).
     pub disabled: Vec<Disabled>,
+    /// Nodes enabled on request before the import ([`crate::import_enabling`]), by path.
+    pub enabled: Vec<String>,
 }
 
 /// A DMA master the tree disables: what it would be.
@@ -483,6 +485,7 @@ pub fn import_tree(t: &Tree, file: &str, name: &str) -> Result<Import, String> {
         not_described,
         interconnects,
         disabled,
+        enabled: Vec::new(),
     })
 }
 
