@@ -135,6 +135,11 @@ impl Tree {
 }
 
 impl Node {
+    /// Every property, `(name, raw bytes)`, in the tree's order.
+    pub fn props(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.props.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
     /// A property's raw bytes.
     pub fn prop(&self, name: &str) -> Option<&[u8]> {
         self.props.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())

@@ -174,7 +174,13 @@ fn the_cma_pool_is_placed_in_its_alloc_ranges_and_carve_outs_leave_the_heaps() {
 fn a_disabled_master_is_enabled_by_path_alias_or_label() {
     let imp = dmabuf_dt::import(&board(), "board.dtb").unwrap();
     assert!(imp.platform.device_index("csi").is_none());
-    assert!(imp.disabled.iter().any(|d| d.node == "/soc/legacy-bus/csi@7e801000" && d.role == DeviceRole::Camera));
+    assert!(imp.disabled.iter().any(|d| d.node == "/soc/legacy-bus/csi@7e801000"
+        && d.role == DeviceRole::Camera
+        && d.compatible == "brcm,bcm2835-unicam"));
+    // The tree's own names for it, which an overlay or a user would use.
+    for label in ["csi1", "unicam1"] {
+        assert!(imp.labels.contains(&(label.into(), "/soc/legacy-bus/csi@7e801000".into())), "{:?}", imp.labels);
+    }
     for spec in ["/soc/legacy-bus/csi@7e801000", "csi1", "unicam1"] {
         let imp = dmabuf_dt::import_enabling(&board(), "board.dtb", &[spec.to_string()]).unwrap();
         let p = &imp.platform;
