@@ -71,7 +71,7 @@ fn a_copy_free_plan_is_exit_0_with_the_heap_and_the_protocol() {
     let out = text(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
     assert!(out.contains("answer: the `cma` heap: every party uses it without a copy"), "{out}");
-    assert!(out.contains("isp refused (contiguity)"), "{out}");
+    assert!(out.contains("refused: isp (contiguity)"), "{out}");
     assert!(out.contains("proved by the explorer"), "{out}");
     assert!(out.contains("  map display frame to_device"), "{out}");
 }

@@ -5,7 +5,6 @@ use serde_json::{Value, json};
 
 use super::measure::FrameCost;
 use super::{Allocation, Plan, Scheme, SchemeKind, Verdict, Who, device_words};
-use crate::explore::Verdict as ExploreVerdict;
 
 fn plan_name(p: AttachPlan) -> &'static str {
     match p {
@@ -62,26 +61,31 @@ fn cost_words(c: &FrameCost) -> String {
     s
 }
 
-/// Why a scheme is not usable, in one line.
-fn why_not(s: &Scheme) -> String {
-    let refusals: Vec<String> = s
-        .attach
-        .iter()
-        .filter_map(|a| a.result.as_ref().err().map(|e| format!("{} refused ({}): {e}", a.party, e.rule())))
-        .collect();
-    if !refusals.is_empty() {
-        return refusals.join("; ");
+/// What a scheme that was not chosen is, in one line: why it cannot be used, or what it
+/// costs.
+fn other_words(s: &Scheme) -> String {
+    let refused: Vec<&super::AttachOutcome> = s.attach.iter().filter(|a| a.result.is_err()).collect();
+    if let Some(first) = refused.first().and_then(|a| a.result.as_ref().err()) {
+        let who: Vec<String> = refused
+            .iter()
+            .filter_map(|a| a.result.as_ref().err().map(|e| format!("{} ({})", a.party, e.rule())))
+            .collect();
+        return format!("refused: {}; {first}", who.join(", "));
     }
     if let Some(u) = &s.unusable {
-        return u.clone();
+        return format!("unusable: {u}");
     }
+    let cost = s.cost.as_ref().map_or_else(String::new, |c| format!("{} per frame", cost_words(&c.linux)));
     let bounced: Vec<&str> =
         s.attach.iter().filter(|a| a.result == Ok(AttachPlan::Bounce)).map(|a| a.party.as_str()).collect();
     match s.verdict() {
-        Verdict::Bounce => format!("{} bounced through swiotlb", bounced.join(", ")),
-        Verdict::Uncached => "upstream Linux has no `uncached` heap (vendor and Android kernels do)".into(),
-        Verdict::Copy => "a copy every frame".into(),
-        _ => String::new(),
+        Verdict::CopyFree => format!("also without a copy, {cost}"),
+        Verdict::Bounce => format!("{} bounced through swiotlb, {cost}", bounced.join(", ")),
+        Verdict::Uncached => format!(
+            "a write-combined CPU mapping, {cost}; but upstream Linux has no `uncached` heap (vendor and Android kernels do)"
+        ),
+        Verdict::Copy => cost,
+        Verdict::Refused => String::new(),
     }
 }
 
@@ -147,21 +151,7 @@ pub fn to_text(plan: &Plan, platform_line: &str) -> String {
     if !others.is_empty() {
         o += "\nthe others:\n";
         for s in others {
-            let cost = match (&s.cost, s.verdict(), &s.unusable) {
-                (Some(c), Verdict::CopyFree, None) => {
-                    format!(": also without a copy, {} per frame", cost_words(&c.linux))
-                }
-                (Some(c), v, None) if v != Verdict::Refused => {
-                    format!(" ({}, {} per frame)", v.name(), cost_words(&c.linux))
-                }
-                _ => String::new(),
-            };
-            let why = why_not(s);
-            o += &format!(
-                "  {}{cost}{}\n",
-                s.describe(),
-                if why.is_empty() { String::new() } else { format!(": {why}") }
-            );
+            o += &format!("  {}: {}\n", s.describe(), other_words(s));
         }
     }
     if let Some(scenario) = plan.scenario(platform_line) {
@@ -299,6 +289,6 @@ pub fn to_json(plan: &Plan, platform_line: &str) -> Value {
         "schemes": plan.schemes.iter().map(|s| scheme_json(plan, s)).collect::<Vec<_>>(),
         "scenario": plan.scenario(platform_line),
         "proof": proof,
-        "proved": plan.proved() && plan.proofs.iter().all(|p| p.verdict == ExploreVerdict::Proved),
+        "proved": plan.proved(),
     })
 }
