@@ -200,6 +200,8 @@ fn bad_input_is_exit_2_with_what_to_do() {
         (&["--user", "gpu:read", "--cpu", "peek"], "--cpu"),
         (&["--user", "gpu:write", "--size", "0"], "--size 0"),
         (&["--user", "gpu:write", "--size", "4K8"], "--size"),
+        (&["--user", "gpu:write", "--size", "64GiB"], "at most 256MiB"),
+        (&["--user", "gpu:write", "--prove-size", "1MiB"], "to 256KiB"),
         (&["--user", "gpu:write", "--enable", "csi1"], "only a board's device tree"),
         (&["--user", "gpu:write", "--save", "x.toml"], "other than .toml"),
         (&["--user", "gpu:write", "--timeout=0"], "--timeout"),

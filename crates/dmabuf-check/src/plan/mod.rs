@@ -494,14 +494,34 @@ pub enum PlanError {
 /// The most devices a plan takes (each frame's values stay distinct bytes).
 pub const MAX_USERS: usize = 8;
 
+/// The largest buffer a plan takes: the simulator holds every byte of every candidate
+/// (an 8K frame of 32-bit pixels is 127 MiB).
+pub const MAX_SIZE: u64 = 256 << 20;
+
+/// The largest size a protocol is proved at: the explorer's memory grows faster than the
+/// pages of a scattered buffer (about 1 GB at 128 KiB, 4 GB at 256 KiB: each of its runs
+/// keeps memory in proportion to the buffer, and the runs grow with the pages).
+pub const MAX_PROVE_SIZE: u64 = 256 << 10;
+
 /// Plans a request on a board: every scheme judged, the best chosen and its protocol
 /// proved.
 pub fn plan(board: &Board, req: &Request) -> Result<Plan, PlanError> {
     if req.size == 0 {
         return Err(PlanError::BadSize("--size 0: a buffer has at least one byte".into()));
     }
-    if req.prove_size == 0 {
-        return Err(PlanError::BadSize("--prove-size 0: a buffer has at least one byte".into()));
+    if req.size > MAX_SIZE {
+        return Err(PlanError::BadSize(format!(
+            "--size {}: at most {} (the simulator holds every byte)",
+            dmabuf_sim::ByteSize(req.size),
+            dmabuf_sim::ByteSize(MAX_SIZE)
+        )));
+    }
+    if req.prove_size == 0 || req.prove_size > MAX_PROVE_SIZE {
+        return Err(PlanError::BadSize(format!(
+            "--prove-size {}: from one byte to {} (the explorer's memory grows faster than a scattered buffer's pages)",
+            dmabuf_sim::ByteSize(req.prove_size),
+            dmabuf_sim::ByteSize(MAX_PROVE_SIZE)
+        )));
     }
     let parties = board::parties(board, req)?;
     let prove_size = req.prove_size.min(req.size);

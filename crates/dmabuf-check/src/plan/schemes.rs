@@ -167,7 +167,9 @@ pub(super) fn copies(p: &Platform, parties: &[Party], size: u64) -> Vec<Scheme> 
                 let mut seen = Vec::new();
                 let mut devs: Vec<usize> = (0..p.devices.len()).collect();
                 devs.sort_by_key(|&i| (engine_rank(p.devices[i].role), p.devices[i].name.clone()));
-                for i in devs {
+                // A party that keeps its mapping cannot map the buffer again to copy.
+                let kept = |i: usize| parties.iter().any(|x| x.who == Who::Device(i) && x.kept);
+                for i in devs.into_iter().filter(|&i| !kept(i)) {
                     let d = &p.devices[i];
                     let engine = Party {
                         who: Who::Device(i),
