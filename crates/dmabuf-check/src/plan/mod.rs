@@ -278,8 +278,9 @@ pub enum SchemeKind {
         first: Allocation,
         /// The buffer the last parties use.
         second: Allocation,
-        /// `cpu` or the device that copies.
-        engine: String,
+        /// The CPU or the device that copies (it reads the first buffer and writes the
+        /// second, mapping both per frame).
+        engine: Party,
         /// The copy happens before the party at this position of the frame's order.
         at: usize,
     },
@@ -355,7 +356,7 @@ impl Scheme {
         match &self.kind {
             SchemeKind::Shared { buffer } => buffer.placement.to_string(),
             SchemeKind::Copy { first, second, engine, .. } => {
-                let by = if engine == "cpu" { "the CPU".to_string() } else { format!("`{engine}`") };
+                let by = if engine.who == Who::Cpu { "the CPU".to_string() } else { format!("`{}`", engine.name) };
                 format!("a copy by {by} from {} to {}", first.placement, second.placement)
             }
         }

@@ -56,7 +56,8 @@ struct BufState {
 struct Gen<'a> {
     p: &'a Platform,
     parties: &'a [Party],
-    engine: Option<&'a str>,
+    /// The copy's engine, for a copy scheme.
+    engine: Option<&'a Party>,
     out: String,
     fences: u32,
     bufs: [BufState; 2],
@@ -92,8 +93,12 @@ impl<'a> Gen<'a> {
                 Info { name: &party.name, dev, kept: party.kept }
             }
             Actor::Engine => {
-                let name = self.engine.unwrap_or("cpu");
-                Info { name, dev: self.p.devices.iter().find(|d| d.name == name), kept: false }
+                let (name, who) = self.engine.map_or(("cpu", Who::Cpu), |e| (e.name.as_str(), e.who));
+                let dev = match who {
+                    Who::Device(i) => Some(&self.p.devices[i]),
+                    Who::Cpu => None,
+                };
+                Info { name, dev, kept: false }
             }
         }
     }
@@ -197,7 +202,7 @@ impl<'a> Gen<'a> {
         self.hand_over(0, Actor::Engine, true);
         self.hand_over(1, Actor::Engine, false);
         let v = self.bufs[0].value;
-        match self.engine {
+        match self.engine.filter(|e| e.who != Who::Cpu).map(|e| e.name.as_str()) {
             None => {
                 self.cpu(0, Access::Read, 0, "    # the CPU copies the frame across");
                 self.cpu(1, Access::Write, v, "");
@@ -238,9 +243,10 @@ pub(super) fn body(p: &Platform, parties: &[Party], kind: &SchemeKind, size: u64
 /// [`body`] with `frames` frames (the cost of one is the difference of two runs).
 pub(super) fn body_frames(p: &Platform, parties: &[Party], kind: &SchemeKind, size: u64, frames: u32) -> String {
     let engine = match kind {
-        SchemeKind::Copy { engine, .. } if engine != "cpu" => Some(engine.as_str()),
-        _ => None,
+        SchemeKind::Copy { engine, .. } => Some(engine),
+        SchemeKind::Shared { .. } => None,
     };
+    let engine_dev = engine.filter(|e| e.who != Who::Cpu).map(|e| e.name.as_str());
     let fresh = || BufState { last: None, ended: true, value: 0 };
     let mut g = Gen { p, parties, engine, out: String::new(), fences: 0, bufs: [fresh(), fresh()] };
     let bufs = buffers(kind);
@@ -255,7 +261,7 @@ pub(super) fn body_frames(p: &Platform, parties: &[Party], kind: &SchemeKind, si
         .filter(|(_, x)| x.who != Who::Cpu)
         .map(|(k, x)| (x.name.clone(), side(kind, k)))
         .collect();
-    if let Some(e) = engine {
+    if let Some(e) = engine_dev {
         users.push((e.to_string(), 0));
         users.push((e.to_string(), 1));
     }
@@ -271,7 +277,7 @@ pub(super) fn body_frames(p: &Platform, parties: &[Party], kind: &SchemeKind, si
     // The CPU's mappings.
     let mut mmaps: Vec<usize> =
         parties.iter().enumerate().filter(|(_, x)| x.who == Who::Cpu).map(|(k, _)| side(kind, k)).collect();
-    if matches!(kind, SchemeKind::Copy { engine, .. } if engine == "cpu") {
+    if engine.is_some_and(|e| e.who == Who::Cpu) {
         mmaps.extend([0, 1]);
     }
     mmaps.sort();

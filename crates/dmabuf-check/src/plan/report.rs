@@ -221,7 +221,9 @@ fn scheme_json(plan: &Plan, s: &Scheme) -> Value {
         })
         .collect();
     let (engine, before) = match &s.kind {
-        SchemeKind::Copy { engine, at, .. } => (json!(engine), json!(plan.parties.get(*at).map(|p| p.name.clone()))),
+        SchemeKind::Copy { engine, at, .. } => {
+            (json!(engine.name), json!(plan.parties.get(*at).map(|p| p.name.clone())))
+        }
         SchemeKind::Shared { .. } => (Value::Null, Value::Null),
     };
     json!({

@@ -163,7 +163,7 @@ pub(super) fn copies(p: &Platform, parties: &[Party], size: u64) -> Vec<Scheme> 
                 }
                 // Engines: one of each kind (coherency, private cache, how it reaches each
                 // buffer), the most wanted role first; the CPU always can.
-                let mut kinds: Vec<(String, Vec<AttachOutcome>)> = Vec::new();
+                let mut kinds: Vec<(Party, Vec<AttachOutcome>)> = Vec::new();
                 let mut seen = Vec::new();
                 let mut devs: Vec<usize> = (0..p.devices.len()).collect();
                 devs.sort_by_key(|&i| (engine_rank(p.devices[i].role), p.devices[i].name.clone()));
@@ -193,9 +193,16 @@ pub(super) fn copies(p: &Platform, parties: &[Party], size: u64) -> Vec<Scheme> 
                         continue;
                     }
                     seen.push(class);
-                    kinds.push((d.name.clone(), e));
+                    kinds.push((engine, e));
                 }
-                kinds.push(("cpu".into(), Vec::new()));
+                let cpu = Party {
+                    who: Who::Cpu,
+                    name: "cpu".into(),
+                    access: super::Access::ReadWrite,
+                    kept: false,
+                    kept_by_platform: false,
+                };
+                kinds.push((cpu, Vec::new()));
                 for (engine, e) in kinds {
                     let mut attach = attach.clone();
                     attach.extend(e);

@@ -177,17 +177,17 @@ fn when_no_placement_serves_everyone_a_named_engine_copies() {
         (&Placement::Heap(HeapKind::Cma), &Placement::Heap(HeapKind::System))
     );
     assert_eq!(*at, 1);
-    assert_ne!(engine, "isp", "the ISP cannot reach scattered pages");
+    assert_ne!(engine.name, "isp", "the ISP cannot reach scattered pages");
     assert!(plan.proved());
     assert_eq!(rule(scheme(&plan, &Placement::Heap(HeapKind::Cma)), "usb"), Some("reachability"));
     assert_eq!(rule(scheme(&plan, &Placement::Heap(HeapKind::System)), "isp"), Some("contiguity"));
     // The cheapest of the copies was chosen, and the CPU is among them.
     let copies: Vec<&Scheme> = plan.schemes.iter().filter(|s| s.verdict() == Verdict::Copy).collect();
-    assert!(copies.iter().any(|s| matches!(&s.kind, SchemeKind::Copy { engine, .. } if engine == "cpu")));
+    assert!(copies.iter().any(|s| matches!(&s.kind, SchemeKind::Copy { engine, .. } if engine.who == Who::Cpu)));
     let best = chosen.cost.unwrap().linux.cycles;
     assert!(copies.iter().all(|s| s.cost.is_none_or(|c| c.linux.cycles >= best)));
     let st = steps(&plan);
-    assert!(st.iter().any(|l| l.starts_with(&format!("{engine} copy frame to frame-copy"))), "{st:#?}");
+    assert!(st.iter().any(|l| l.starts_with(&format!("{} copy frame to frame-copy", engine.name))), "{st:#?}");
 }
 
 /// Without CMA, a 30-bit engine reaches no page the system heap hands out: a bounce is
