@@ -116,10 +116,11 @@ impl Runner {
         if s.verdict() == Verdict::Refused {
             return Ok(());
         }
-        let body = protocol::body(p, parties, &s.kind, size);
+        let bounced = s.bounced();
+        let body = protocol::body(p, parties, &s.kind, &bounced, size);
         let mut costs = Vec::new();
         for (policy, name) in POLICIES {
-            let more = protocol::body_frames(p, parties, &s.kind, size, FRAMES + 1);
+            let more = protocol::body_frames(p, parties, &s.kind, &bounced, size, FRAMES + 1);
             let (a, b) = (self.run(&more, policy)?, self.run(&body, policy)?);
             match (a, b) {
                 (Ok(more), Ok(less)) => costs.push(frame_cost(&more, &less)),

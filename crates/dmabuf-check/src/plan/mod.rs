@@ -35,11 +35,14 @@
 //! Where a kept mapping hands over (coherency model, sections 6 and 7): the job contract
 //! makes a device's writes visible at its job's fence and its private cache clean at its
 //! job's start, and the CPU's brackets sync every mapped attachment; what remains is a
-//! non-coherent device that keeps its mapping handing its writes to a coherent one (whose
-//! reads snoop CPU lines that may be stale: the writer's `end` drops them), a coherent
-//! device whose writes stash in the CPU's cache handing to a non-coherent reader that
-//! keeps its mapping (the reader's `begin` cleans them), and a device whose private cache
-//! its driver does not manage at job boundaries (both). A per-frame mapping's `unmap` and
+//! non-coherent device that keeps its mapping handing its writes to a device whose reads
+//! come through the CPU's cache (a coherent one snoops it; a bounced one's slot is filled
+//! by a CPU copy, `swiotlb_bounce`), where lines may be stale: the writer's `end` drops
+//! them; a device whose writes land in the CPU's cache (a coherent one that stashes; a
+//! bounced one, whose slot is copied back by the CPU) handing to a non-coherent reader that
+//! keeps its mapping: the reader's `begin` cleans them; and a device whose private cache
+//! its driver does not manage at job boundaries (both). Two parties that both keep their
+//! mappings hand over with one `sync_device_to_device`. A per-frame mapping's `unmap` and
 //! `map` do the same on their own.
 //!
 //! | module | what it holds |
@@ -351,6 +354,11 @@ impl Scheme {
         }
     }
 
+    /// The parties that reach their buffer through a swiotlb bounce.
+    pub fn bounced(&self) -> Vec<String> {
+        self.attach.iter().filter(|a| a.result == Ok(AttachPlan::Bounce)).map(|a| a.party.clone()).collect()
+    }
+
     /// In words: `the cma heap`, `a copy by pdma from the system heap to the cma heap`.
     pub fn describe(&self) -> String {
         match &self.kind {
@@ -551,7 +559,7 @@ pub fn plan(board: &Board, req: &Request) -> Result<Plan, PlanError> {
     let mut answer = None;
     let mut proofs = Vec::new();
     for i in order {
-        let body = protocol::body(&board.platform, &parties, &schemes[i].kind, prove_size);
+        let body = protocol::body(&board.platform, &parties, &schemes[i].kind, &schemes[i].bounced(), prove_size);
         let p = runner.prove(&body, req)?;
         if let Some(refuted) = p.iter().find(|p| p.verdict == ExploreVerdict::Counterexample) {
             schemes[i].unusable = Some(format!(

@@ -28,6 +28,8 @@ struct Info<'a> {
     name: &'a str,
     dev: Option<&'a DeviceDesc>,
     kept: bool,
+    /// Its mapping is bounced through swiotlb: the copies go through the CPU's cache.
+    bounced: bool,
 }
 
 impl Info<'_> {
@@ -40,8 +42,16 @@ impl Info<'_> {
         self.dev.is_some_and(|d| d.cache.is_some() && !d.job_contract)
     }
 
-    fn stashes(&self) -> bool {
-        self.dev.is_some_and(|d| d.coherent && d.stash)
+    /// What it reads of the pages comes through the CPU's cache: it snoops, or its bounce
+    /// slot is filled by a CPU copy (`swiotlb_bounce`).
+    fn reads_through_cpu_cache(&self) -> bool {
+        self.coherent() || self.bounced
+    }
+
+    /// What it writes lands in the CPU's cache: it stashes, or its bounce slot is copied
+    /// back by the CPU.
+    fn writes_into_cpu_cache(&self) -> bool {
+        self.dev.is_some_and(|d| d.coherent && d.stash) || self.bounced
     }
 }
 
@@ -58,6 +68,8 @@ struct Gen<'a> {
     parties: &'a [Party],
     /// The copy's engine, for a copy scheme.
     engine: Option<&'a Party>,
+    /// The parties bounced through swiotlb.
+    bounced: &'a [String],
     out: String,
     fences: u32,
     bufs: [BufState; 2],
@@ -90,7 +102,7 @@ impl<'a> Gen<'a> {
                     Who::Device(i) => Some(&self.p.devices[i]),
                     Who::Cpu => None,
                 };
-                Info { name: &party.name, dev, kept: party.kept }
+                Info { name: &party.name, dev, kept: party.kept, bounced: self.bounced.contains(&party.name) }
             }
             Actor::Engine => {
                 let (name, who) = self.engine.map_or(("cpu", Who::Cpu), |e| (e.name.as_str(), e.who));
@@ -98,7 +110,7 @@ impl<'a> Gen<'a> {
                     Who::Device(i) => Some(&self.p.devices[i]),
                     Who::Cpu => None,
                 };
-                Info { name, dev, kept: false }
+                Info { name, dev, kept: false, bounced: false }
             }
         }
     }
@@ -125,14 +137,15 @@ impl<'a> Gen<'a> {
         }
         let need_end = w.kept
             && !self.bufs[b].ended
-            && (w.unmanaged_cache() || (reads && !w.coherent() && r.dev.is_some() && r.coherent()));
-        let need_begin = r.kept && reads && r.dev.is_some() && (r.unmanaged_cache() || (w.stashes() && !r.coherent()));
+            && (w.unmanaged_cache() || (reads && !w.coherent() && r.dev.is_some() && r.reads_through_cpu_cache()));
+        let need_begin =
+            r.kept && reads && r.dev.is_some() && (r.unmanaged_cache() || (w.writes_into_cpu_cache() && !r.coherent()));
         let why = if w.unmanaged_cache() || r.unmanaged_cache() {
             "a private cache its driver does not manage at job boundaries"
         } else if need_end {
-            "a coherent reader snoops CPU lines the non-coherent writer left stale"
+            "the reader's view comes through CPU lines the non-coherent writer left stale"
         } else {
-            "the coherent writer's bytes sit in CPU lines the non-coherent reader does not see"
+            "the writer's bytes sit in CPU lines the non-coherent reader does not see"
         };
         let (wn, rn) = (w.name.to_string(), r.name.to_string());
         if (need_end || need_begin) && w.kept && r.kept && r.dev.is_some() {
@@ -235,20 +248,28 @@ fn side(kind: &SchemeKind, k: usize) -> usize {
     }
 }
 
-/// The protocol of a scheme, without its `platform` line: `size`-byte buffers, two frames.
-pub(super) fn body(p: &Platform, parties: &[Party], kind: &SchemeKind, size: u64) -> String {
-    body_frames(p, parties, kind, size, FRAMES)
+/// The protocol of a scheme, without its `platform` line: `size`-byte buffers, two frames;
+/// `bounced` names the parties that reach their buffer through swiotlb.
+pub(super) fn body(p: &Platform, parties: &[Party], kind: &SchemeKind, bounced: &[String], size: u64) -> String {
+    body_frames(p, parties, kind, bounced, size, FRAMES)
 }
 
 /// [`body`] with `frames` frames (the cost of one is the difference of two runs).
-pub(super) fn body_frames(p: &Platform, parties: &[Party], kind: &SchemeKind, size: u64, frames: u32) -> String {
+pub(super) fn body_frames(
+    p: &Platform,
+    parties: &[Party],
+    kind: &SchemeKind,
+    bounced: &[String],
+    size: u64,
+    frames: u32,
+) -> String {
     let engine = match kind {
         SchemeKind::Copy { engine, .. } => Some(engine),
         SchemeKind::Shared { .. } => None,
     };
     let engine_dev = engine.filter(|e| e.who != Who::Cpu).map(|e| e.name.as_str());
     let fresh = || BufState { last: None, ended: true, value: 0 };
-    let mut g = Gen { p, parties, engine, out: String::new(), fences: 0, bufs: [fresh(), fresh()] };
+    let mut g = Gen { p, parties, engine, bounced, out: String::new(), fences: 0, bufs: [fresh(), fresh()] };
     let bufs = buffers(kind);
     for (name, a) in &bufs {
         g.line(&format!("buffer {name} size={} {}", size_text(size), a.placement.source()));

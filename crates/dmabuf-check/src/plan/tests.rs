@@ -203,6 +203,36 @@ fn without_low_memory_a_bounce_is_the_fallback_with_its_cost() {
     assert!(plan.proved(), "{:?}", plan.proofs);
 }
 
+/// A bounced writer's bytes come back through the CPU's cache (swiotlb copies them at
+/// unmap): a non-coherent reader that keeps its mapping must take them with its `begin`,
+/// and without it the explorer finds the stale read.
+#[test]
+fn a_bounced_writer_hands_to_a_kept_non_coherent_reader_with_its_begin() {
+    let mut p = preset("arm64-dma32");
+    p.regions.retain(|r| r.kind != dmabuf_sim::RegionKind::Cma);
+    let plan = plan_on(p.clone(), &["legacy-dma:write", "gpu:read:kept"], None);
+    assert_eq!(plan.verdict(), Verdict::Bounce);
+    assert!(plan.proved(), "{:?}", plan.proofs);
+    let st = steps(&plan);
+    assert_eq!(st.iter().filter(|l| *l == "gpu begin frame").count(), 2, "{st:#?}");
+    let src = plan.scenario("platform x").unwrap().replace("size=64KiB", "size=8KiB");
+    let without: String = src.lines().filter(|l| !l.contains("gpu begin")).map(|l| format!("{l}\n")).collect();
+    assert!(!proved(&p, &without), "the begin is what takes the bytes:\n{without}");
+}
+
+#[test]
+fn nothing_works_when_a_party_reaches_no_memory_at_all() {
+    let mut p = preset("arm64-noncoherent");
+    let usb = p.device_index("usb").unwrap();
+    p.devices[usb].reaches = Some(Vec::new());
+    let plan = plan_on(p, &["vdec:write", "usb:read"], None);
+    assert_eq!((plan.verdict(), plan.answer), (Verdict::Refused, None));
+    assert!(!plan.proved());
+    assert!(plan.schemes.iter().all(|s| s.verdict() == Verdict::Refused));
+    let text = to_text(&plan, "platform x");
+    assert!(text.contains("answer: none") && text.contains("usb (reachability)"), "{text}");
+}
+
 #[test]
 fn device_memory_is_chosen_when_it_is_the_only_memory_a_party_reaches_peer_to_peer() {
     let mut p = preset("x86-pcie");
