@@ -15,6 +15,7 @@ cargo test --workspace
 echo "== board tests (real device trees from Debian's arm64 kernel package)"
 DTBS=$(bash ci/board-dtbs.sh)
 DMABUF_DTB_DIR=$DTBS cargo test -p dmabuf-dt --test boards -- --include-ignored
+DMABUF_DTB_DIR=$DTBS cargo test -p dmabuf-check --test plan_boards -- --include-ignored
 cargo build --release -q -p dmabuf-dt --example sweep
 timeout 60 target/release/examples/sweep "$DTBS"
 echo "== kernel tests (dmabuf-linux on a real kernel under qemu)"

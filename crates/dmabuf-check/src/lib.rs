@@ -6,10 +6,12 @@
 //! *sanitizer* watching: it builds happens-before from program order, job submission and
 //! fences, and compares the bytes every access really returned with the latest write
 //! that happens before it (spec §7). Its findings name the scenario lines involved and the
-//! missing step.
+//! missing step. The allocator ([`plan`]) chooses where a shared buffer lives, writes
+//! the protocol that shares it as a scenario and proves it with the explorer.
 
 pub mod bench;
 pub mod explore;
+pub mod plan;
 pub mod replay;
 pub mod report;
 pub mod runner;

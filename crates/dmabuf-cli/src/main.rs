@@ -5,7 +5,9 @@
 //!
 //! - `dmabuf check FILE...`: 0 no findings, 1 findings, 2 bad input or usage;
 //! - `dmabuf platforms`, `dmabuf platforms show NAME`, `import BOARD.dtb`, `check FILE`;
-//! - `dmabuf bench [--format text|json] [--svg FILE]`: 0 no findings, 1 findings, 2 usage.
+//! - `dmabuf bench [--format text|json] [--svg FILE]`: 0 no findings, 1 findings, 2 usage;
+//! - `dmabuf plan --platform BOARD --user DEVICE:ACCESS[:kept]... [--cpu ACCESS]`: 0 a
+//!   copy-free plan, 1 only a fallback, 2 bad input, 3 no proved protocol.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use std::process::ExitCode;
 
 mod bench;
 mod explore;
+mod plan;
 mod platforms;
 mod record;
 
@@ -53,6 +56,10 @@ enum Cmd {
     /// Run a program under the interposer and write what it did with dma-bufs as a
     /// scenario. Exit status: the program's; 125 if recording failed.
     Record(record::RecordArgs),
+    /// Choose where a buffer shared by devices and the CPU lives, print the protocol that
+    /// shares it and prove it. Exit status: 0 copy-free and proved, 1 only a fallback
+    /// (a bounce, a copy), proved, 2 bad input, 3 no proved protocol.
+    Plan(plan::PlanArgs),
     /// List the platform presets, or print one as TOML.
     Platforms {
         #[command(subcommand)]
@@ -192,6 +199,7 @@ fn main() -> ExitCode {
         Cmd::Platforms { cmd } => platforms(cmd),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Record(a) => record::run(a),
+        Cmd::Plan(a) => plan::run(a),
     }
 }
 

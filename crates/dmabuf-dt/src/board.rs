@@ -39,6 +39,11 @@ pub struct Import {
     pub interconnects: Vec<(String, bool)>,
     /// Masters the tree has but disables (a board enables them with an overlay).
     pub disabled: Vec<Disabled>,
+    /// Nodes enabled on request before the import ([`crate::import_enabling`]), by path.
+    pub enabled: Vec<String>,
+    /// The names the tree gives masters, enabled or not: `(alias or label, node path)`
+    /// from `/aliases` and `/__symbols__` (`csi1`, `lcdif1`, `isi_0`), in the tree's order.
+    pub labels: Vec<(String, String)>,
 }
 
 /// A DMA master the tree disables: what it would be.
@@ -46,6 +51,8 @@ pub struct Import {
 pub struct Disabled {
     /// Its node path.
     pub node: String,
+    /// Its first compatible string (`brcm,bcm2835-unicam`).
+    pub compatible: String,
     /// Its role.
     pub role: DeviceRole,
     /// The IOMMU its `iommus` names, if any.
@@ -294,6 +301,7 @@ pub fn import_tree(t: &Tree, file: &str, name: &str) -> Result<Import, String> {
                 let iommu = dma::iommu_node(t, i).map(|m| t.nodes[m].path.clone());
                 disabled.push(Disabled {
                     node: n.path.clone(),
+                    compatible: n.strings("compatible").first().cloned().unwrap_or_default(),
                     role,
                     iommu,
                     coherent: dma::is_coherent(t, i).is_some(),
@@ -482,8 +490,33 @@ pub fn import_tree(t: &Tree, file: &str, name: &str) -> Result<Import, String> {
         notes,
         not_described,
         interconnects,
+        labels: labels(
+            t,
+            &cand
+                .iter()
+                .map(|c| t.nodes[c.0].path.as_str())
+                .chain(disabled.iter().map(|d| d.node.as_str()))
+                .collect::<Vec<_>>(),
+        ),
         disabled,
+        enabled: Vec::new(),
     })
+}
+
+/// The aliases and labels that name one of `masters` (node paths).
+fn labels(t: &Tree, masters: &[&str]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for table in ["/aliases", "/__symbols__"] {
+        let Some(n) = t.find(table) else { continue };
+        for (name, _) in t.nodes[n].props() {
+            if let Some(path) = t.nodes[n].strings(name).into_iter().next()
+                && masters.contains(&path.as_str())
+            {
+                out.push((name.to_string(), path));
+            }
+        }
+    }
+    out
 }
 
 fn region(name: &str, kind: RegionKind, base: u64, size: u64) -> RegionDesc {

@@ -19,6 +19,10 @@
 //! - the CPU's cache geometry from the cache nodes, a system-level cache (an `llcc`, a
 //!   level-3 cache outside the CPUs), and cache-coherent interconnects (CCI, CCN, CMN).
 //!
+//! A disabled node is no device, as in the kernel; [`Import::disabled`] lists the masters
+//! the tree disables, and [`import_enabling`] enables some first, as an overlay setting
+//! `status = "okay"` would (a camera interface left disabled until a sensor is fitted).
+//!
 //! What the tree cannot say is assumed and said so: a DMA mask is the driver's (32 bits,
 //! the kernel's default for platform devices, 64 for PCIe endpoints whose reach the host
 //! bridge's window bounds); memory the bootloader fills in is assumed 2 GiB.
@@ -47,16 +51,48 @@ pub const MAX_DTB: u64 = 8 << 20;
 
 /// Imports a DTB's bytes; `file` names it in errors and notes.
 pub fn import(bytes: &[u8], file: &str) -> Result<Import, PlatformError> {
+    import_enabling(bytes, file, &[])
+}
+
+/// Imports a DTB's bytes with some disabled nodes enabled first, as an overlay setting
+/// their `status = "okay"` would (a camera's `unicam` or `isi` node, which boards leave
+/// disabled until a sensor is fitted). Each of `enable` is a node path, an alias
+/// (`/aliases`) or a label (`/__symbols__`, what an overlay's `&label` names); one that
+/// names no node, or a node under a disabled bus, is an error naming it.
+pub fn import_enabling(bytes: &[u8], file: &str, enable: &[String]) -> Result<Import, PlatformError> {
     let bad = |node: &str, rule: String| PlatformError::Import { file: file.to_string(), node: node.to_string(), rule };
-    let t = tree::Tree::parse(bytes).map_err(|e| bad("header", e))?;
+    let mut t = tree::Tree::parse(bytes).map_err(|e| bad("header", e))?;
+    let mut enabled = Vec::new();
+    for spec in enable {
+        let n = t.resolve(spec).ok_or_else(|| {
+            bad(spec, "no such node: name a node path, an alias (/aliases) or a label (/__symbols__)".into())
+        })?;
+        t.enable(n);
+        if !t.available(n) {
+            let off = std::iter::successors(t.nodes[n].parent, |&p| t.nodes[p].parent)
+                .find(|&p| !t.nodes[p].enabled())
+                .map_or_else(String::new, |p| t.nodes[p].path.clone());
+            return Err(bad(&t.nodes[n].path, format!("it sits under {off}, which is disabled: enable that too")));
+        }
+        enabled.push(t.nodes[n].path.clone());
+    }
     let stem = Path::new(file).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "board".into());
-    let imp = board::import_tree(&t, file, &stem).map_err(|e| bad("/", e))?;
+    let mut imp = board::import_tree(&t, file, &stem).map_err(|e| bad("/", e))?;
     imp.platform.validate(file)?;
+    for path in &enabled {
+        imp.notes.push(format!("{path}: enabled on request (status = \"okay\", as an overlay would)"));
+    }
+    imp.enabled = enabled;
     Ok(imp)
 }
 
 /// Reads and imports a DTB file.
 pub fn import_path(path: &Path) -> Result<Import, PlatformError> {
+    import_path_enabling(path, &[])
+}
+
+/// Reads and imports a DTB file with nodes enabled first ([`import_enabling`]).
+pub fn import_path_enabling(path: &Path, enable: &[String]) -> Result<Import, PlatformError> {
     let file = path.display().to_string();
     let bytes = dmabuf_sim::read_bounded(path, MAX_DTB).map_err(|e| PlatformError::Io {
         file: file.clone(),
@@ -66,7 +102,7 @@ pub fn import_path(path: &Path) -> Result<Import, PlatformError> {
             e.to_string()
         },
     })?;
-    import(&bytes, &file)
+    import_enabling(&bytes, &file, enable)
 }
 
 /// Reads a DTB file into a platform (what `--platform BOARD.dtb` loads).

@@ -98,6 +98,27 @@ impl Tree {
         self.nodes[n].prop("#size-cells").and_then(be32).unwrap_or(1)
     }
 
+    /// The node a user names: a path (`/soc/csi@7e801000`), an alias (`csi1`, from
+    /// `/aliases`) or a label (`isi_0`, from `/__symbols__`, as an overlay's `&isi_0`
+    /// names it).
+    pub fn resolve(&self, spec: &str) -> Option<usize> {
+        if spec.starts_with('/') {
+            return self.find(spec);
+        }
+        ["/aliases", "/__symbols__"].iter().find_map(|table| {
+            let t = self.find(table)?;
+            let path = self.nodes[t].strings(spec).into_iter().next()?;
+            self.find(&path)
+        })
+    }
+
+    /// Sets `status = "okay"` on node `n`, as an overlay enabling it does.
+    pub fn enable(&mut self, n: usize) {
+        let props = &mut self.nodes[n].props;
+        props.retain(|(k, _)| k != "status");
+        props.push(("status".into(), b"okay\0".to_vec()));
+    }
+
     /// Whether `n` and every ancestor are enabled (`status` absent, `okay` or `ok`): Linux
     /// creates no device for a disabled node nor below one (`of_device_is_available`).
     pub fn available(&self, mut n: usize) -> bool {
@@ -114,6 +135,11 @@ impl Tree {
 }
 
 impl Node {
+    /// Every property, `(name, raw bytes)`, in the tree's order.
+    pub fn props(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.props.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
     /// A property's raw bytes.
     pub fn prop(&self, name: &str) -> Option<&[u8]> {
         self.props.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())

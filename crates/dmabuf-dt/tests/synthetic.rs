@@ -15,6 +15,15 @@ fn board() -> Vec<u8> {
     w.property_string_list("compatible", vec!["test,board".into()]).unwrap();
     w.property_u32("#address-cells", 2).unwrap();
     w.property_u32("#size-cells", 2).unwrap();
+    let aliases = w.begin_node("aliases").unwrap();
+    w.property_string("csi1", "/soc/legacy-bus/csi@7e801000").unwrap();
+    w.end_node(aliases).unwrap();
+    // `vm-fdt` refuses a node name starting with `_`: the label table is renamed to
+    // `__symbols__` in the finished blob (same length).
+    let symbols = w.begin_node("zzsymbolszz").unwrap();
+    w.property_string("unicam1", "/soc/legacy-bus/csi@7e801000").unwrap();
+    w.property_string("isi_0", "/soc/cam-bus/isi@32e00000").unwrap();
+    w.end_node(symbols).unwrap();
     let m = w.begin_node("memory@40000000").unwrap();
     w.property_string("device_type", "memory").unwrap();
     w.property_array_u64("reg", &[0x4000_0000, 0x1_0000_0000]).unwrap();
@@ -67,7 +76,24 @@ fn board() -> Vec<u8> {
     w.property_string("compatible", "test,board-hvs").unwrap();
     w.property_array_u32("reg", &[0x7e40_0000, 0x1000]).unwrap();
     w.end_node(hvs).unwrap();
+    // A camera interface the board leaves disabled until a sensor is fitted.
+    let csi = w.begin_node("csi@7e801000").unwrap();
+    w.property_string("compatible", "brcm,bcm2835-unicam").unwrap();
+    w.property_array_u32("reg", &[0x7e80_1000, 0x800]).unwrap();
+    w.property_string("status", "disabled").unwrap();
+    w.end_node(csi).unwrap();
     w.end_node(inner).unwrap();
+    // A whole bus left disabled, with a camera on it.
+    let cam = w.begin_node("cam-bus").unwrap();
+    w.property_string("compatible", "simple-bus").unwrap();
+    w.property_u32("#address-cells", 1).unwrap();
+    w.property_u32("#size-cells", 1).unwrap();
+    w.property_string("status", "disabled").unwrap();
+    let isi = w.begin_node("isi@32e00000").unwrap();
+    w.property_string("compatible", "fsl,imx8mp-isi").unwrap();
+    w.property_array_u32("reg", &[0x32e0_0000, 0x4000]).unwrap();
+    w.end_node(isi).unwrap();
+    w.end_node(cam).unwrap();
     let vop = w.begin_node("vop@ff900000").unwrap();
     w.property_string("compatible", "test,board-vop").unwrap();
     w.property_array_u64("reg", &[0xff90_0000, 0x1000]).unwrap();
@@ -91,7 +117,10 @@ fn board() -> Vec<u8> {
     w.end_node(nav).unwrap();
     w.end_node(outer).unwrap();
     w.end_node(root).unwrap();
-    w.finish().unwrap()
+    let mut blob = w.finish().unwrap();
+    let at = blob.windows(11).position(|x| x == b"zzsymbolszz").unwrap();
+    blob[at..at + 11].copy_from_slice(b"__symbols__");
+    blob
 }
 
 #[test]
@@ -137,6 +166,38 @@ fn the_cma_pool_is_placed_in_its_alloc_ranges_and_carve_outs_leave_the_heaps() {
     let text = imp.to_commented_toml();
     assert!(text.contains("# /soc/legacy-bus/hvs@7e400000"), "{text}");
     assert_eq!(dmabuf_sim::Platform::from_toml(&text, "again.toml").unwrap(), *p);
+}
+
+/// A disabled master is no device (`of_device_is_available`) until enabled, as an overlay
+/// would enable it: by path, by alias or by label; it then takes its bus's windows.
+#[test]
+fn a_disabled_master_is_enabled_by_path_alias_or_label() {
+    let imp = dmabuf_dt::import(&board(), "board.dtb").unwrap();
+    assert!(imp.platform.device_index("csi").is_none());
+    assert!(imp.disabled.iter().any(|d| d.node == "/soc/legacy-bus/csi@7e801000"
+        && d.role == DeviceRole::Camera
+        && d.compatible == "brcm,bcm2835-unicam"));
+    // The tree's own names for it, which an overlay or a user would use.
+    for label in ["csi1", "unicam1"] {
+        assert!(imp.labels.contains(&(label.into(), "/soc/legacy-bus/csi@7e801000".into())), "{:?}", imp.labels);
+    }
+    for spec in ["/soc/legacy-bus/csi@7e801000", "csi1", "unicam1"] {
+        let imp = dmabuf_dt::import_enabling(&board(), "board.dtb", &[spec.to_string()]).unwrap();
+        let p = &imp.platform;
+        let csi = &p.devices[p.device_index("csi").unwrap_or_else(|| panic!("{spec}: no csi"))];
+        assert_eq!(csi.role, Some(DeviceRole::Camera), "{spec}");
+        assert_eq!(csi.phys_to_bus(PhysAddr(0x4000_1000)), Some(BusAddr(0xc000_1000)), "{spec}: the bus's window");
+        assert_eq!(imp.enabled, ["/soc/legacy-bus/csi@7e801000"]);
+        assert!(imp.disabled.iter().all(|d| !d.node.ends_with("csi@7e801000")), "{spec}");
+        assert!(imp.notes.iter().any(|n| n.contains("enabled on request")), "{spec}");
+    }
+    let e = dmabuf_dt::import_enabling(&board(), "board.dtb", &["csi9".into()]).unwrap_err();
+    assert!(e.to_string().contains("csi9") && e.to_string().contains("no such node"), "{e}");
+    let e = dmabuf_dt::import_enabling(&board(), "board.dtb", &["isi_0".into()]).unwrap_err();
+    assert!(e.to_string().contains("/soc/cam-bus, which is disabled"), "{e}");
+    let both = ["/soc/cam-bus".to_string(), "isi_0".to_string()];
+    let p = dmabuf_dt::import_enabling(&board(), "board.dtb", &both).unwrap().platform;
+    assert!(p.device_index("isi").is_some());
 }
 
 #[test]
