@@ -167,7 +167,8 @@ pub(crate) struct World {
     pub(crate) objs: RefCell<Objects>,
     pub(crate) jobs: RefCell<Jobs>,
     pub(crate) pos: Cell<Pos>,
-    /// The framework's reports already turned into findings.
+    /// How many of the framework's reports are already turned into findings: the next to
+    /// read is at this index.
     pub(crate) reports_seen: Cell<usize>,
     /// The attach rule the step being run expects to refuse its attach (`expect refused`).
     pub(crate) expected_rule: RefCell<Option<String>>,
