@@ -7,6 +7,7 @@
 //! fences, and compares the bytes every access really returned with the latest write
 //! that happens before it (spec §7). Its findings name the scenario lines involved and the
 //! missing step.
+#![deny(missing_docs)]
 
 pub mod bench;
 pub mod explore;
