@@ -6,6 +6,7 @@
 //! - `dmabuf check FILE...`: 0 no findings, 1 findings, 2 bad input or usage;
 //! - `dmabuf platforms`, `dmabuf platforms show NAME`, `import BOARD.dtb`, `check FILE`;
 //! - `dmabuf bench [--format text|json] [--svg FILE]`: 0 no findings, 1 findings, 2 usage.
+#![deny(missing_docs)]
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -60,7 +61,7 @@ enum Cmd {
 enum PlatformsCmd {
     /// Print a preset as TOML (a starting point for a platform file of your own).
     Show {
-        /// The preset's name.
+        /// The preset's name, as `dmabuf platforms` lists it.
         name: String,
     },
     /// Print a board's device tree (a .dtb) as a platform TOML, each fact with its node.
