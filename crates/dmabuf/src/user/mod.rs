@@ -363,7 +363,7 @@ impl fmt::Debug for Heap {
 }
 
 impl Heap {
-    /// The heap's name.
+    /// The name it was opened by, one of [`Heaps::names`].
     pub fn name(&self) -> &str {
         &self.name
     }
