@@ -375,7 +375,7 @@ pub struct Workload {
     pub what: &'static str,
     /// Why a target is not met, when it is not (empty otherwise).
     pub note: &'static str,
-    /// The scenario.
+    /// The scenario's source text, generated for this pipeline on `platform`.
     pub source: String,
 }
 
@@ -446,9 +446,9 @@ pub struct Findings {
 /// The result of one workload.
 #[derive(Clone, Debug, Serialize)]
 pub struct WorkloadResult {
-    /// The workload's name.
+    /// The name of the workload measured ([`Workload::name`]).
     pub name: String,
-    /// The platform.
+    /// The preset it ran on.
     pub platform: String,
     /// Whether it is a partial-access workload.
     pub partial: bool,
@@ -485,9 +485,9 @@ pub struct WorkloadResult {
 #[derive(Debug, thiserror::Error)]
 #[error("workload {name} on {platform}: {message}")]
 pub struct BenchError {
-    /// The workload.
+    /// The name of the workload that could not run.
     pub name: String,
-    /// Its platform.
+    /// The preset it was to run on.
     pub platform: String,
     /// What went wrong.
     pub message: String,
@@ -573,7 +573,7 @@ pub const LINUX_OVER_MINIMAL_MIN: f64 = 10.0;
 /// One of the targets, checked on a set of results.
 #[derive(Clone, Debug, Serialize)]
 pub struct Target {
-    /// What it says.
+    /// The target in words, as the report prints it.
     pub target: String,
     /// Whether every workload it applies to meets it.
     pub met: bool,

@@ -87,15 +87,16 @@ impl Default for ExploreConfig {
     }
 }
 
-/// The outcome.
+/// How an exploration ended: every path clean, a path with a finding, or a bound first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// No stale read, lost write or race on any path.
     Proved,
-    /// A path with one.
+    /// Some path has a stale read, lost write or race; the shortest found is the
+    /// [`Exploration::counterexample`].
     Counterexample,
-    /// A bound was hit first.
+    /// A bound (states or time) stopped the search before either was known.
     Inconclusive,
 }
 
@@ -116,7 +117,7 @@ pub struct Move {
     /// The scenario line being executed when the choice was made (the step after which
     /// the hardware acted, or before which a job ran).
     pub line: u32,
-    /// What happened.
+    /// What the choice made happen, in words, as the report prints it.
     pub what: String,
 }
 
@@ -130,14 +131,14 @@ pub struct Counterexample {
     pub choices: Vec<u8>,
     /// The choices that were not "nothing", in order.
     pub moves: Vec<Move>,
-    /// The run's findings.
+    /// The run along this path: its findings, statistics and steps.
     pub result: RunResult,
 }
 
 /// What an exploration found.
 #[derive(Clone, Debug)]
 pub struct Exploration {
-    /// The verdict.
+    /// Whether every path was clean, one was not, or the search stopped early.
     pub verdict: Verdict,
     /// Distinct states visited.
     pub states: u64,

@@ -8,6 +8,7 @@
 //! that happens before it (spec §7). Its findings name the scenario lines involved and the
 //! missing step. The allocator ([`plan`]) chooses where a shared buffer lives, writes
 //! the protocol that shares it as a scenario and proves it with the explorer.
+#![deny(missing_docs)]
 
 pub mod bench;
 pub mod explore;

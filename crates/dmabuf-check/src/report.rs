@@ -101,7 +101,7 @@ pub struct Styles {
     pub kind: anstyle::Style,
     /// Line numbers and quotes.
     pub dim: anstyle::Style,
-    /// The hint.
+    /// Hints: what to do about a finding.
     pub hint: anstyle::Style,
     /// A clean result.
     pub ok: anstyle::Style,

@@ -187,9 +187,9 @@ pub struct AccessInfo {
     pub thread: usize,
     /// The clock of the access (the thread's, or the job's).
     pub clock: VClock,
-    /// The buffer's name.
+    /// The scenario's name of the buffer accessed, as findings print it.
     pub buffer: String,
-    /// The bytes.
+    /// The bytes accessed, `[start, end)` in the buffer.
     pub range: Range<u64>,
     /// A write (else a read).
     pub write: bool,
@@ -355,7 +355,7 @@ impl Sanitizer {
         self.copy = Some((Vec::new(), 0, 0));
     }
 
-    /// The copy ends.
+    /// The framework's copy ends: later writes are the program's own again.
     pub fn end_copy(&mut self) {
         self.copy = None;
     }

@@ -17,7 +17,7 @@ use crate::{Format, report_error};
 /// Flags of `dmabuf explore`.
 #[derive(clap::Args)]
 pub struct ExploreArgs {
-    /// The scenario.
+    /// The scenario file to explore.
     file: PathBuf,
     /// Stop as inconclusive after this many distinct states.
     #[arg(long, default_value_t = 1_000_000)]

@@ -8,6 +8,7 @@
 //! - `dmabuf bench [--format text|json] [--svg FILE]`: 0 no findings, 1 findings, 2 usage;
 //! - `dmabuf plan --platform BOARD --user DEVICE:ACCESS[:kept]... [--cpu ACCESS]`: 0 a
 //!   copy-free plan, 1 only a fallback, 2 bad input, 3 no proved protocol.
+#![deny(missing_docs)]
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -71,7 +72,7 @@ enum Cmd {
 enum PlatformsCmd {
     /// Print a preset as TOML (a starting point for a platform file of your own).
     Show {
-        /// The preset's name.
+        /// The preset's name, as `dmabuf platforms` lists it.
         name: String,
     },
     /// Print a board's device tree (a .dtb) as a platform TOML, each fact with its node.

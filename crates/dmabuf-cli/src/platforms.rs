@@ -9,7 +9,7 @@ use dmabuf_sim::Platform;
 /// `dmabuf platforms import BOARD.dtb`.
 #[derive(clap::Args)]
 pub struct ImportArgs {
-    /// The device tree blob.
+    /// The board's device tree blob (.dtb) to import.
     file: PathBuf,
 }
 

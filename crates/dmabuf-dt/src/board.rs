@@ -49,11 +49,12 @@ pub struct Import {
 /// A DMA master the tree disables: what it would be.
 #[derive(Debug, Clone)]
 pub struct Disabled {
-    /// Its node path.
+    /// The master's node path in the tree.
     pub node: String,
     /// Its first compatible string (`brcm,bcm2835-unicam`).
     pub compatible: String,
-    /// Its role.
+    /// What kind of master its node name or `compatible` says it is (display, GPU, USB,
+    /// ...).
     pub role: DeviceRole,
     /// The IOMMU its `iommus` names, if any.
     pub iommu: Option<String>,

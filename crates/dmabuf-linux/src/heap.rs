@@ -41,7 +41,8 @@ impl Heaps {
         Heaps { dir: dir.into() }
     }
 
-    /// The heap directory.
+    /// The directory the heaps are listed and opened from ([`DEFAULT_HEAP_DIR`] unless
+    /// [`Heaps::at`] named another).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -117,7 +118,7 @@ pub struct Heap {
 }
 
 impl Heap {
-    /// The heap's name.
+    /// The name it was opened by: its device node's under the heap directory.
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -71,7 +71,7 @@ pub struct DmaBufExportSyncFile {
 pub struct DmaBufImportSyncFile {
     /// `DMA_BUF_SYNC_READ` and/or `_WRITE`.
     pub flags: u32,
-    /// The sync file to add.
+    /// The fd of the sync file whose fences are added to the buffer's reservation object.
     pub fd: i32,
 }
 
@@ -79,7 +79,7 @@ pub struct DmaBufImportSyncFile {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UdmabufCreate {
-    /// The memfd holding the pages.
+    /// The fd of the memfd holding the pages (which must be sealed against shrinking).
     pub memfd: u32,
     /// `UDMABUF_FLAGS_CLOEXEC`.
     pub flags: u32,
@@ -93,7 +93,8 @@ pub struct UdmabufCreate {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UdmabufCreateItem {
-    /// The memfd holding the pages.
+    /// The fd of the memfd holding this range's pages (which must be sealed against
+    /// shrinking).
     pub memfd: u32,
     /// Must be zero.
     pub pad: u32,
@@ -119,7 +120,7 @@ pub struct UdmabufCreateList {
 pub struct SyncMergeData {
     /// Name of the new sync file, NUL-terminated.
     pub name: [u8; 32],
-    /// The other sync file.
+    /// The fd of the sync file merged with the one the ioctl is issued on.
     pub fd2: i32,
     /// Out: the merged sync file's fd.
     pub fence: i32,

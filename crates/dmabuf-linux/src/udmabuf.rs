@@ -16,7 +16,7 @@ use rustix::fs::{MemfdFlags, Mode, OFlags, SealFlags};
 use crate::buffer::{DmaBuf, page_size};
 use crate::sys::{self, errno};
 
-/// The udmabuf device.
+/// The udmabuf misc device's node, opened to issue `UDMABUF_CREATE` on.
 pub const UDMABUF_DEV: &str = "/dev/udmabuf";
 /// Where the driver's limits are readable.
 const PARAMS: &str = "/sys/module/udmabuf/parameters";

@@ -197,7 +197,7 @@ impl FdFlags {
         FdFlags(bits)
     }
 
-    /// The raw bits.
+    /// The bits as `dma_heap_allocation_data.fd_flags` holds them.
     pub const fn bits(self) -> u32 {
         self.0
     }
@@ -237,7 +237,7 @@ impl HeapFlags {
         HeapFlags(bits)
     }
 
-    /// The raw bits.
+    /// The bits as `dma_heap_allocation_data.heap_flags` holds them.
     pub const fn bits(self) -> u64 {
         self.0
     }
@@ -271,7 +271,7 @@ impl Seals {
         Seals(bits)
     }
 
-    /// The raw bits.
+    /// The bits as `F_GET_SEALS` returns them and `F_ADD_SEALS` takes them.
     pub const fn bits(self) -> u32 {
         self.0
     }

@@ -154,7 +154,7 @@ pub enum Error {
         op: Op,
         /// The kernel's answer to the same request.
         errno: Errno,
-        /// The framework's reason.
+        /// The framework's own error, which says why it refused.
         source: Cause,
     },
 
@@ -184,7 +184,7 @@ pub enum Error {
     /// exist.
     #[error("no dma-buf heap named {name:?} in {location}; this system has: {}", list(available))]
     HeapNotFound {
-        /// The name asked for.
+        /// The heap name that matched none.
         name: String,
         /// Where heaps were looked for: the heap directory, or the simulated platform.
         location: String,
@@ -214,9 +214,9 @@ pub enum Error {
     /// (`dma_heap_buffer_alloc`: `PAGE_ALIGN(len)` is 0, `EINVAL`).
     #[error("DMA_HEAP_IOCTL_ALLOC: {len} bytes wrap to 0 when rounded up to {page_size}-byte pages (EINVAL)")]
     LengthWraps {
-        /// The length asked for.
+        /// The `len` passed, so close to 2^64 that rounding it up to pages wraps.
         len: u64,
-        /// The page size.
+        /// The page size in bytes (the kernel's `PAGE_SIZE`).
         page_size: u64,
     },
 
@@ -227,7 +227,7 @@ pub enum Error {
         fd_flags.bits(), FdFlags::VALID.bits()
     )]
     FdFlags {
-        /// The flags given.
+        /// The `fd_flags` passed, with bits outside the valid set.
         fd_flags: FdFlags,
     },
 
@@ -238,7 +238,7 @@ pub enum Error {
         heap_flags.bits()
     )]
     HeapFlags {
-        /// The flags given.
+        /// The `heap_flags` passed, none of which any heap defines.
         heap_flags: HeapFlags,
     },
 
@@ -246,16 +246,16 @@ pub enum Error {
     /// `EINVAL`).
     #[error("DMA_HEAP_IOCTL_ALLOC: the fd field is {fd}; it is output only and must be 0 (EINVAL)")]
     FdNotZero {
-        /// The value found.
+        /// What the caller left in the output-only field.
         fd: u32,
     },
 
     /// `mmap` at an offset that is not a whole number of pages (`EINVAL`).
     #[error("mmap: offset {offset} is not a multiple of the page size {page_size} (EINVAL)")]
     MmapOffsetNotAligned {
-        /// The offset asked for.
+        /// The byte offset into the buffer passed to `mmap`.
         offset: u64,
-        /// The page size.
+        /// The page size in bytes (the kernel's `PAGE_SIZE`).
         page_size: u64,
     },
 
@@ -267,11 +267,11 @@ pub enum Error {
     /// the mapping's pages exceed the buffer's, `EINVAL`).
     #[error("mmap: {len} bytes at offset {offset} reach past the end of the {size}-byte dma-buf (EINVAL)")]
     MmapPastEnd {
-        /// The offset asked for.
+        /// The byte offset into the buffer passed to `mmap`.
         offset: u64,
-        /// The length asked for.
+        /// The mapping's length in bytes.
         len: u64,
-        /// The buffer's size.
+        /// The dma-buf's size in bytes.
         size: u64,
     },
 
@@ -314,7 +314,7 @@ pub enum Error {
     /// `strndup_user` refuses it with `EINVAL`).
     #[error("name {name:?} is {len} bytes; at most {max} fit (DMA_BUF_NAME_LEN - 1)")]
     NameTooLong {
-        /// The name.
+        /// The name refused, as given.
         name: String,
         /// Its length in bytes.
         len: usize,
@@ -325,7 +325,7 @@ pub enum Error {
     /// A name contains a NUL byte, which would silently cut it.
     #[error("name {name:?} contains a NUL byte")]
     NameHasNul {
-        /// The name.
+        /// The name refused, NUL included.
         name: String,
     },
 
@@ -334,9 +334,9 @@ pub enum Error {
     UdmabufOffsetNotAligned {
         /// Which item of the list.
         index: usize,
-        /// The offset given.
+        /// The item's offset into its memfd, in bytes.
         offset: u64,
-        /// The page size.
+        /// The page size in bytes (the kernel's `PAGE_SIZE`).
         page_size: u64,
     },
 
@@ -345,9 +345,9 @@ pub enum Error {
     UdmabufSizeNotAligned {
         /// Which item of the list.
         index: usize,
-        /// The size given.
+        /// The item's size in bytes.
         size: u64,
-        /// The page size.
+        /// The page size in bytes (the kernel's `PAGE_SIZE`).
         page_size: u64,
     },
 
@@ -386,58 +386,58 @@ pub enum Error {
     UdmabufPastEnd {
         /// Which item of the list.
         index: usize,
-        /// Offset given.
+        /// The item's offset into its memfd, in bytes.
         offset: u64,
-        /// Size given.
+        /// The item's size in bytes.
         size: u64,
-        /// The memfd's size.
+        /// The memfd's size in bytes, which `offset + size` passes.
         file_size: u64,
     },
 
     /// udmabuf: the total size exceeds the driver's `size_limit_mb`.
     #[error("udmabuf: {size} bytes exceed the driver's limit of {limit} bytes (module parameter size_limit_mb)")]
     UdmabufTooLarge {
-        /// The total size asked for.
+        /// The items' sizes summed, up to the first that passes the limit, in bytes.
         size: u64,
-        /// The limit.
+        /// The driver's `size_limit_mb`, in bytes.
         limit: u64,
     },
 
     /// udmabuf: the list has more items than the driver's `list_limit`.
     #[error("udmabuf: {count} items exceed the driver's limit of {limit} (module parameter list_limit)")]
     UdmabufTooManyItems {
-        /// Items given.
+        /// How many items the list has.
         count: usize,
-        /// The limit.
+        /// The driver's `list_limit`.
         limit: usize,
     },
 
     /// A simulated CPU load or store through the mapping failed (the hardware refused it).
     #[error("CPU access to {buffer:?} through its mapping failed: {source}")]
     Access {
-        /// The buffer's name.
+        /// The buffer accessed, by its name.
         buffer: String,
-        /// The framework's reason.
+        /// The framework's error for the refused load or store.
         source: Cause,
     },
 
     /// A simulated device could not be found, import the buffer, or run a job.
     #[error("device {device:?}: {action} failed: {source}")]
     Device {
-        /// The device's name.
+        /// The simulated device, by its name on the platform.
         device: String,
         /// What it was doing.
         action: &'static str,
-        /// The framework's reason.
+        /// What the framework reported: no such device, a refused import, a failed job.
         source: Cause,
     },
 
     /// A simulated device was handed a buffer of another simulated system.
     #[error("device {device:?} cannot use buffer {buffer:?}: it belongs to another simulated system")]
     ForeignBuffer {
-        /// The device's name.
+        /// The simulated device handed the buffer, by its name on the platform.
         device: String,
-        /// The buffer's name.
+        /// The buffer from the other system, by its name.
         buffer: String,
     },
 
@@ -448,7 +448,8 @@ pub enum Error {
     /// The sw_sync debugfs file is missing (`CONFIG_SW_SYNC` off, or debugfs not mounted).
     #[error("sw_sync is unavailable: {}: {errno} (needs CONFIG_SW_SYNC and debugfs mounted)", path.display())]
     SwSyncUnavailable {
-        /// The debugfs file.
+        /// The sw_sync file it tried to open (`/sys/kernel/debug/sync/sw_sync`, unless
+        /// another path was given).
         path: PathBuf,
         /// Why opening it failed.
         errno: Errno,

@@ -39,7 +39,7 @@ impl Backing {
         self.pages.windows(2).all(|w| w[0].end() == w[1].start)
     }
 
-    /// Total size.
+    /// The buffer's size in bytes: its pages' lengths summed.
     pub fn size(&self) -> u64 {
         self.pages.iter().map(|r| r.len).sum()
     }
@@ -70,9 +70,9 @@ pub enum AttachError {
         "cannot attach `{buffer}` to `{device}`: the device needs physically contiguous memory (no IOMMU, no scatter-gather) and the buffer's {segments} pages are scattered; allocate it from the `cma` heap"
     )]
     NotContiguous {
-        /// The buffer.
+        /// The buffer the device would use, by its name (as set, or `buf<N>`).
         buffer: String,
-        /// The device.
+        /// The device that would use it, by its name in the platform.
         device: String,
         /// How many discontiguous pieces the buffer has.
         segments: usize,
@@ -85,11 +85,11 @@ pub enum AttachError {
         "cannot attach `{buffer}` to `{device}`: the device snoops the CPU cache and the buffer is mapped {attr} by the CPU, so its reads would meet stale lines of the kernel's cacheable linear map; give a coherent device a cached buffer (the `system` or `cma` heap)"
     )]
     MismatchedCoherency {
-        /// The buffer's name.
+        /// The buffer the device would use, by its name (as set, or `buf<N>`).
         buffer: String,
-        /// The device's name.
+        /// The device that would use it, by its name in the platform.
         device: String,
-        /// The buffer's CPU attribute.
+        /// How the exporter maps the buffer for the CPU (`uncached`, `write-combine`).
         attr: &'static str,
     },
     /// A page lies in a system-memory region the device has no path to.
@@ -97,13 +97,13 @@ pub enum AttachError {
         "cannot attach `{buffer}` to `{device}`: the buffer lies in region `{region}`, which the device cannot reach; allocate it from memory the device reaches ({reachable})"
     )]
     RegionUnreachable {
-        /// The buffer.
+        /// The buffer the device would use, by its name (as set, or `buf<N>`).
         buffer: String,
-        /// The device.
+        /// The device that would use it, by its name in the platform.
         device: String,
-        /// The region.
+        /// The name of the platform region holding the page.
         region: String,
-        /// The regions the device reaches.
+        /// The regions the device does reach, by name, comma-separated.
         reachable: String,
     },
     /// The buffer is another device's local memory and there is no peer-to-peer path.
@@ -111,13 +111,13 @@ pub enum AttachError {
         "cannot attach `{buffer}` to `{device}`: the buffer is in `{owner}`'s local memory `{region}` and `{device}` has no peer-to-peer path to it; migrate it to system memory first (a dynamic exporter can do this on attach) or use a device with a path"
     )]
     NoPeerToPeer {
-        /// The buffer.
+        /// The buffer the device would use, by its name (as set, or `buf<N>`).
         buffer: String,
-        /// The device.
+        /// The device that would use it, by its name in the platform.
         device: String,
-        /// The device-local region.
+        /// The name of the device-local region holding the buffer.
         region: String,
-        /// The device that owns it.
+        /// The device whose local memory that region is, by name.
         owner: String,
     },
     /// The importer does not accept peer-to-peer buffers (it did not set
@@ -126,11 +126,11 @@ pub enum AttachError {
         "cannot attach `{buffer}` to `{device}`: the buffer is device memory (`{region}`) and the importer did not allow peer-to-peer access; attach as a peer-to-peer capable importer, or migrate the buffer to system memory"
     )]
     PeerToPeerNotAllowed {
-        /// The buffer.
+        /// The buffer the device would use, by its name (as set, or `buf<N>`).
         buffer: String,
-        /// The device.
+        /// The device that would use it, by its name in the platform.
         device: String,
-        /// The device-local region.
+        /// The name of the device-local region holding the buffer.
         region: String,
     },
     /// Pages lie where the device cannot address them directly (above its DMA mask or
@@ -141,19 +141,19 @@ pub enum AttachError {
         "cannot attach `{buffer}` to `{device}`: page {page} lies outside what the device addresses ({addresses}), the device has no IOMMU and keeps its mapping without syncing (nobody would copy a bounce buffer between its accesses); allocate memory it addresses (for example from the `cma` heap in low memory)"
     )]
     BounceRefused {
-        /// The buffer.
+        /// The buffer the device would use, by its name (as set, or `buf<N>`).
         buffer: String,
-        /// The device.
+        /// The device that would use it, by its name in the platform.
         device: String,
-        /// The first page it cannot address.
+        /// The physical address of the first page the device cannot address.
         page: String,
-        /// The highest byte of the buffer.
+        /// The physical address of the buffer's highest byte.
         top: u64,
         /// What the device addresses, in words (its mask and DMA windows).
         addresses: String,
-        /// The device's mask in bits.
+        /// The width of the device's DMA mask, in bits.
         bits: u32,
-        /// The end of the highest physical range it addresses.
+        /// One past the highest physical address the device addresses directly (0 if none).
         limit: u64,
     },
     /// The device cannot address the pages directly and has no IOMMU, so it would work
@@ -164,15 +164,15 @@ pub enum AttachError {
         "cannot attach `{buffer}` to `{device}`: page {page} lies outside what the device addresses ({addresses}), so the device would read a swiotlb bounce copy; the buffer is mapped {attr} by the CPU and the copy goes through the kernel's cacheable linear map, where stale lines sit; allocate memory the device addresses, or from a cached heap"
     )]
     BounceUncached {
-        /// The buffer's name.
+        /// The buffer the device would use, by its name (as set, or `buf<N>`).
         buffer: String,
-        /// The device's name.
+        /// The device that would use it, by its name in the platform.
         device: String,
-        /// The first page it cannot address.
+        /// The physical address of the first page the device cannot address.
         page: String,
         /// What the device addresses, in words (its mask and DMA windows).
         addresses: String,
-        /// The buffer's CPU attribute.
+        /// How the exporter maps the buffer for the CPU (`uncached`, `write-combine`).
         attr: &'static str,
     },
     /// Pages lie where the device cannot address them directly (above its DMA mask or
@@ -182,41 +182,41 @@ pub enum AttachError {
         "cannot attach `{buffer}` to `{device}`: page {page} lies outside what the device addresses ({addresses}); the device has no IOMMU and no bounce pool it addresses; allocate memory it addresses"
     )]
     AboveDmaMask {
-        /// The buffer.
+        /// The buffer the device would use, by its name (as set, or `buf<N>`).
         buffer: String,
-        /// The device.
+        /// The device that would use it, by its name in the platform.
         device: String,
-        /// The first page it cannot address.
+        /// The physical address of the first page the device cannot address.
         page: String,
-        /// The highest byte of the buffer.
+        /// The physical address of the buffer's highest byte.
         top: u64,
         /// What the device addresses, in words (its mask and DMA windows).
         addresses: String,
-        /// The device's mask in bits.
+        /// The width of the device's DMA mask, in bits.
         bits: u32,
-        /// The end of the highest physical range it addresses.
+        /// One past the highest physical address the device addresses directly (0 if none).
         limit: u64,
     },
     /// The exporter refused the device for a reason of its own.
     #[error("cannot attach `{buffer}` to `{device}`: exporter `{exporter}` refuses: {reason}")]
     RefusedByExporter {
-        /// The buffer.
+        /// The buffer the device would use, by its name (as set, or `buf<N>`).
         buffer: String,
-        /// The device.
+        /// The device that would use it, by its name in the platform.
         device: String,
-        /// The exporter.
+        /// The exporter's name (`exp_name`).
         exporter: String,
-        /// Its reason.
+        /// Why the exporter refused, in its own words.
         reason: String,
     },
     /// A page of the buffer is outside every memory region.
     #[error("cannot attach `{buffer}` to `{device}`: page {page} is not in any memory region of the platform")]
     NotInMemory {
-        /// The buffer.
+        /// The buffer the device would use, by its name (as set, or `buf<N>`).
         buffer: String,
-        /// The device.
+        /// The device that would use it, by its name in the platform.
         device: String,
-        /// The page.
+        /// The physical address of the page outside memory.
         page: String,
     },
 }

@@ -19,25 +19,25 @@ pub enum Error {
     /// No heap has that name.
     #[error("no heap `{name}`; heaps: {}", HeapKind::ALL.map(HeapKind::name).join(", "))]
     NoSuchHeap {
-        /// The name asked for.
+        /// The heap name that matched none (`HeapKind::from_name`).
         name: String,
     },
     /// The platform has no device with that name.
     #[error("no device `{name}` on platform {platform}; devices: {known}")]
     NoSuchDevice {
-        /// The name asked for.
+        /// The device name that matched none of the platform's.
         name: String,
-        /// The platform.
+        /// The name of the platform searched.
         platform: String,
-        /// The devices it has.
+        /// The platform's device names, comma-separated.
         known: String,
     },
     /// The heap could not provide the memory.
     #[error("heap `{heap}` cannot allocate {size} bytes (ENOMEM)")]
     OutOfMemory {
-        /// The heap.
+        /// The name of the heap that ran out.
         heap: String,
-        /// The size asked for.
+        /// The bytes the allocation asked for.
         size: u64,
     },
     /// A zero-sized allocation (the kernel refuses it with EINVAL).
@@ -46,28 +46,28 @@ pub enum Error {
     /// A byte range outside the buffer.
     #[error("range {start:#x}..{end:#x} is outside buffer `{buffer}` of {size:#x} bytes")]
     OutOfBounds {
-        /// The buffer's name.
+        /// The buffer accessed, by its name (as set, or `buf<N>`).
         buffer: String,
         /// First byte.
         start: u64,
         /// One past the last byte.
         end: u64,
-        /// The buffer's size.
+        /// The buffer's size in bytes: the bound the range broke.
         size: u64,
     },
     /// `DMA_BUF_IOCTL_SYNC` flags the kernel refuses.
     #[error("DMA_BUF_IOCTL_SYNC: flags {flags:#x} are invalid (EINVAL): use READ, WRITE or RW with START or END")]
     BadSyncFlags {
-        /// The flags.
+        /// The `dma_buf_sync.flags` passed, as given.
         flags: u64,
     },
     /// `DMA_BUF_IOCTL_EXPORT_SYNC_FILE` or `IMPORT_SYNC_FILE` with flags that are not a
     /// non-empty subset of READ | WRITE (EINVAL).
     #[error("{ioctl}: flags {flags:#x} are invalid (EINVAL): use READ (0x1), WRITE (0x2) or both")]
     BadSyncFileFlags {
-        /// Which ioctl.
+        /// Which ioctl refused them, by its name.
         ioctl: &'static str,
-        /// The flags.
+        /// The flags passed, as given.
         flags: u64,
     },
     /// A fence, reservation-object or sync-file operation failed (a wait timed out, a
@@ -77,31 +77,31 @@ pub enum Error {
     /// `DMA_BUF_SET_NAME` with a name too long (EINVAL).
     #[error("DMA_BUF_SET_NAME: `{name}` is longer than 31 bytes (EINVAL)")]
     NameTooLong {
-        /// The name.
+        /// The name refused, as given.
         name: String,
     },
     /// A migration was asked for while an importer pins the buffer.
     #[error("cannot move `{buffer}`: `{device}` pins it (a static importer, or an explicit pin)")]
     Pinned {
-        /// The buffer's name.
+        /// The buffer that was to move, by its name.
         buffer: String,
-        /// The device that pins it.
+        /// The importer that pins it (explicitly, or as a static importer), by its name.
         device: String,
     },
     /// A migration was asked for while the buffer is mapped (by a device or the CPU).
     #[error("cannot move `{buffer}` while it is mapped ({what})")]
     Busy {
-        /// The buffer's name.
+        /// The buffer that was to move, by its name.
         buffer: String,
-        /// Who maps it.
+        /// Who maps it, in words (`` mapped by `gpu` ``, `vmapped by the kernel`).
         what: String,
     },
     /// The exporter cannot move its memory.
     #[error("`{buffer}` comes from `{exporter}`, which cannot migrate buffers")]
     NotDynamic {
-        /// The buffer's name.
+        /// The buffer that was to move, by its name.
         buffer: String,
-        /// The exporter.
+        /// The exporter's name (`exp_name`), which has no way to move its memory.
         exporter: String,
     },
     /// `UDMABUF_CREATE` refused the request (EINVAL), for the reason given.
@@ -113,15 +113,15 @@ pub enum Error {
     /// The exporter refused a user mapping.
     #[error("mmap of `{buffer}` refused by its exporter: {reason}")]
     MmapRefused {
-        /// The buffer's name.
+        /// The buffer whose mmap was refused, by its name.
         buffer: String,
-        /// The exporter's reason.
+        /// Why the exporter refused, in its own words.
         reason: String,
     },
     /// The device has no local memory to export.
     #[error("`{device}` has no local memory to export buffers from")]
     NoLocalMemory {
-        /// The device's name.
+        /// The device named as the exporter, by its name in the platform.
         device: String,
     },
     /// The importing driver refuses the buffer at map: it needs physically contiguous
@@ -132,9 +132,9 @@ pub enum Error {
         "`{device}` refuses to import `{buffer}` (EINVAL): it needs physically contiguous memory and has no IOMMU, and the buffer's {segments} pieces are scattered (drm_gem_dma_prime_import_sg_table)"
     )]
     ImportNotContiguous {
-        /// The buffer's name.
+        /// The buffer the importer refuses, by its name.
         buffer: String,
-        /// The device's name.
+        /// The importing device, by its name in the platform.
         device: String,
         /// How many discontiguous pieces the buffer has.
         segments: usize,
@@ -142,29 +142,29 @@ pub enum Error {
     /// A map of an attachment that is already mapped.
     #[error("`{device}` has already mapped `{buffer}`: unmap it first")]
     AlreadyMapped {
-        /// The buffer's name.
+        /// The buffer already mapped, by its name.
         buffer: String,
-        /// The device's name.
+        /// The device whose attachment is mapped, by its name in the platform.
         device: String,
     },
     /// An unmap, or a device access, of an attachment that is not mapped.
     #[error("`{device}` has not mapped `{buffer}`")]
     NotMapped {
-        /// The buffer's name.
+        /// The buffer not mapped, by its name.
         buffer: String,
-        /// The device's name.
+        /// The device whose attachment is not mapped, by its name in the platform.
         device: String,
     },
     /// A device access through a mapping the device did not map for that direction.
     #[error("`{device}` mapped `{buffer}` {mapped:?} and cannot {access} it")]
     WrongDirection {
-        /// The buffer's name.
+        /// The buffer accessed, by its name.
         buffer: String,
-        /// The device's name.
+        /// The device that tried the access, by its name in the platform.
         device: String,
-        /// The mapping's direction.
+        /// The direction the attachment was mapped for.
         mapped: DmaDirection,
-        /// What it tried.
+        /// The access it tried: `read` or `write`.
         access: &'static str,
     },
 }

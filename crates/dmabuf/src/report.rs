@@ -17,9 +17,9 @@ use crate::state::BufferId;
 pub enum Report {
     /// The CPU touched a mapping (an mmap, or a vmap) outside any access bracket.
     AccessOutsideBracket {
-        /// Whose bytes.
+        /// The buffer whose mapping the CPU touched.
         buffer: BufferId,
-        /// The bytes touched.
+        /// The bytes touched, as offsets into the buffer.
         range: Range<u64>,
         /// A write (else a read).
         write: bool,
@@ -49,7 +49,7 @@ pub enum Report {
     AttachAccepted {
         /// The buffer attached.
         buffer: BufferId,
-        /// The importing device.
+        /// The device let through.
         device: DeviceId,
         /// The refusal `Strict` would have given.
         error: AttachError,
@@ -79,7 +79,7 @@ pub enum Report {
     MappingAfterMove {
         /// The moved buffer.
         buffer: BufferId,
-        /// The importing device.
+        /// The dynamic importer that used its stale mapping.
         device: DeviceId,
     },
     /// A dynamic exporter moved the buffer to memory the new importer reaches, because
@@ -96,7 +96,7 @@ pub enum Report {
     UnmapNotMapped {
         /// The buffer of the attachment.
         buffer: BufferId,
-        /// The importing device.
+        /// The device whose attachment it is.
         device: DeviceId,
     },
     /// A device accessed a buffer through an attachment it has not mapped.
@@ -122,12 +122,12 @@ pub enum Report {
     UnpinNotPinned {
         /// The buffer of the attachment.
         buffer: BufferId,
-        /// The importing device.
+        /// The device whose attachment it is.
         device: DeviceId,
     },
     /// A vunmap of a buffer that is not vmapped.
     VunmapNotMapped {
-        /// The buffer.
+        /// The buffer the vunmap was issued on.
         buffer: BufferId,
     },
 }

@@ -341,7 +341,7 @@ impl ResvGuard<'_> {
         self.resv.snapshot().1.len()
     }
 
-    /// The reservation object.
+    /// The reservation object this guard holds locked.
     pub fn resv(&self) -> &Resv {
         self.resv
     }

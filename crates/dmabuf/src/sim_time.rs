@@ -37,7 +37,7 @@ pub enum Step {
 /// It must be `Send + Sync` because fences are; a single-threaded simulator wraps its
 /// state in a mutex and is only ever stepped by the thread that waits.
 pub trait Simulation: Send + Sync {
-    /// The simulated clock.
+    /// The simulation's current time.
     fn now(&self) -> MonotonicTime;
 
     /// Runs the next event, unless it is later than `limit` (then moves the clock to
@@ -93,7 +93,7 @@ impl SimFenceOps {
         SimFenceOps { sim, driver: driver.to_string(), timeline: timeline.to_string() }
     }
 
-    /// The simulation.
+    /// The simulation whose events this provider's fence waits run.
     pub fn sim(&self) -> &Arc<dyn Simulation> {
         &self.sim
     }

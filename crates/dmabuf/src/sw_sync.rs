@@ -124,7 +124,8 @@ impl SyncTimeline {
         self.timeline.context
     }
 
-    /// The counter.
+    /// The timeline's value (`sync_timeline.value`), which [`inc`](Self::inc) advances: its
+    /// points up to this one have signalled.
     pub fn value(&self) -> u32 {
         sync::lock(&self.timeline.state).value
     }

@@ -43,7 +43,7 @@ pub trait Importer<B: DmaBuf> {
     /// The backend's error type.
     type Error: Error + Send + Sync + 'static;
 
-    /// The device's name.
+    /// The device's name, as the [`Report`] and a [`StaleFrame`] print it.
     fn name(&self) -> String;
 
     /// The driver name the device's fences carry (`SYNC_IOC_FILE_INFO`'s `driver_name`).
@@ -64,7 +64,7 @@ pub trait Importer<B: DmaBuf> {
 pub struct Report {
     /// The heap the buffer came from.
     pub heap: String,
-    /// The importing device.
+    /// The importing device, by its [`Importer::name`].
     pub device: String,
     /// Frames handed over.
     pub frames: usize,
@@ -79,13 +79,13 @@ pub struct Report {
 pub struct StaleFrame {
     /// Which frame.
     pub frame: usize,
-    /// The device.
+    /// The device that read the stale bytes, by its [`Importer::name`].
     pub device: String,
     /// How many bytes differ.
     pub stale: usize,
     /// Bytes in the frame.
     pub total: usize,
-    /// The first byte that differs.
+    /// The offset in the frame of the first byte that differs.
     pub first: usize,
     /// What the device read there.
     pub seen: u8,

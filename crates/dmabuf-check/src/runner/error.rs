@@ -11,7 +11,7 @@ use crate::scenario::Span;
 pub struct RunError(Box<RunErrorInner>);
 
 impl RunError {
-    /// The scenario file.
+    /// The scenario file's name, as the error report prints it.
     pub fn file(&self) -> &str {
         &self.0.file
     }

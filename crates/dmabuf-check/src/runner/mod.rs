@@ -45,9 +45,11 @@ use error::Ctx;
 pub struct RunConfig {
     /// The chooser: `adversarial`, `seeded:N`, `lru`, `never`.
     pub chooser: String,
-    /// The attach policy.
+    /// Whether attach refuses what a rule forbids (`Strict`) or lets it through and reports
+    /// it, as upstream does (`Linux`).
     pub attach: AttachPolicy,
-    /// The maintenance policy.
+    /// Whose cache maintenance the framework does: upstream's (`Linux`) or the minimal
+    /// correct one (`Minimal`).
     pub maintenance: MaintenancePolicy,
     /// A platform (preset name or TOML path) overriding the scenario's.
     pub platform: Option<String>,
@@ -67,7 +69,7 @@ impl Default for RunConfig {
 /// What a run found.
 #[derive(Clone, Debug)]
 pub struct RunResult {
-    /// The platform's name.
+    /// The name of the platform the scenario ran on: its own, or the one that overrode it.
     pub platform: String,
     /// The findings, deduplicated, in the order first seen.
     pub findings: Vec<Finding>,

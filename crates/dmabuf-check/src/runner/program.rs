@@ -67,7 +67,7 @@ impl Program {
 /// One step and where it is in the source.
 #[derive(Clone, Debug)]
 pub struct Stmt {
-    /// 1-based line.
+    /// 1-based line of the step's first token, which findings cite.
     pub line: u32,
     /// The step's bytes in the source.
     pub span: Span,
@@ -89,7 +89,7 @@ pub enum Source {
 /// The bytes of a buffer a step touches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bytes {
-    /// Whose bytes.
+    /// The buffer variable the bytes belong to.
     pub buf: BufId,
     /// `[start, end)` in the buffer.
     pub range: Range<u64>,
@@ -100,23 +100,23 @@ pub struct Bytes {
 pub enum JobKind {
     /// Reads `src`, optionally checking the bytes.
     Read {
-        /// The bytes read.
+        /// The buffer and range the device reads.
         src: Bytes,
-        /// What they must be.
+        /// `expect VALUE`: what every byte must be.
         expect: Option<Value>,
     },
     /// Writes `value` to `dst`.
     Write {
-        /// The bytes written.
+        /// The buffer and range the device writes.
         dst: Bytes,
-        /// What is written.
+        /// What it stores in every byte.
         value: Value,
     },
     /// Copies `src` to `dst` (of one length), XORing every byte with `xor`.
     Copy {
-        /// The bytes read.
+        /// The buffer and range the device reads.
         src: Bytes,
-        /// The bytes written.
+        /// The buffer and range it writes the bytes to, as long as `src`.
         dst: Bytes,
         /// 0 for a plain copy, the key of a `transform`.
         xor: u8,
@@ -159,42 +159,238 @@ pub struct JobCmd {
     pub signal: Option<FenceId>,
 }
 
-/// A resolved step.
+/// A resolved step: one variant per step of `docs/scenario-language.md`, named after it.
 #[derive(Clone, Debug)]
-#[allow(missing_docs)] // each variant is the step of the same name in docs/scenario-language.md
 pub enum Cmd {
-    Alloc { buf: BufId, size: u64, source: Source, source_span: Span, label: Option<String> },
-    Attach { dev: DeviceId, buf: BufId, dynamic: bool, p2p: bool, expect_refused: Option<String> },
-    Detach { dev: DeviceId, buf: BufId },
-    Pin { dev: DeviceId, buf: BufId },
-    Unpin { dev: DeviceId, buf: BufId },
-    Migrate { buf: BufId, to_device: bool },
-    Map { dev: DeviceId, buf: BufId, dir: DmaDirection },
-    Unmap { dev: DeviceId, buf: BufId },
-    DeviceBegin { dev: DeviceId, bytes: Bytes },
-    DeviceEnd { dev: DeviceId, bytes: Bytes },
-    DeviceSync { from: DeviceId, to: DeviceId, bytes: Bytes },
+    /// `buffer`: allocates from a heap (`DMA_HEAP_IOCTL_ALLOC`), a device's local memory, or
+    /// `UDMABUF_CREATE` over a sealed memfd.
+    Alloc {
+        /// The buffer variable the new buffer is bound to (the old one is released).
+        buf: BufId,
+        /// Its size in bytes, not zero.
+        size: u64,
+        /// Where its memory comes from.
+        source: Source,
+        /// The `heap=`, `device=` or `udmabuf` word, for a refused allocation's caret.
+        source_span: Span,
+        /// `name="..."`: set with `DMA_BUF_SET_NAME` once allocated.
+        label: Option<String>,
+    },
+    /// `attach`: `dma_buf_attach`, or `dma_buf_dynamic_attach` for a `dynamic` importer.
+    Attach {
+        /// The importing device.
+        dev: DeviceId,
+        /// The buffer it imports.
+        buf: BufId,
+        /// `dynamic`: the importer has `move_notify` and does not pin.
+        dynamic: bool,
+        /// `p2p`: the importer accepts peer-to-peer addresses.
+        p2p: bool,
+        /// `expect refused RULE`: the name of the attach rule that must refuse, checked
+        /// against the framework's rules when lowered.
+        expect_refused: Option<String>,
+    },
+    /// `detach`: `dma_buf_detach`.
+    Detach {
+        /// The importer whose attachment goes.
+        dev: DeviceId,
+        /// The buffer it was attached to.
+        buf: BufId,
+    },
+    /// `pin`: `dma_buf_pin`.
+    Pin {
+        /// The importer whose attachment pins the buffer.
+        dev: DeviceId,
+        /// The buffer pinned where it is.
+        buf: BufId,
+    },
+    /// `unpin`: `dma_buf_unpin`.
+    Unpin {
+        /// The importer whose pin is dropped.
+        dev: DeviceId,
+        /// The buffer it had pinned.
+        buf: BufId,
+    },
+    /// `migrate`: the dynamic exporter moves the buffer, and its importers get `move_notify`.
+    Migrate {
+        /// The dynamic exporter's buffer.
+        buf: BufId,
+        /// `to device` (the exporter's local memory) rather than `to system`.
+        to_device: bool,
+    },
+    /// `map`: `dma_buf_map_attachment`.
+    Map {
+        /// The importer whose attachment is mapped.
+        dev: DeviceId,
+        /// The buffer mapped for it.
+        buf: BufId,
+        /// The direction of the mapping.
+        dir: DmaDirection,
+    },
+    /// `unmap`: `dma_buf_unmap_attachment`.
+    Unmap {
+        /// The importer whose mapping goes.
+        dev: DeviceId,
+        /// The buffer it had mapped.
+        buf: BufId,
+    },
+    /// `DEV begin`: the device-side begin of access of an importer that keeps its mapping.
+    DeviceBegin {
+        /// The importer that begins access.
+        dev: DeviceId,
+        /// The bytes it will access.
+        bytes: Bytes,
+    },
+    /// `DEV end`: the device-side end of access.
+    DeviceEnd {
+        /// The importer that has finished.
+        dev: DeviceId,
+        /// The bytes it accessed.
+        bytes: Bytes,
+    },
+    /// `FROM sync ... to TO`: `sync_device_to_device`.
+    DeviceSync {
+        /// The device that wrote the bytes.
+        from: DeviceId,
+        /// The device that reads them next.
+        to: DeviceId,
+        /// The bytes handed over.
+        bytes: Bytes,
+    },
+    /// `DEV read|write|copy|transform`: a job submitted to the device.
     Job(JobCmd),
-    CpuBegin { bytes: Bytes, dir: DmaDirection },
-    CpuEnd { buf: BufId, dir: DmaDirection },
-    CpuRead { bytes: Bytes, expect: Option<Value> },
-    CpuWrite { bytes: Bytes, value: Value },
-    Vmap { buf: BufId },
-    Vunmap { buf: BufId },
-    ImporterVmap { dev: DeviceId, buf: BufId },
-    ImporterVunmap { dev: DeviceId, buf: BufId },
-    Mmap { buf: BufId },
-    Munmap { buf: BufId },
-    Sync { buf: BufId, flags: u64 },
-    SetName { buf: BufId, name: String },
-    Fence { fence: FenceId },
-    Signal { fence: FenceId },
-    Wait { fences: Vec<FenceId> },
-    Export { buf: BufId, write: bool, fence: FenceId },
-    Import { fence: FenceId, buf: BufId, write: bool },
-    ResvAdd { buf: BufId, fence: FenceId, usage: ResvUsage },
-    Release { buf: BufId },
-    Repeat { count: u64, body: Vec<Stmt> },
+    /// `cpu begin`: `dma_buf_begin_cpu_access`, or `dma_buf_begin_cpu_access_partial` for a
+    /// range.
+    CpuBegin {
+        /// The bytes the CPU will access (the whole buffer without a range).
+        bytes: Bytes,
+        /// The direction of the access.
+        dir: DmaDirection,
+    },
+    /// `cpu end`: `dma_buf_end_cpu_access`.
+    CpuEnd {
+        /// The buffer whose bracket ends.
+        buf: BufId,
+        /// The direction passed to the call.
+        dir: DmaDirection,
+    },
+    /// `cpu read`: loads through the user mapping if there is one, else the kernel's.
+    CpuRead {
+        /// The bytes the CPU reads.
+        bytes: Bytes,
+        /// `expect VALUE`: what every byte must be.
+        expect: Option<Value>,
+    },
+    /// `cpu write`: stores through the user mapping if there is one, else the kernel's.
+    CpuWrite {
+        /// The bytes the CPU writes.
+        bytes: Bytes,
+        /// What it stores in every byte.
+        value: Value,
+    },
+    /// `vmap`: `dma_buf_vmap`.
+    Vmap {
+        /// The buffer the exporter maps into the kernel.
+        buf: BufId,
+    },
+    /// `vunmap`: `dma_buf_vunmap`.
+    Vunmap {
+        /// The buffer whose kernel mapping goes.
+        buf: BufId,
+    },
+    /// `DEV vmap`: the importing driver's own cacheable mapping of the pages (`vm_map_ram`).
+    ImporterVmap {
+        /// The importer whose driver maps the pages.
+        dev: DeviceId,
+        /// The buffer whose pages it maps.
+        buf: BufId,
+    },
+    /// `DEV vunmap`: `vm_unmap_ram` of that mapping.
+    ImporterVunmap {
+        /// The importer whose own mapping goes.
+        dev: DeviceId,
+        /// The buffer it had mapped.
+        buf: BufId,
+    },
+    /// `mmap`: `mmap` of the dma-buf's file descriptor.
+    Mmap {
+        /// The buffer mapped into the process.
+        buf: BufId,
+    },
+    /// `munmap`: `munmap` of that mapping.
+    Munmap {
+        /// The buffer whose user-space mapping goes.
+        buf: BufId,
+    },
+    /// `sync`: `DMA_BUF_IOCTL_SYNC`.
+    Sync {
+        /// The buffer whose user-space access the ioctl brackets.
+        buf: BufId,
+        /// `dma_buf_sync.flags`, as passed, refused ones included.
+        flags: u64,
+    },
+    /// `set_name`: `DMA_BUF_SET_NAME`.
+    SetName {
+        /// The buffer named.
+        buf: BufId,
+        /// The new name.
+        name: String,
+    },
+    /// `fence`: a new software fence, standing for a `sw_sync` point
+    /// (`SW_SYNC_IOC_CREATE_FENCE`).
+    Fence {
+        /// The fence variable it is bound to.
+        fence: FenceId,
+    },
+    /// `signal`: the CPU signals a software fence, as `SW_SYNC_IOC_INC` does a `sw_sync` point.
+    Signal {
+        /// The fence variable of the fence signalled.
+        fence: FenceId,
+    },
+    /// `wait`: the CPU waits for the fences one after another (`dma_fence_wait`).
+    Wait {
+        /// The fence variables waited for, in order.
+        fences: Vec<FenceId>,
+    },
+    /// `export`: `DMA_BUF_IOCTL_EXPORT_SYNC_FILE`.
+    Export {
+        /// The buffer whose reservation object's fences are exported.
+        buf: BufId,
+        /// `write` (or `rw`): every user's fences; else only the writers'.
+        write: bool,
+        /// The fence variable the sync file's fence is bound to.
+        fence: FenceId,
+    },
+    /// `import`: `DMA_BUF_IOCTL_IMPORT_SYNC_FILE`.
+    Import {
+        /// The fence variable of the fence imported.
+        fence: FenceId,
+        /// The buffer whose reservation object receives it.
+        buf: BufId,
+        /// `write` (or `rw`): added as a write fence; else as a read fence.
+        write: bool,
+    },
+    /// `resv ... add`: `dma_resv_add_fence`, a container's fences one by one.
+    ResvAdd {
+        /// The buffer whose reservation object receives the fence.
+        buf: BufId,
+        /// The fence variable of the fence added.
+        fence: FenceId,
+        /// The usage it is added with.
+        usage: ResvUsage,
+    },
+    /// `release`: the scenario drops its reference to the buffer (`dma_buf_put`).
+    Release {
+        /// The buffer let go of.
+        buf: BufId,
+    },
+    /// `repeat N { ... }`: the body `count` times, `frame` counting the iterations.
+    Repeat {
+        /// How many times the body runs.
+        count: u64,
+        /// The steps of the block.
+        body: Vec<Stmt>,
+    },
 }
 
 impl Cmd {

@@ -167,7 +167,8 @@ pub(crate) struct World {
     pub(crate) objs: RefCell<Objects>,
     pub(crate) jobs: RefCell<Jobs>,
     pub(crate) pos: Cell<Pos>,
-    /// The framework's reports already turned into findings.
+    /// How many of the framework's reports are already turned into findings: the next to
+    /// read is at this index.
     pub(crate) reports_seen: Cell<usize>,
     /// Software fences a pending job will signal, by seqno: the job's id.
     pub(crate) job_of: RefCell<HashMap<u64, u64>>,

@@ -42,7 +42,7 @@ impl From<Span> for miette::SourceSpan {
 /// A value with the place it was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Spanned<T> {
-    /// The value.
+    /// What was written there, parsed: a name, a number, a keyword's meaning.
     pub node: T,
     /// Where it is in the source.
     pub span: Span,
@@ -63,7 +63,7 @@ pub type Ident = Spanned<String>;
 pub struct Scenario {
     /// `platform NAME` or `platform "path.toml"`; at most one, before any other step.
     pub platform: Option<Spanned<PlatformRef>>,
-    /// The steps in program order.
+    /// Every step after the `platform` line, in program order; a `repeat` holds its body.
     pub steps: Vec<Step>,
 }
 
@@ -130,7 +130,8 @@ pub enum SyncFlags {
     Named {
         /// `end` rather than `start`.
         end: bool,
-        /// The direction bits.
+        /// `read`, `write` or `rw`: which of `DMA_BUF_SYNC_READ` and `DMA_BUF_SYNC_WRITE`
+        /// are set.
         access: Access,
     },
     /// `sync BUF flags=0x8`: raw flags, to write the mistakes the kernel refuses.
@@ -155,9 +156,11 @@ impl fmt::Display for ByteRange {
 /// A buffer, or some bytes of it: `frame` (the whole buffer) or `frame[4KiB..8KiB]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    /// The buffer.
+    /// The buffer's scenario name (`frame` in `frame[4KiB..8KiB]`), as a `buffer` step
+    /// declared it.
     pub buf: Ident,
-    /// The bytes; `None` is the whole buffer.
+    /// The bracketed bytes, an open end already taken from the buffer's size; `None`
+    /// without brackets, meaning the whole buffer.
     pub range: Option<Spanned<ByteRange>>,
 }
 
@@ -189,11 +192,11 @@ pub enum Source {
 /// `buffer NAME size=SIZE (heap=H | device=D | udmabuf) [name="label"]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BufferDecl {
-    /// The scenario's name for the buffer.
+    /// NAME: how later steps refer to the buffer (not its `DMA_BUF_SET_NAME` label).
     pub name: Ident,
     /// Its size in bytes (`64KiB`, `1MiB`, `0x1000`, `4096`).
     pub size: Spanned<u64>,
-    /// Its exporter.
+    /// `heap=H`, `device=D` or `udmabuf`: who allocates the memory and exports it.
     pub source: Spanned<Source>,
     /// `name="..."`: set with `DMA_BUF_SET_NAME` at allocation.
     pub label: Option<Spanned<String>>,
@@ -213,34 +216,35 @@ pub enum MigrateTo {
 pub enum JobKind {
     /// `DEV read TARGET [expect VALUE]`.
     Read {
-        /// The bytes read.
+        /// TARGET: the buffer and bytes the device reads.
         src: Target,
-        /// What they must be.
+        /// `expect VALUE`: what every byte read must be; without it only the sanitizer
+        /// judges the read.
         expect: Option<Spanned<Value>>,
     },
     /// `DEV write TARGET = VALUE`.
     Write {
-        /// The bytes written.
+        /// TARGET: the buffer and bytes the device writes.
         dst: Target,
-        /// Their value.
+        /// `= VALUE`: what the device stores in every byte of `dst`.
         value: Spanned<Value>,
     },
     /// `DEV copy SRC to DST`: reads `src`, writes the same bytes to `dst`. The two have
     /// one length: the parser checks it when both ranges are written, the runner
     /// otherwise. Like every range, `out[4KiB..]` runs to the end of the buffer.
     Copy {
-        /// Read from.
+        /// SRC: the buffer and bytes the device reads.
         src: Target,
-        /// Written to.
+        /// DST: the buffer and bytes it writes them to.
         dst: Target,
     },
     /// `DEV transform SRC to DST xor=0x0f`: like `copy`, every byte XORed with a key.
     Transform {
-        /// Read from.
+        /// SRC: the buffer and bytes the device reads.
         src: Target,
-        /// Written to.
+        /// DST: the buffer and bytes it writes the transformed bytes to.
         dst: Target,
-        /// The key.
+        /// `xor=K`: the byte every byte of `src` is XORed with on its way to `dst`.
         xor: Spanned<u8>,
     },
 }
@@ -250,13 +254,15 @@ pub enum JobKind {
 /// later, signalling `F`, and the program goes on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
-    /// The device running it.
+    /// DEV: the platform's name of the device that runs the job.
     pub dev: Ident,
-    /// What it does.
+    /// `read`, `write`, `copy` or `transform`, with its operands.
     pub kind: JobKind,
-    /// Fences the job waits for before it starts.
+    /// `after F, G`: fence names; the job starts once the fences they are bound to at
+    /// submission have signalled.
     pub after: Vec<Ident>,
-    /// The fence its completion signals.
+    /// `signal F`: the fence name the job's completion signals; `None` makes the job
+    /// synchronous.
     pub signal: Option<Ident>,
 }
 
@@ -264,80 +270,83 @@ pub struct Job {
 /// of the CPU `cpu verb ...`; framework calls `verb ...`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    /// `buffer NAME size=SIZE heap=H [name="label"]`.
+    /// `buffer NAME size=SIZE (heap=H | device=D | udmabuf) [name="label"]`.
     Buffer(BufferDecl),
     /// `attach DEV BUF [dynamic] [p2p] [expect refused RULE]`. `dynamic`: the importer
     /// has `move_notify` and does not pin; `p2p`: it accepts peer-to-peer addresses.
     /// `expect refused RULE` (e.g. `contiguity`) states that attach must refuse.
     Attach {
-        /// The importing device.
+        /// DEV: the platform's name of the importing device.
         dev: Ident,
-        /// The buffer.
+        /// BUF: the scenario's name of the buffer it imports.
         buf: Ident,
-        /// A dynamic importer.
+        /// `dynamic`: the importer has `move_notify` and does not pin the buffer.
         dynamic: bool,
-        /// Peer-to-peer allowed.
+        /// `p2p`: the importer accepts peer-to-peer addresses (another device's memory).
         p2p: bool,
-        /// The rule attach must refuse with.
+        /// `expect refused RULE`: the name of the rule (`contiguity`, `dma-mask`, ...) that
+        /// must refuse the attach.
         expect_refused: Option<Ident>,
     },
     /// `detach DEV BUF`.
     Detach {
-        /// The device.
+        /// DEV: the importer whose attachment goes.
         dev: Ident,
-        /// The buffer.
+        /// BUF: the buffer it was attached to.
         buf: Ident,
     },
     /// `pin DEV BUF`.
     Pin {
-        /// The device.
+        /// DEV: the importer whose attachment pins the buffer where it is.
         dev: Ident,
-        /// The buffer.
+        /// BUF: the buffer pinned.
         buf: Ident,
     },
     /// `unpin DEV BUF`.
     Unpin {
-        /// The device.
+        /// DEV: the importer whose pin is dropped.
         dev: Ident,
-        /// The buffer.
+        /// BUF: the buffer it had pinned.
         buf: Ident,
     },
     /// `migrate BUF to system|device`.
     Migrate {
-        /// The buffer.
+        /// BUF: the dynamic exporter's buffer that moves.
         buf: Ident,
-        /// Where to.
+        /// `to system` or `to device`: where the buffer's memory goes.
         to: Spanned<MigrateTo>,
     },
     /// `map DEV BUF DIR` (`dma_buf_map_attachment`).
     Map {
-        /// The device.
+        /// DEV: the importer whose attachment is mapped.
         dev: Ident,
-        /// The buffer.
+        /// BUF: the buffer mapped for it.
         buf: Ident,
-        /// The direction.
+        /// DIR: the DMA direction of the mapping, which decides the cache maintenance at
+        /// map and unmap.
         dir: Spanned<Dir>,
     },
     /// `unmap DEV BUF` (`dma_buf_unmap_attachment`).
     Unmap {
-        /// The device.
+        /// DEV: the importer whose mapping goes.
         dev: Ident,
-        /// The buffer.
+        /// BUF: the buffer it had mapped.
         buf: Ident,
     },
     /// `DEV begin BUF[RANGE]`: device-side begin of access, for an importer that keeps
     /// its mapping and synchronises with fences.
     DeviceBegin {
-        /// The device.
+        /// DEV: the importer that begins access through the mapping it keeps.
         dev: Ident,
-        /// The buffer, and the bytes (whole buffer when no range).
+        /// TARGET: the buffer and the bytes the device will access (the whole buffer when
+        /// no range).
         target: Target,
     },
     /// `DEV end BUF[RANGE]`: device-side end of access.
     DeviceEnd {
-        /// The device.
+        /// DEV: the importer that has finished accessing.
         dev: Ident,
-        /// The buffer and bytes.
+        /// TARGET: the buffer and the bytes it accessed.
         target: Target,
     },
     /// `FROM sync BUF[RANGE] to TO`: `sync_device_to_device`.
@@ -346,50 +355,53 @@ pub enum Op {
         from: Ident,
         /// The device that reads next.
         to: Ident,
-        /// The buffer and bytes.
+        /// TARGET: the buffer and the bytes handed from `from` to `to`.
         target: Target,
     },
     /// A device job.
     Job(Job),
-    /// `cpu begin BUF DIR [RANGE]`: `dma_buf_begin_cpu_access` (with a range:
-    /// `dma_buf_begin_cpu_access_partial`). Written `cpu begin frame write` or
-    /// `cpu begin frame[0..4KiB] read`.
+    /// `cpu begin TARGET DIR`: `dma_buf_begin_cpu_access` (with a range:
+    /// `dma_buf_begin_cpu_access_partial`). Written `cpu begin frame write` or `cpu begin
+    /// frame[0..4KiB] read`.
     CpuBegin {
-        /// The buffer and bytes.
+        /// TARGET: the buffer and the bytes the CPU will access; a range makes the call the
+        /// partial one.
         target: Target,
-        /// The direction.
+        /// DIR: the DMA direction of the access (`write` is `to_device`, `read` is
+        /// `from_device`).
         dir: Spanned<Dir>,
     },
     /// `cpu end BUF DIR`: `dma_buf_end_cpu_access`.
     CpuEnd {
-        /// The buffer.
+        /// BUF: the buffer whose bracket ends (always all of it: the call takes no range).
         buf: Ident,
-        /// The direction.
+        /// DIR: the direction passed to `dma_buf_end_cpu_access`, as at the begin.
         dir: Spanned<Dir>,
     },
     /// `cpu read TARGET [expect VALUE]`: through the user mapping when the buffer is
     /// mmapped, else through the kernel's (vmap) mapping.
     CpuRead {
-        /// The bytes.
+        /// TARGET: the buffer and bytes the CPU reads.
         target: Target,
-        /// What they must be.
+        /// `expect VALUE`: what every byte read must be; without it only the sanitizer
+        /// judges the read.
         expect: Option<Spanned<Value>>,
     },
     /// `cpu write TARGET = VALUE`.
     CpuWrite {
-        /// The bytes.
+        /// TARGET: the buffer and bytes the CPU writes.
         target: Target,
-        /// Their value.
+        /// `= VALUE`: what the CPU stores in every byte.
         value: Spanned<Value>,
     },
     /// `vmap BUF`.
     Vmap {
-        /// The buffer.
+        /// BUF: the buffer the exporter maps into the kernel (`dma_buf_vmap`).
         buf: Ident,
     },
     /// `vunmap BUF`.
     Vunmap {
-        /// The buffer.
+        /// BUF: the buffer whose kernel mapping goes (`dma_buf_vunmap`).
         buf: Ident,
     },
     /// `DEV vmap BUF`: the importing driver maps the pages of its attachment into the
@@ -399,94 +411,95 @@ pub enum Op {
     ImporterVmap {
         /// The importing device (whose driver maps the pages).
         dev: Ident,
-        /// The buffer.
+        /// BUF: the buffer whose attachment's pages the driver maps.
         buf: Ident,
     },
     /// `DEV vunmap BUF`: removes the importer's own mapping.
     ImporterVunmap {
-        /// The importing device.
+        /// DEV: the importing device whose own kernel mapping goes.
         dev: Ident,
-        /// The buffer.
+        /// BUF: the buffer it had mapped.
         buf: Ident,
     },
     /// `mmap BUF`: the user-space mapping.
     Mmap {
-        /// The buffer.
+        /// BUF: the buffer mapped into the process.
         buf: Ident,
     },
     /// `munmap BUF`.
     Munmap {
-        /// The buffer.
+        /// BUF: the buffer whose user-space mapping goes.
         buf: Ident,
     },
     /// `sync BUF start|end read|write|rw` or `sync BUF flags=N`: `DMA_BUF_IOCTL_SYNC`.
     Sync {
-        /// The buffer.
+        /// BUF: the buffer whose user-space access the ioctl brackets.
         buf: Ident,
-        /// The flags.
+        /// `start|end ACCESS` or `flags=N`: what the ioctl passes in `dma_buf_sync.flags`.
         flags: Spanned<SyncFlags>,
     },
     /// `set_name BUF "label"`: `DMA_BUF_SET_NAME`.
     SetName {
-        /// The buffer.
+        /// BUF: the buffer named.
         buf: Ident,
-        /// The name.
+        /// STRING: the new name, its escapes undone, as `DMA_BUF_SET_NAME` receives it.
         name: Spanned<String>,
     },
     /// `fence F`: a software fence (a `sw_sync` point), signalled by a later `signal F`.
     Fence {
-        /// The fence.
+        /// F: the name the new fence is bound to.
         name: Ident,
     },
     /// `signal F`: the CPU signals a software fence.
     Signal {
-        /// The fence.
+        /// F: the name of the software fence the CPU signals.
         fence: Ident,
     },
     /// `wait F [, G ...]`: the CPU waits for fences.
     Wait {
-        /// The fences.
+        /// `F, G, ...`: the names of the fences waited for.
         fences: Vec<Ident>,
     },
     /// `export BUF read|write as F`: `DMA_BUF_IOCTL_EXPORT_SYNC_FILE`; `read` waits for the
     /// writers, `write` for every user.
     Export {
-        /// The buffer.
+        /// BUF: the buffer whose reservation object's fences go into the sync file.
         buf: Ident,
-        /// READ or WRITE.
+        /// ACCESS: `read` takes the writers' fences, `write` (or `rw`) every user's.
         access: Spanned<Access>,
-        /// The new fence's name.
+        /// F: the name the sync file's fence is bound to.
         fence: Ident,
     },
     /// `import F into BUF read|write`: `DMA_BUF_IOCTL_IMPORT_SYNC_FILE`.
     Import {
-        /// The fence.
+        /// F: the name of the fence whose sync file is imported.
         fence: Ident,
-        /// The buffer.
+        /// BUF: the buffer whose reservation object receives the fence.
         buf: Ident,
-        /// READ adds a read fence, WRITE a write fence.
+        /// ACCESS: `read` adds it as a read fence, `write` (or `rw`) as a write fence.
         access: Spanned<Access>,
     },
     /// `resv BUF add F USAGE`: `dma_resv_add_fence`.
     ResvAdd {
-        /// The buffer.
+        /// BUF: the buffer whose reservation object receives the fence.
         buf: Ident,
-        /// The fence.
+        /// F: the name of the fence added.
         fence: Ident,
-        /// Its usage.
+        /// USAGE: `kernel`, `write`, `read` or `bookkeep`, which decides who waits for the
+        /// fence.
         usage: Spanned<Usage>,
     },
     /// `release BUF`: drops the scenario's reference; the buffer is released, and what
     /// is still attached or mapped is reported as leaked.
     Release {
-        /// The buffer.
+        /// BUF: the buffer the scenario lets go of.
         buf: Ident,
     },
     /// `repeat N { ... }`: the body N times; `frame` counts the iterations.
     Repeat {
-        /// How many times.
+        /// N: how many times the body runs (a count, without a unit).
         count: Spanned<u64>,
-        /// The steps.
+        /// The steps between the `repeat` line and its closing `}`, one a line.
         body: Vec<Step>,
     },
 }

@@ -18,17 +18,19 @@ pub enum ParseError {
     #[error("expected {expected}, found {found}")]
     #[diagnostic(code(dmabuf::scenario::unexpected))]
     Unexpected {
-        /// What could have come.
+        /// What the grammar allows at this place, in words ("a CPU verb: begin, end, read
+        /// or write").
         expected: String,
-        /// What came.
+        /// The token found instead, as the report names it (`` `sideways` ``, "the end of
+        /// the line").
         found: String,
         /// How to fix it, when the mistake is a common one.
         #[help]
         help: Option<String>,
-        /// The scenario.
+        /// The scenario's text and file name, which the report quotes around the caret.
         #[source_code]
         src: Text,
-        /// The token.
+        /// The token found, or the place where the missing one should be.
         #[label("here")]
         span: SourceSpan,
     },
@@ -37,15 +39,16 @@ pub enum ParseError {
     #[error("unknown verb `{verb}`")]
     #[diagnostic(code(dmabuf::scenario::unknown_verb))]
     UnknownVerb {
-        /// The word.
+        /// The word that should have been a verb (a step's first, or the second after a
+        /// device), as written.
         verb: String,
         /// The verbs it may have meant.
         #[help]
         help: String,
-        /// The scenario.
+        /// The scenario's text and file name, which the report quotes around the caret.
         #[source_code]
         src: Text,
-        /// The word.
+        /// That word.
         #[label("not a verb")]
         span: SourceSpan,
     },
@@ -57,12 +60,12 @@ pub enum ParseError {
         help("numbers are decimal (4096) or hex (0x1000), with a unit where a size is expected")
     )]
     BadNumber {
-        /// The token.
+        /// The token as written (`0xZZ`, `4_096`).
         text: String,
-        /// The scenario.
+        /// The scenario's text and file name, which the report quotes around the caret.
         #[source_code]
         src: Text,
-        /// The token.
+        /// That token.
         #[label("not a number")]
         span: SourceSpan,
     },
@@ -76,7 +79,7 @@ pub enum ParseError {
         /// The units allowed here.
         #[help]
         help: String,
-        /// The scenario.
+        /// The scenario's text and file name, which the report quotes around the caret.
         #[source_code]
         src: Text,
         /// The number and its unit.
@@ -88,12 +91,12 @@ pub enum ParseError {
     #[error("`{text}` does not fit in 64 bits")]
     #[diagnostic(code(dmabuf::scenario::overflow))]
     Overflow {
-        /// The token.
+        /// The number as written, its unit included.
         text: String,
-        /// The scenario.
+        /// The scenario's text and file name, which the report quotes around the caret.
         #[source_code]
         src: Text,
-        /// The token.
+        /// That number and its unit.
         #[label("too large")]
         span: SourceSpan,
     },
@@ -105,12 +108,12 @@ pub enum ParseError {
         help("a value fills every byte of the range: 0 to 255 (0xff), `frame` or `seq`")
     )]
     ByteTooLarge {
-        /// The value.
+        /// The value as written, over 255.
         value: u64,
-        /// The scenario.
+        /// The scenario's text and file name, which the report quotes around the caret.
         #[source_code]
         src: Text,
-        /// The number.
+        /// That number.
         #[label("not a byte")]
         span: SourceSpan,
     },
@@ -122,14 +125,14 @@ pub enum ParseError {
         help("a range is START..END with START below END; END is one past the last byte")
     )]
     EmptyRange {
-        /// First byte.
+        /// The range's start, in bytes.
         start: u64,
-        /// One past the last byte.
+        /// The range's end, in bytes: at or below `start`.
         end: u64,
-        /// The scenario.
+        /// The scenario's text and file name, which the report quotes around the caret.
         #[source_code]
         src: Text,
-        /// The range.
+        /// The range, brackets included.
         #[label("no bytes")]
         span: SourceSpan,
     },
@@ -141,12 +144,12 @@ pub enum ParseError {
         help("`START..` runs to the end of the buffer, which needs its `buffer` line first; or write the end")
     )]
     OpenRange {
-        /// The buffer.
+        /// The scenario's name of the buffer whose size would give the end.
         buf: String,
-        /// The scenario.
+        /// The scenario's text and file name, which the report quotes around the caret.
         #[source_code]
         src: Text,
-        /// The range.
+        /// The range, brackets included, whose end is missing.
         #[label("open range")]
         span: SourceSpan,
     },
@@ -155,11 +158,11 @@ pub enum ParseError {
     #[error("a copy needs ranges of one length: {src_len} bytes to {dst_len} bytes")]
     #[diagnostic(code(dmabuf::scenario::length_mismatch))]
     LengthMismatch {
-        /// Bytes read.
+        /// The length of the range read, in bytes.
         src_len: u64,
-        /// Bytes written.
+        /// The length of the range written, in bytes.
         dst_len: u64,
-        /// The scenario.
+        /// The scenario's text and file name, which the report quotes around the caret.
         #[source_code]
         src: Text,
         /// The destination range.
@@ -177,7 +180,7 @@ pub enum ParseError {
         help("close it with `\"` on the same line; write a quote inside as `\\\"`")
     )]
     UnterminatedString {
-        /// The scenario.
+        /// The scenario's text and file name, which the report quotes around the caret.
         #[source_code]
         src: Text,
         /// From the opening quote to the end of the line.
@@ -189,10 +192,10 @@ pub enum ParseError {
     #[error("unknown escape in a string")]
     #[diagnostic(code(dmabuf::scenario::bad_escape), help("strings know two escapes: `\\\"` and `\\\\`"))]
     BadEscape {
-        /// The scenario.
+        /// The scenario's text and file name, which the report quotes around the caret.
         #[source_code]
         src: Text,
-        /// The escape.
+        /// The backslash and the character after it.
         #[label("here")]
         span: SourceSpan,
     },
@@ -204,7 +207,7 @@ pub enum ParseError {
         help("put `}}` on a line of its own after the block's last step")
     )]
     UnclosedRepeat {
-        /// The scenario.
+        /// The scenario's text and file name, which the report quotes around the caret.
         #[source_code]
         src: Text,
         /// The `repeat N {` line.
@@ -216,10 +219,10 @@ pub enum ParseError {
     #[error("`}}` closes no `repeat`")]
     #[diagnostic(code(dmabuf::scenario::stray_brace))]
     StrayBrace {
-        /// The scenario.
+        /// The scenario's text and file name, which the report quotes around the caret.
         #[source_code]
         src: Text,
-        /// The brace.
+        /// The `}`.
         #[label("nothing to close")]
         span: SourceSpan,
     },
@@ -228,12 +231,12 @@ pub enum ParseError {
     #[error("`repeat` blocks nest at most {limit} deep")]
     #[diagnostic(code(dmabuf::scenario::repeat_too_deep))]
     RepeatTooDeep {
-        /// The limit.
+        /// The deepest nesting allowed ([`MAX_DEPTH`](super::MAX_DEPTH)).
         limit: usize,
-        /// The scenario.
+        /// The scenario's text and file name, which the report quotes around the caret.
         #[source_code]
         src: Text,
-        /// The `repeat` one too deep.
+        /// The `repeat` that opens one block too many.
         #[label("one too deep")]
         span: SourceSpan,
     },
@@ -242,13 +245,13 @@ pub enum ParseError {
     #[error("`platform` must come before every other step")]
     #[diagnostic(code(dmabuf::scenario::platform_not_first), help("move the `platform` line to the top"))]
     PlatformNotFirst {
-        /// The scenario.
+        /// The scenario's text and file name, which the report quotes around the caret.
         #[source_code]
         src: Text,
-        /// The `platform` step.
+        /// The late `platform` step.
         #[label("too late")]
         span: SourceSpan,
-        /// The first step.
+        /// The first step of the scenario, which `platform` should precede.
         #[label("the first step")]
         first: SourceSpan,
     },
@@ -260,13 +263,13 @@ pub enum ParseError {
         help("to run one scenario on several platforms, pass --platform to `dmabuf check`")
     )]
     PlatformTwice {
-        /// The scenario.
+        /// The scenario's text and file name, which the report quotes around the caret.
         #[source_code]
         src: Text,
         /// The second `platform`.
         #[label("again")]
         span: SourceSpan,
-        /// The first.
+        /// The first `platform` step.
         #[label("first named here")]
         first: SourceSpan,
     },
@@ -275,7 +278,7 @@ pub enum ParseError {
     #[error("{name}: the scenario has no steps")]
     #[diagnostic(code(dmabuf::scenario::empty), help("a scenario is one step a line: `buffer`, `attach`, ..."))]
     Empty {
-        /// The file.
+        /// The scenario's file name, as given to the parser.
         name: String,
     },
 
@@ -283,7 +286,7 @@ pub enum ParseError {
     #[error("{name}: not UTF-8 text")]
     #[diagnostic(code(dmabuf::scenario::not_utf8))]
     NotUtf8 {
-        /// The file.
+        /// The file's name, as given.
         name: String,
         /// The text, invalid bytes replaced.
         #[source_code]
@@ -297,7 +300,7 @@ pub enum ParseError {
     #[error("{name}: a NUL byte; this looks like a binary file")]
     #[diagnostic(code(dmabuf::scenario::binary))]
     Binary {
-        /// The file.
+        /// The file's name, as given.
         name: String,
         /// The text, invalid bytes replaced.
         #[source_code]
@@ -311,11 +314,11 @@ pub enum ParseError {
     #[error("{name}: {size} bytes or more; a scenario is at most {limit} bytes")]
     #[diagnostic(code(dmabuf::scenario::too_large))]
     TooLarge {
-        /// The file.
+        /// The file's name, as given.
         name: String,
-        /// Its size.
+        /// Its size in bytes, as the file system reported it or as read.
         size: u64,
-        /// The limit.
+        /// The most a scenario may hold, in bytes ([`MAX_LEN`](super::MAX_LEN)).
         limit: u64,
     },
 
@@ -323,9 +326,9 @@ pub enum ParseError {
     #[error("cannot read {path}: {source}")]
     #[diagnostic(code(dmabuf::scenario::io))]
     Io {
-        /// The file.
+        /// The path that could not be opened or read, as given.
         path: String,
-        /// Why.
+        /// The operating system's error.
         source: std::io::Error,
     },
 }

@@ -95,7 +95,7 @@ pub(super) fn expected_help<T>(i: &mut In<'_>, what: &'static str, help: Option<
     fail(Span::new(at, at), Kind::Expected { what, help })
 }
 
-/// The offset of the next byte.
+/// Where the parser stands: the byte offset of the next unread byte of the source.
 pub(super) fn offset(i: &In<'_>) -> usize {
     i.current_token_start()
 }
@@ -215,7 +215,7 @@ pub(super) fn number_token<'s>(i: &mut In<'s>) -> PResult<Spanned<&'s str>> {
         .parse_next(i)
 }
 
-/// The units of sizes and offsets.
+/// The units a size or offset may take, each with its shift (`KiB` multiplies by 2^10).
 const UNITS: [(&str, u32); 3] = [("KiB", 10), ("MiB", 20), ("GiB", 30)];
 
 /// Splits a number token into its value and its unit (letters after the digits).
@@ -250,7 +250,8 @@ pub(super) fn size(i: &mut In<'_>, what: &'static str) -> PResult<Spanned<u64>> 
     size_of(&t)
 }
 
-/// The value of a size token.
+/// The bytes a size token stands for, its unit applied (`64KiB` is 65536); a product over
+/// 64 bits is an overflow error.
 pub(super) fn size_of(t: &Spanned<&str>) -> PResult<Spanned<u64>> {
     let (v, unit) = split(t)?;
     if unit.is_empty() {
@@ -274,7 +275,7 @@ pub(super) fn plain(i: &mut In<'_>, what: &'static str) -> PResult<Spanned<u64>>
     plain_of(&t, what)
 }
 
-/// The value of a number token that takes no unit.
+/// The value of a number token that takes no unit; a unit is an error that names `what`.
 fn plain_of(t: &Spanned<&str>, what: &'static str) -> PResult<Spanned<u64>> {
     let (v, unit) = split(t)?;
     if !unit.is_empty() {

@@ -130,7 +130,8 @@ struct Block {
     body: Vec<Step>,
 }
 
-/// The state of a parse across lines.
+/// What the parser carries from line to line: the source, and the size of every buffer
+/// declared so far (for ranges with an open end).
 struct Driver<'a> {
     src: &'a str,
     /// The file's name, for reports.
@@ -219,7 +220,8 @@ impl Driver<'_> {
         Ok(scenario)
     }
 
-    /// The report of a parser failure.
+    /// The [`ParseError`] for a failure inside a line: the rule's variant, with the source
+    /// and the culprit's span.
     fn error(&self, e: ErrMode<PErr>) -> ParseError {
         let e = match e {
             ErrMode::Backtrack(e) | ErrMode::Cut(e) => e,

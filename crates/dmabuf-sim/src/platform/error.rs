@@ -76,7 +76,7 @@ pub enum PlatformError {
     /// A description that is not TOML (a device tree) could not be turned into one.
     #[error("{file}: {node}: {rule}")]
     Import {
-        /// The file.
+        /// The name the importer was given for the file (a device tree blob's path).
         file: String,
         /// Where in it (a device-tree node path, or `header`).
         node: String,

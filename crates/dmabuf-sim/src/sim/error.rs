@@ -47,7 +47,7 @@ pub enum SimError {
     /// A device without an IOMMU drove a bus address outside its DMA windows.
     #[error("device `{dev}` has no DMA window holding bus address {addr}")]
     OutsideDmaWindow {
-        /// The device.
+        /// The device's name in the platform description.
         dev: String,
         /// The first bus address outside its windows.
         addr: BusAddr,

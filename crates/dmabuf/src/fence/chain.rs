@@ -19,7 +19,7 @@ pub struct FenceChain {
     prev: Mutex<Option<Fence>>,
     /// The sequence number of the previous node when it shares this node's context.
     prev_seqno: u64,
-    /// The fence of this point.
+    /// The fence this node holds for its point (`dma_fence_chain.fence`).
     fence: Fence,
 }
 
@@ -39,7 +39,8 @@ impl FenceChain {
         Fence::new(context, seqno, FenceChain { prev: Mutex::new(prev), prev_seqno, fence })
     }
 
-    /// The fence of this point.
+    /// The fence this node holds for its point (`dma_fence_chain.fence`): not the node,
+    /// which also waits for every earlier point.
     pub fn fence(&self) -> &Fence {
         &self.fence
     }

@@ -343,7 +343,8 @@ impl Fence {
         self.inner.ops.timeline_name()
     }
 
-    /// The provider's ops.
+    /// The provider's callbacks (`struct dma_fence_ops`), which name its driver and
+    /// timeline and may signal or wait in its own way.
     pub fn ops(&self) -> &dyn FenceOps {
         &*self.inner.ops
     }

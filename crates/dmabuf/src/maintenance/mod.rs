@@ -38,7 +38,7 @@ pub enum MaintenancePolicy {
 }
 
 impl MaintenancePolicy {
-    /// The implementation.
+    /// The code that carries out this policy's maintenance.
     pub(crate) fn implementation(self) -> &'static dyn Maintenance {
         match self {
             MaintenancePolicy::Linux => &upstream::Upstream,

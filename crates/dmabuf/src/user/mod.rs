@@ -139,7 +139,7 @@ pub enum SyncIoctls {
 /// One operation the API issued, as `strace` would show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ioctl {
-    /// The operation.
+    /// Which ioctl or system call it was.
     pub op: Op,
     /// The buffer's name (the heap's, for an allocation).
     pub target: String,
@@ -363,7 +363,7 @@ impl fmt::Debug for Heap {
 }
 
 impl Heap {
-    /// The heap's name.
+    /// The name it was opened by, one of [`Heaps::names`].
     pub fn name(&self) -> &str {
         &self.name
     }
