@@ -19,7 +19,7 @@ fn interposer() -> PathBuf {
     let lib = target_dir().join("libdmabuf_record.so");
     let release = target_dir().ends_with("release");
     let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "dmabuf-record", "-p", "dmabuf-trace", "--example", "standin"])
+        .args(["build", "-q", "-p", "dmabuf-record", "-p", "dmabuf-trace", "--lib", "--example", "standin"])
         .args(release.then_some("--release"))
         .env("CARGO_TARGET_DIR", target_dir().parent().unwrap())
         .status()
