@@ -2,7 +2,6 @@
 //! (`dma_buf_map_attachment`), device accesses through it, and the device-side access
 //! bracket of importers that keep their mapping.
 
-use std::mem::ManuallyDrop;
 use std::ops::Range;
 
 use dmabuf_sim::{BusAddr, DeviceId, DmaDirection, DmaMapping, WriteId};
@@ -18,7 +17,7 @@ use crate::state::{AttState, Inner};
 /// A device attached to a buffer (`struct dma_buf_attachment`). Dropping it detaches
 /// (`dma_buf_detach`).
 pub struct Attachment {
-    pub(crate) buf: ManuallyDrop<DmaBuf>,
+    pub(crate) buf: DmaBuf,
     pub(crate) idx: usize,
 }
 
@@ -39,7 +38,7 @@ impl Drop for Attachment {
 }
 
 impl Attachment {
-    pub(crate) fn new(buf: ManuallyDrop<DmaBuf>, idx: usize) -> Attachment {
+    pub(crate) fn new(buf: DmaBuf, idx: usize) -> Attachment {
         Attachment { buf, idx }
     }
 

@@ -1,7 +1,6 @@
 //! The shared buffer (`struct dma_buf`): references, name, the reservation object and
 //! its sync-file ioctls, `poll`, attach, and the CPU access bracket's hand-over points.
 
-use std::mem::ManuallyDrop;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,17 +26,24 @@ use crate::uapi::{Readiness, SyncFlags};
 pub struct DmaBuf {
     pub(crate) sys: System,
     pub(crate) id: usize,
+    /// Whether this handle holds one of the buffer's references. An attachment's view of
+    /// its buffer does not (in the kernel it is `attach->dmabuf`, no `get_dma_buf`), but it
+    /// still holds the system: dropping it must let the system go.
+    counted: bool,
 }
 
 impl Clone for DmaBuf {
     fn clone(&self) -> Self {
         self.sys.0.borrow_mut().bufs[self.id].refs += 1;
-        DmaBuf { sys: self.sys.clone(), id: self.id }
+        DmaBuf { sys: self.sys.clone(), id: self.id, counted: true }
     }
 }
 
 impl Drop for DmaBuf {
     fn drop(&mut self) {
+        if !self.counted {
+            return;
+        }
         let Ok(mut inner) = self.sys.0.try_borrow_mut() else { return };
         let inner = &mut *inner;
         let buffer = BufferId(self.id as u32);
@@ -78,12 +84,12 @@ impl Drop for DmaBuf {
 impl DmaBuf {
     /// A new handle on buffer `id`, which holds the reference the caller gives it.
     pub(crate) fn from_index(sys: System, id: usize) -> DmaBuf {
-        DmaBuf { sys, id }
+        DmaBuf { sys, id, counted: true }
     }
 
     /// A handle that does not own a reference (an attachment's view of its buffer).
-    pub(crate) fn borrowed(&self) -> ManuallyDrop<DmaBuf> {
-        ManuallyDrop::new(DmaBuf { sys: self.sys.clone(), id: self.id })
+    pub(crate) fn borrowed(&self) -> DmaBuf {
+        DmaBuf { sys: self.sys.clone(), id: self.id, counted: false }
     }
 
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Inner, usize) -> R) -> R {
