@@ -7,11 +7,8 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::addr::PAGE_SIZE;
 use crate::platform::CacheGeometry;
-use crate::store::{ProvPage, WriteId, zero_page};
-
-const PAGE: usize = PAGE_SIZE as usize;
+use crate::store::{PageBytes, ProvPage, WriteId};
 
 /// The bit mask of lines `[l0, l1)` of a page.
 pub(crate) fn line_mask(l0: u32, l1: u32) -> u128 {
@@ -42,7 +39,7 @@ pub(crate) fn runs(mut mask: u128) -> impl Iterator<Item = (u32, u32)> {
 pub(crate) struct CachePage {
     pub(crate) valid: u128,
     pub(crate) dirty: u128,
-    pub(crate) data: Box<[u8; PAGE]>,
+    pub(crate) data: PageBytes,
     pub(crate) prov: ProvPage,
 }
 
@@ -119,17 +116,11 @@ pub(crate) struct LineCache {
     pub(crate) pages: FxHashMap<u64, CachePage>,
     capacity: Option<SetAssoc>,
     track: bool,
-    /// Page blocks that held no line any more, kept for reuse: the bytes of invalid
-    /// lines are never read, so a recycled block needs no clearing.
-    spare: Vec<Box<[u8; PAGE]>>,
 }
-
-/// Spare page blocks kept per cache (16 MiB of blocks at most).
-const MAX_SPARE: usize = 4096;
 
 impl LineCache {
     pub(crate) fn new(geometry: Option<CacheGeometry>, track: bool) -> Self {
-        LineCache { pages: FxHashMap::default(), capacity: geometry.map(SetAssoc::new), track, spare: Vec::new() }
+        LineCache { pages: FxHashMap::default(), capacity: geometry.map(SetAssoc::new), track }
     }
 
     /// Whether capacity is modelled.
@@ -153,11 +144,11 @@ impl LineCache {
 
     pub(crate) fn page_or_insert(&mut self, pfn: u64) -> &mut CachePage {
         let track = self.track;
-        let spare = &mut self.spare;
         self.pages.entry(pfn).or_insert_with(|| CachePage {
             valid: 0,
             dirty: 0,
-            data: spare.pop().unwrap_or_else(zero_page),
+            // The bytes of invalid lines are never read.
+            data: PageBytes::Uniform(0),
             prov: if track { ProvPage::uniform(WriteId::INITIAL) } else { ProvPage::default() },
         })
     }
@@ -169,11 +160,8 @@ impl LineCache {
 
     /// Forgets the page block once it holds no line, so walks stay proportional to use.
     pub(crate) fn release_if_empty(&mut self, pfn: u64) {
-        if self.pages.get(&pfn).is_some_and(|p| p.valid == 0)
-            && let Some(p) = self.pages.remove(&pfn)
-            && self.spare.len() < MAX_SPARE
-        {
-            self.spare.push(p.data);
+        if self.pages.get(&pfn).is_some_and(|p| p.valid == 0) {
+            self.pages.remove(&pfn);
         }
     }
 

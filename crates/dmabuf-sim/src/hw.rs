@@ -335,7 +335,7 @@ impl HwView<'_> {
                 let (v, d) = (valid >> l & 1 == 1, dirty >> l & 1 == 1);
                 (id, v, d).hash(h);
                 if let Some(p) = c.page(pfn).filter(|_| v) {
-                    p.data[off..off + line].hash(h);
+                    p.data.hash_range(off, line, h);
                     prov.clear();
                     p.prov.runs(off, line, 0, &mut prov);
                     prov.iter().for_each(|r| (r.offset, r.len, r.write).hash(h));
@@ -343,7 +343,7 @@ impl HwView<'_> {
             }
             match self.hw.mem.page(pfn) {
                 Some(p) => {
-                    p.data[off..off + line].hash(h);
+                    p.data.hash_range(off, line, h);
                     prov.clear();
                     p.prov.runs(off, line, 0, &mut prov);
                     prov.iter().for_each(|r| (r.offset, r.len, r.write).hash(h));
@@ -358,7 +358,7 @@ impl HwView<'_> {
                 let (valid, dirty) = slc.state(pfn);
                 ("slc", valid >> l & 1, dirty >> l & 1).hash(h);
                 if let Some(p) = slc.page(pfn).filter(|_| valid >> l & 1 == 1) {
-                    p.data[off..off + line].hash(h);
+                    p.data.hash_range(off, line, h);
                     prov.clear();
                     p.prov.runs(off, line, 0, &mut prov);
                     prov.iter().for_each(|r| (r.offset, r.len, r.write).hash(h));

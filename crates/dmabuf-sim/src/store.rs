@@ -184,9 +184,92 @@ impl ProvPage {
     }
 }
 
+/// The bytes of one page: one byte repeated, or every byte stored.
+///
+/// The kernel hands out zeroed pages and scenarios fill frames with one value, so most
+/// pages of a big buffer hold a single byte: stored as that byte, a gigabyte costs a few
+/// megabytes, and memory follows the bytes a program wrote with distinct values, not the
+/// bytes it declared. A page is stored whole on its first write that breaks the pattern.
+#[derive(Clone, Debug)]
+pub(crate) enum PageBytes {
+    /// Every byte of the page is this one.
+    Uniform(u8),
+    /// The page's bytes.
+    Owned(Box<[u8; PAGE]>),
+}
+
+impl Default for PageBytes {
+    fn default() -> Self {
+        PageBytes::Uniform(0)
+    }
+}
+
+impl PageBytes {
+    /// Copies bytes `[off, off + out.len())` into `out`.
+    pub(crate) fn read(&self, off: usize, out: &mut [u8]) {
+        match self {
+            PageBytes::Uniform(v) => out.fill(*v),
+            PageBytes::Owned(b) => out.copy_from_slice(&b[off..off + out.len()]),
+        }
+    }
+
+    /// The page's bytes, stored one by one from now on.
+    pub(crate) fn owned(&mut self) -> &mut [u8; PAGE] {
+        if let PageBytes::Uniform(v) = *self {
+            let b: Box<[u8; PAGE]> = vec![v; PAGE].into_boxed_slice().try_into().expect("PAGE bytes");
+            *self = PageBytes::Owned(b);
+        }
+        match self {
+            PageBytes::Owned(b) => b,
+            PageBytes::Uniform(_) => unreachable!("made owned above"),
+        }
+    }
+
+    /// Sets bytes `[off, off + len)` to `v`.
+    pub(crate) fn fill(&mut self, off: usize, len: usize, v: u8) {
+        match self {
+            _ if off == 0 && len == PAGE => *self = PageBytes::Uniform(v),
+            PageBytes::Uniform(u) if *u == v => {}
+            _ => self.owned()[off..off + len].fill(v),
+        }
+    }
+
+    /// Writes `src` at `off`.
+    pub(crate) fn write(&mut self, off: usize, src: &[u8]) {
+        if let PageBytes::Uniform(u) = *self
+            && src.iter().all(|&b| b == u)
+        {
+            return;
+        }
+        self.owned()[off..off + src.len()].copy_from_slice(src);
+    }
+
+    /// Copies bytes `[off, off + len)` of `from` to the same place in this page.
+    pub(crate) fn copy_from(&mut self, from: &PageBytes, off: usize, len: usize) {
+        match from {
+            PageBytes::Uniform(v) => self.fill(off, len, *v),
+            PageBytes::Owned(b) => self.write(off, &b[off..off + len]),
+        }
+    }
+
+    /// Feeds bytes `[off, off + len)` to `h` exactly as hashing the slice would, whatever
+    /// the representation, so equal contents hash equal.
+    pub(crate) fn hash_range(&self, off: usize, len: usize, h: &mut impl std::hash::Hasher) {
+        use std::hash::Hash;
+        match self {
+            PageBytes::Owned(b) => b[off..off + len].hash(h),
+            PageBytes::Uniform(v) => {
+                let mut tmp = [0u8; PAGE];
+                tmp[..len].fill(*v);
+                tmp[..len].hash(h);
+            }
+        }
+    }
+}
+
 /// One page of backing memory.
 pub(crate) struct MemPage {
-    pub(crate) data: Box<[u8; PAGE]>,
+    pub(crate) data: PageBytes,
     pub(crate) prov: ProvPage,
 }
 
@@ -195,11 +278,6 @@ pub(crate) struct MemPage {
 pub(crate) struct SparseMem {
     pages: FxHashMap<u64, MemPage>,
     track: bool,
-}
-
-pub(crate) fn zero_page() -> Box<[u8; PAGE]> {
-    // A boxed zeroed array without a 4 KiB stack temporary.
-    vec![0u8; PAGE].into_boxed_slice().try_into().expect("PAGE bytes")
 }
 
 impl SparseMem {
@@ -220,7 +298,7 @@ impl SparseMem {
     pub(crate) fn page_mut(&mut self, pfn: u64) -> &mut MemPage {
         let track = self.track;
         self.pages.entry(pfn).or_insert_with(|| MemPage {
-            data: zero_page(),
+            data: PageBytes::Uniform(0),
             prov: if track { ProvPage::uniform(WriteId::INITIAL) } else { ProvPage::default() },
         })
     }
@@ -230,7 +308,7 @@ impl SparseMem {
         for (a, off, n) in page_chunks(addr, buf.len() as u64) {
             let po = (a % PAGE_SIZE) as usize;
             match self.pages.get(&(a / PAGE_SIZE)) {
-                Some(p) => buf[off..off + n].copy_from_slice(&p.data[po..po + n]),
+                Some(p) => p.data.read(po, &mut buf[off..off + n]),
                 None => buf[off..off + n].fill(0),
             }
         }
@@ -252,7 +330,7 @@ impl SparseMem {
         for (a, off, n) in page_chunks(addr, data.len() as u64) {
             let po = (a % PAGE_SIZE) as usize;
             let p = self.page_mut(a / PAGE_SIZE);
-            p.data[po..po + n].copy_from_slice(&data[off..off + n]);
+            p.data.write(po, &data[off..off + n]);
             p.prov.set(po, n, id);
         }
     }
@@ -262,7 +340,7 @@ impl SparseMem {
         for (a, off, n) in page_chunks(addr, data.len() as u64) {
             let po = (a % PAGE_SIZE) as usize;
             let p = self.page_mut(a / PAGE_SIZE);
-            p.data[po..po + n].copy_from_slice(&data[off..off + n]);
+            p.data.write(po, &data[off..off + n]);
             p.prov.set_from_runs(po, n, off as u64, runs);
         }
     }
@@ -295,6 +373,33 @@ mod tests {
         assert!(f[112..].iter().all(|&w| w == WriteId(0)));
         p.set(0, PAGE, WriteId(3));
         assert_eq!(p.runs, vec![(0, WriteId(3))]);
+    }
+
+    #[test]
+    fn a_page_of_one_byte_stays_one_byte_until_a_write_breaks_the_pattern() {
+        let mut p = PageBytes::default();
+        p.fill(0, PAGE, 7);
+        p.write(100, &[7; 50]);
+        p.copy_from(&PageBytes::Uniform(7), 0, 64);
+        assert!(matches!(p, PageBytes::Uniform(7)), "writes of the same byte keep it compact");
+        p.write(10, &[1, 2]);
+        let mut out = [0u8; 4];
+        p.read(9, &mut out);
+        assert_eq!(out, [7, 1, 2, 7]);
+        p.fill(0, PAGE, 3);
+        assert!(matches!(p, PageBytes::Uniform(3)), "a whole-page fill makes it compact again");
+    }
+
+    #[test]
+    fn equal_contents_hash_equal_in_either_form() {
+        use std::hash::{DefaultHasher, Hasher};
+        let compact = PageBytes::Uniform(9);
+        let mut stored = PageBytes::default();
+        stored.owned().fill(9);
+        let (mut a, mut b) = (DefaultHasher::new(), DefaultHasher::new());
+        compact.hash_range(64, 64, &mut a);
+        stored.hash_range(64, 64, &mut b);
+        assert_eq!(a.finish(), b.finish());
     }
 
     #[test]

@@ -393,7 +393,12 @@ fn consequence(e: &AttachError) -> String {
             "`{device}` snoops the CPU cache and meets stale lines of the kernel's cacheable linear map, not what the CPU wrote"
         ),
         AttachError::AboveDmaMask { device, .. } => {
-            format!("`{device}` cannot address the pages and has no bounce pool: its DMA reaches other memory")
+            // dma_direct_map_page(): an address over the mask with no swiotlb slot the
+            // device addresses (swiotlb_map() re-checks dma_capable() on the slot) is
+            // DMA_MAPPING_ERROR with a WARN, so the importer's map fails.
+            format!(
+                "`{device}` cannot address the pages and has no bounce pool it addresses: upstream's map of it fails (dma-direct returns DMA_MAPPING_ERROR and warns), so the device never reaches the buffer"
+            )
         }
         _ => format!("{e}"),
     }

@@ -195,7 +195,7 @@ impl Sim {
     pub(super) fn mem_write(&mut self, pa: u64, n: usize, src: Src<'_>, off: usize, prov: ProvSrc<'_>) {
         let po = (pa % PAGE_SIZE) as usize;
         let p = self.hw.mem.page_mut(pa / PAGE_SIZE);
-        src.put(&mut p.data[po..po + n], off);
+        src.put(&mut p.data, po, n, off);
         prov.apply(&mut p.prov, po, n, off);
     }
 
@@ -217,7 +217,7 @@ impl Sim {
         let hits = mask.count_ones() as u64 - misses;
         self.stats.charge(cycles(0, costs.cpu_miss_line, misses).saturating_add(cycles(0, costs.cpu_hit_line, hits)));
         let cp = self.hw.cpu.page(pfn).expect("lines were just made present");
-        out.copy_from_slice(&cp.data[po..po + n]);
+        cp.data.read(po, out);
         if let Some((v, base)) = prov {
             cp.prov.runs(po, n, base as u64, v);
         }
@@ -240,7 +240,7 @@ impl Sim {
         let lines = mask.count_ones() as u64;
         self.stats.charge(cycles(0, costs.cpu_miss_line, misses).saturating_add(cycles(0, costs.cpu_hit_line, lines)));
         let cp = self.hw.cpu.page_or_insert(pfn);
-        src.put(&mut cp.data[po..po + n], off);
+        src.put(&mut cp.data, po, n, off);
         prov.apply(&mut cp.prov, po, n, off);
         cp.dirty |= mask;
     }
@@ -309,7 +309,7 @@ impl Sim {
             let e = &mut self.hw.wc[idx];
             let s = (a - li * line) as usize;
             let t = (le - li * line) as usize;
-            src.put(&mut e.data[s..t], off + (a - pa) as usize);
+            src.put_slice(&mut e.data[s..t], off + (a - pa) as usize);
             e.mask[s..t].fill(true);
             if !e.prov.is_empty() {
                 e.prov[s..t].fill(w);

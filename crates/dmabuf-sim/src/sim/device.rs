@@ -84,7 +84,7 @@ impl Sim {
                         .as_ref()
                         .and_then(|c| c.page(pfn))
                         .expect("lines were just made present");
-                    out[o..o + k].copy_from_slice(&cp.data[po..po + k]);
+                    cp.data.read(po, &mut out[o..o + k]);
                     if want {
                         cp.prov.runs(po, k, (off + o) as u64, &mut prov);
                     }
@@ -142,7 +142,7 @@ impl Sim {
         for (l0, cnt) in runs(dirty) {
             let s = (l0 as usize * line).max(po);
             let e = ((l0 + cnt) as usize * line).min(po + n);
-            out[s - po..e - po].copy_from_slice(&cp.data[s..e]);
+            cp.data.read(s, &mut out[s - po..e - po]);
             if let Some(pb) = &mut per_byte {
                 for i in s..e {
                     pb[i - po] = cp.prov.at(i);
@@ -185,7 +185,7 @@ impl Sim {
                     let (mask, partial) = self.hw.chunk_masks(po, k);
                     self.make_present(sel, pfn, mask, partial);
                     let cp = self.hw.cache_mut(sel).page_or_insert(pfn);
-                    src.put(&mut cp.data[po..po + k], off + o);
+                    src.put(&mut cp.data, po, k, off + o);
                     cp.prov.set(po, k, w);
                     cp.dirty |= mask;
                 }

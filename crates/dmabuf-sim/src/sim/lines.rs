@@ -81,7 +81,7 @@ impl Sim {
             if observed {
                 mp.prov.runs(o, len, 0, &mut replaced);
             }
-            mp.data[o..o + len].copy_from_slice(&cp.data[o..o + len]);
+            mp.data.copy_from(&cp.data, o, len);
             mp.prov.copy_from(&cp.prov, o, o, len);
             count += n as u64;
             if observed {
@@ -163,7 +163,7 @@ impl Sim {
             let (o, len) = (l0 as usize * line, n as usize * line);
             match mp {
                 Some(mp) => {
-                    cp.data[o..o + len].copy_from_slice(&mp.data[o..o + len]);
+                    cp.data.copy_from(&mp.data, o, len);
                     if mp.prov.is_tracked() {
                         cp.prov.copy_from(&mp.prov, o, o, len);
                     } else {
@@ -171,21 +171,21 @@ impl Sim {
                     }
                 }
                 None => {
-                    cp.data[o..o + len].fill(0);
+                    cp.data.fill(o, len, 0);
                     cp.prov.set(o, len, WriteId::INITIAL);
                 }
             }
             if let Some(sp) = slc_page {
                 for (d0, dn) in runs(sp.valid & line_mask(l0, l0 + n)) {
                     let (d, dl) = (d0 as usize * line, dn as usize * line);
-                    cp.data[d..d + dl].copy_from_slice(&sp.data[d..d + dl]);
+                    cp.data.copy_from(&sp.data, d, dl);
                     cp.prov.copy_from(&sp.prov, d, d, dl);
                 }
             }
             if let Some(cpu_page) = cpu_page {
                 for (d0, dn) in runs(cpu_page.valid & line_mask(l0, l0 + n)) {
                     let (d, dl) = (d0 as usize * line, dn as usize * line);
-                    cp.data[d..d + dl].copy_from_slice(&cpu_page.data[d..d + dl]);
+                    cp.data.copy_from(&cpu_page.data, d, dl);
                     cp.prov.copy_from(&cpu_page.prov, d, d, dl);
                 }
             }

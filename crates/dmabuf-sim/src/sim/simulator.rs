@@ -10,7 +10,7 @@ use crate::event::{Event, Observer};
 use crate::hw::{Hw, HwView, LineState};
 use crate::platform::{Platform, RegionKind};
 use crate::stats::Stats;
-use crate::store::{ProvPage, ProvRun, WriteId};
+use crate::store::{PageBytes, ProvPage, ProvRun, WriteId};
 use crate::vocab::{CacheId, CpuMapId, DeviceId, Freedom, MemAttr};
 
 /// A mismatched alias: one page mapped by the CPU with two attributes.
@@ -54,7 +54,16 @@ pub(super) enum Src<'a> {
 }
 
 impl Src<'_> {
-    pub(super) fn put(&self, dst: &mut [u8], off: usize) {
+    /// Writes bytes `[off, off + n)` of the source at `at` in page `dst`.
+    pub(super) fn put(&self, dst: &mut PageBytes, at: usize, n: usize, off: usize) {
+        match self {
+            Src::Bytes(b) => dst.write(at, &b[off..off + n]),
+            Src::Fill(v) => dst.fill(at, n, *v),
+        }
+    }
+
+    /// Writes bytes `[off, off + dst.len())` of the source into `dst`.
+    pub(super) fn put_slice(&self, dst: &mut [u8], off: usize) {
         match self {
             Src::Bytes(b) => dst.copy_from_slice(&b[off..off + dst.len()]),
             Src::Fill(v) => dst.fill(*v),

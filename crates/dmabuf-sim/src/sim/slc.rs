@@ -47,7 +47,7 @@ impl Sim {
         for (l0, n) in runs(hit) {
             let s = (l0 as usize * line).max(po);
             let e = ((l0 + n) as usize * line).min(po + out.len());
-            out[s - po..e - po].copy_from_slice(&cp.data[s..e]);
+            cp.data.read(s, &mut out[s - po..e - po]);
             if let Some(pb) = &mut per_byte {
                 for i in s..e {
                     pb[i - po] = cp.prov.at(i);
@@ -89,11 +89,11 @@ fn make_present(
             let (o, len) = (l0 as usize * line, n as usize * line);
             match mp {
                 Some(mp) => {
-                    cp.data[o..o + len].copy_from_slice(&mp.data[o..o + len]);
+                    cp.data.copy_from(&mp.data, o, len);
                     cp.prov.copy_from(&mp.prov, o, o, len);
                 }
                 None => {
-                    cp.data[o..o + len].fill(0);
+                    cp.data.fill(o, len, 0);
                     cp.prov.set(o, len, crate::store::WriteId::INITIAL);
                 }
             }
@@ -115,7 +115,7 @@ impl Sim {
         let Some(slc) = self.hw.slc.as_mut() else { return };
         let victims = make_present(slc, &self.hw.mem, pfn, mask, line, lpp);
         let cp = slc.page_or_insert(pfn);
-        src.put(&mut cp.data[po..po + n], off);
+        src.put(&mut cp.data, po, n, off);
         prov.apply(&mut cp.prov, po, n, off);
         cp.dirty |= mask;
         for v in victims {
@@ -138,7 +138,7 @@ impl Sim {
             let cp = slc.page_or_insert(pfn);
             for (l0, n) in runs(mask) {
                 let (o, len) = (l0 as usize * line, n as usize * line);
-                cp.data[o..o + len].copy_from_slice(&src.data[o..o + len]);
+                cp.data.copy_from(&src.data, o, len);
                 cp.prov.copy_from(&src.prov, o, o, len);
             }
             cp.dirty |= mask;
@@ -168,7 +168,7 @@ impl Sim {
             let mp = self.hw.mem.page_mut(pfn);
             for (l0, n) in runs(dirty) {
                 let (o, len) = (l0 as usize * line, n as usize * line);
-                mp.data[o..o + len].copy_from_slice(&cp.data[o..o + len]);
+                mp.data.copy_from(&cp.data, o, len);
                 mp.prov.copy_from(&cp.prov, o, o, len);
             }
             cp.dirty &= !dirty;
