@@ -165,10 +165,28 @@ impl Sim {
     fn cpu_store(&mut self, id: CpuMapId, offset: u64, len: u64, src: Src<'_>) -> Result<WriteId, SimError> {
         let (attr, chunks) = self.resolve(id, offset, len)?;
         let w = self.new_write();
+        if attr == MemAttr::WriteCombine {
+            // Physically contiguous pages in one go: a store to many lines mostly drains
+            // straight to memory (see `wc_write`), whatever the pages.
+            let mut run: Option<Chunk> = None;
+            for &(pa, off, n) in &chunks {
+                match &mut run {
+                    Some((rpa, roff, rn)) if *rpa + *rn as u64 == pa && *roff + *rn == off => *rn += n,
+                    _ => {
+                        if let Some((rpa, roff, rn)) = run.replace((pa, off, n)) {
+                            self.wc_write(rpa, rn, src, roff, w);
+                        }
+                    }
+                }
+            }
+            if let Some((rpa, roff, rn)) = run {
+                self.wc_write(rpa, rn, src, roff, w);
+            }
+        }
         for &(pa, off, n) in &chunks {
             match attr {
                 MemAttr::Cached => self.cached_write(pa, n, src, off, ProvSrc::Id(w)),
-                MemAttr::WriteCombine => self.wc_write(pa, n, src, off, w),
+                MemAttr::WriteCombine => {}
                 MemAttr::Uncached if self.via_slc(Sel::Cpu) => {
                     self.slc_write(pa, n, src, off, ProvSrc::Id(w));
                     self.stats.charge(cycles(0, self.hw.platform.costs.cpu_uncached_write_line, self.lines_of(pa, n)));
@@ -288,6 +306,45 @@ impl Sim {
     /// A write-combined write of one page chunk: bytes join the write-combining buffer;
     /// when it holds more lines than it has, the oldest drains to memory.
     fn wc_write(&mut self, pa: u64, n: usize, src: Src<'_>, off: usize, w: WriteId) {
+        let line = self.hw.line;
+        let end = pa + n as u64;
+        // Lines the chunk stores whole, but for the last `wc_cap` of them, would each join
+        // the buffer and drain before the chunk ends: everything waiting in the buffer
+        // drains first (oldest first), then they reach memory in address order. Do that
+        // at once. An entry on one of those lines is overwritten whole before it drains,
+        // so it is dropped instead: memory ends with the same bytes and provenance, and
+        // the buffer with the same lines, as line by line.
+        let first_full = pa.div_ceil(line) * line;
+        let bulk_end = (end / line * line).saturating_sub(self.hw.wc_cap as u64 * line);
+        if bulk_end > first_full {
+            self.wc_write_lines(pa, (first_full - pa) as usize, src, off, w);
+            self.hw.wc.retain(|e| !(first_full / line..bulk_end / line).contains(&e.line));
+            while !self.hw.wc.is_empty() {
+                self.drain_wc_entry(0);
+            }
+            let (bn, boff) = ((bulk_end - first_full) as usize, off + (first_full - pa) as usize);
+            let slc = self.via_slc(Sel::Cpu);
+            for (a, o, k) in page_chunks(first_full, bn as u64) {
+                if slc {
+                    self.slc_write(a, k, src, boff + o, ProvSrc::Id(w));
+                } else {
+                    self.mem_write(a, k, src, boff + o, ProvSrc::Id(w));
+                }
+            }
+            if self.observed() {
+                let range = PhysRange { start: PhysAddr(first_full), len: bn as u64 };
+                self.emit(Event::Drain { range, prov: &[ProvRun { offset: 0, len: bn as u64, write: w }] });
+            }
+            self.stats.hw.wc_drains += (bulk_end - first_full) / line;
+            self.stats.charge(cycles(0, self.hw.platform.costs.cpu_wc_write_line, self.lines_of(first_full, bn)));
+            self.wc_write_lines(bulk_end, (end - bulk_end) as usize, src, off + (bulk_end - pa) as usize, w);
+        } else {
+            self.wc_write_lines(pa, n, src, off, w);
+        }
+    }
+
+    /// [`Self::wc_write`] line by line.
+    fn wc_write_lines(&mut self, pa: u64, n: usize, src: Src<'_>, off: usize, w: WriteId) {
         let line = self.hw.line;
         let mut a = pa;
         let end = pa + n as u64;
