@@ -46,7 +46,7 @@ run() { # WHAT SIZE FRAMES
     if [ "$1" = check ]; then
         timeout "$LIMIT" /usr/bin/time -f '%e %M' -o "$W/time" "$BIN" check "$f" > "$out" 2>&1
     else
-        timeout "$LIMIT" /usr/bin/time -f '%e %M' -o "$W/time" "$BIN" explore --timeout "$LIMIT" "$f" > "$out" 2>&1
+        timeout "$((LIMIT + 30))" /usr/bin/time -f '%e %M' -o "$W/time" "$BIN" explore --timeout "$LIMIT" "$f" > "$out" 2>&1
     fi
     rc=$?
     set -e

@@ -31,12 +31,18 @@
 //!   depend on the hardware's choices at all (they come from the happens-before order of
 //!   the program and its jobs), so every line's exploration finds them.
 //! - **Symmetric lines are explored once.** The pilot records, for every line, the list
-//!   of operations that touched it (their order, kind, agent, attribute, whether they
-//!   covered the whole line, whether they were the scenario's accesses). Two lines with
-//!   the same list see the same operations at the same points, each acting on the whole
-//!   line the same way, so every path on one has a mirror path on the other with the same
-//!   verdict (only the byte values differ, and verdicts come from provenance). A 64 KiB
-//!   frame written, cleaned and read as a whole is one class, not 1024 lines.
+//!   of operations that touched it (the program step during which each ran, its kind,
+//!   agent and attribute, whether it covered the whole line, whether it was one of the
+//!   scenario's accesses). Two lines with the same list see the same operations during
+//!   the same steps, each acting on the whole line the same way; the explorer's choice
+//!   points (job orders, state hashes) lie between steps, and a line's freedoms are
+//!   offered right after the operations on it, so every path on one line has a mirror
+//!   path on the other with the same verdict (only the byte values differ, and verdicts
+//!   come from provenance). Within one step, operations on other lines (a clean that
+//!   walks a buffer page by page) neither see nor change the line, so where in the step
+//!   its own operations fall does not matter. A 1 GiB frame written, cleaned page by page
+//!   and read as a whole is one class, not 16 million lines. The record is kept as runs
+//!   of lines (`pilot`), so the pilot's memory follows the buffer's pieces, not its lines.
 //! - **A freedom on a line is only offered right after an operation on that line.** Between
 //!   two operations on line L, operations on other lines neither see nor change L's cache
 //!   state or memory, so a freedom on L taken anywhere in that interval commutes to right
@@ -55,10 +61,12 @@
 //!   (A 64-bit hash collision could merge two states; at the state counts here the odds
 //!   are below 1 in 10^9.)
 //!
-//! Bounds (`max_states`, `timeout`) end the search as `Inconclusive`, never `Proved`.
+//! Bounds (`max_states`, `timeout`, the run's `max_memory`) end the search as
+//! `Inconclusive`, never `Proved`; the time bound holds inside a run too (a run is cut
+//! at the first step past it).
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::rc::Rc;
@@ -152,6 +160,9 @@ pub struct Exploration {
     pub counterexample: Option<Counterexample>,
     /// Why the search stopped early, when it did.
     pub bound: Option<String>,
+    /// The kinds of the other findings (misuse, refused attaches: what a proof does not
+    /// cover) that the first path has, by name, each once: `dmabuf check` reports them.
+    pub not_covered: Vec<&'static str>,
 }
 
 struct Point {
@@ -196,24 +207,23 @@ impl Trail {
     }
 }
 
-/// For each line, the operations that touched it: (operation number, what it was,
-/// whether it covered the whole line, whether it was one of the scenario's accesses).
-type LineOps = HashMap<PhysAddr, Vec<(u32, u64, bool, bool)>>;
+mod pilot;
+
+use pilot::LineRecord;
 
 /// The explorer's chooser: records the lines accesses touch (in the pilot run) and asks
 /// the trail at every candidate freedom on them.
 struct ExploreChooser {
     trail: Rc<RefCell<Trail>>,
-    /// Lines of the scenario's accesses: recorded by the pilot, a filter afterwards.
+    /// The lines whose freedoms are explored (after the pilot).
     lines: Rc<RefCell<Vec<PhysAddr>>>,
-    pilot: bool,
+    /// The pilot's record of every operation on every line, when this is the pilot.
+    /// Lines with the same record are symmetric.
+    pilot: Option<Rc<RefCell<LineRecord>>>,
     /// Whether one of the scenario's accesses is running (set by the runner).
     accessing: Rc<Cell<bool>>,
-    /// The pilot's record of every operation on every line: (operation number, what it
-    /// was, whether it covered the whole line, whether it was one of the scenario's
-    /// accesses). Lines with the same record are symmetric.
-    sigs: Rc<RefCell<LineOps>>,
-    seq: u32,
+    /// The steps the runner has executed (the pilot's clock).
+    steps: Rc<Cell<u64>>,
 }
 
 fn cache_name(c: CacheId) -> String {
@@ -234,39 +244,18 @@ impl Chooser for ExploreChooser {
 
     fn choose(&mut self, op: &OpInfo, hw: &HwView<'_>, out: &mut Vec<Freedom>) {
         let line = hw.line_size();
-        if self.pilot {
-            self.seq += 1;
+        if let Some(pilot) = &self.pilot {
             let what = {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 format!("{:?} {:?} {:?} {}", op.kind, op.agent, op.attr, op.writes_memory).hash(&mut h);
                 h.finish()
             };
-            {
-                let mut sigs = self.sigs.borrow_mut();
-                for r in &op.ranges {
-                    let a = r.align_out(line);
-                    let mut x = a.start.raw();
-                    while x < a.end().raw() {
-                        let full = r.start.raw() <= x && x + line <= r.end().raw();
-                        sigs.entry(PhysAddr(x)).or_default().push((self.seq, what, full, self.accessing.get()));
-                        x += line;
-                    }
-                }
-            }
+            let accessing = self.accessing.get();
             let access =
                 matches!(op.kind, OpKind::CpuRead | OpKind::CpuWrite | OpKind::DeviceRead | OpKind::DeviceWrite);
-            if access && self.accessing.get() {
-                let mut lines = self.lines.borrow_mut();
-                for r in &op.ranges {
-                    let a = r.align_out(line);
-                    let mut x = a.start.raw();
-                    while x < a.end().raw() {
-                        if let Err(i) = lines.binary_search(&PhysAddr(x)) {
-                            lines.insert(i, PhysAddr(x));
-                        }
-                        x += line;
-                    }
-                }
+            let mut pilot = pilot.borrow_mut();
+            for r in &op.ranges {
+                pilot.touch(line, r.start.raw()..r.end().raw(), self.steps.get(), what, accessing, access && accessing);
             }
             return;
         }
@@ -329,6 +318,9 @@ fn is_violation(f: &Finding) -> bool {
 /// representative of its symmetry class (index into the lines).
 type Classes = Vec<usize>;
 
+/// The pilot's lines, their classes, and the kinds of its findings a proof does not cover.
+type Pilot = (LineRecord, Classes, Vec<&'static str>);
+
 /// The pilot run: records the lines the scenario's accesses touch, and groups them into
 /// classes of lines that every operation treats alike.
 fn pilot(
@@ -336,35 +328,36 @@ fn pilot(
     file: &Path,
     src: &str,
     cfg: &RunConfig,
-    lines: &Rc<RefCell<Vec<PhysAddr>>>,
-) -> Result<Classes, RunError> {
+    deadline: Option<Instant>,
+) -> Result<Option<Pilot>, RunError> {
     let accessing = Rc::new(Cell::new(false));
-    let sigs: Rc<RefCell<LineOps>> = Rc::default();
+    let record = Rc::new(RefCell::new(LineRecord::default()));
+    let steps: Rc<Cell<u64>> = Rc::default();
     let chooser = ExploreChooser {
         trail: Rc::default(),
-        lines: lines.clone(),
-        pilot: true,
+        lines: Rc::default(),
+        pilot: Some(record.clone()),
         accessing: accessing.clone(),
-        sigs: sigs.clone(),
-        seq: 0,
+        steps: steps.clone(),
     };
+    let mut count = move |n: u64| steps.set(n);
     let mut hooks = Hooks::new(Box::new(chooser));
     hooks.accessing = Some(accessing);
-    run_hooked(scenario, file, src, cfg, hooks)?;
-    let sigs = sigs.borrow();
-    let mut first: HashMap<&Vec<(u32, u64, bool, bool)>, usize> = HashMap::new();
-    let mut reps = Vec::new();
-    for (i, l) in lines.borrow().iter().enumerate() {
-        let Some(sig) = sigs.get(l) else {
-            reps.push(i);
-            continue;
-        };
-        if let std::collections::hash_map::Entry::Vacant(e) = first.entry(sig) {
-            e.insert(i);
-            reps.push(i);
+    hooks.progress = Some(&mut count);
+    hooks.deadline = deadline;
+    let result = run_hooked(scenario, file, src, cfg, hooks)?;
+    if result.stopped {
+        return Ok(None);
+    }
+    let mut others: Vec<&'static str> = Vec::new();
+    for f in result.findings.iter().filter(|f| !is_violation(f)) {
+        if !others.contains(&f.kind.name()) {
+            others.push(f.kind.name());
         }
     }
-    Ok(reps)
+    let record = Rc::try_unwrap(record).map_or_else(|_| unreachable!("the run is over"), RefCell::into_inner);
+    let reps = record.classes();
+    Ok(Some((record, reps, others)))
 }
 
 /// One run along `prefix`, offering freedoms on `choice` lines and hashing the state of
@@ -377,18 +370,16 @@ fn run_path(
     cfg: &RunConfig,
     prefix: Vec<u8>,
     choice: &Rc<RefCell<Vec<PhysAddr>>>,
-    lines: &Rc<RefCell<Vec<PhysAddr>>>,
-    visited: Option<&mut HashSet<u64>>,
+    visited: Option<(&mut HashSet<u64>, Option<Instant>)>,
 ) -> Result<(RunResult, Vec<Point>, Option<BadChoice>), RunError> {
     let line = Rc::new(Cell::new(0));
     let trail = Rc::new(RefCell::new(Trail { prefix, taken: Vec::new(), line: line.clone(), bad: None }));
     let chooser = ExploreChooser {
         trail: trail.clone(),
         lines: choice.clone(),
-        pilot: false,
+        pilot: None,
         accessing: Rc::default(),
-        sigs: Rc::default(),
-        seq: 0,
+        steps: Rc::default(),
     };
     let sched_trail = trail.clone();
     let mut schedule = move |devs: &[String]| -> usize {
@@ -401,10 +392,12 @@ fn run_path(
     // The state hash covers the hardware state of the explored lines only: the other
     // lines take no choices, so their state follows from the program position and the
     // order in which jobs ran, which the runner's part of the hash holds.
-    let _ = lines;
     hooks.lines = Some(choice.clone());
     hooks.line = Some(line);
-    if let Some(visited) = visited {
+    if let Some((visited, deadline)) = visited {
+        // A run that is still going at the deadline stops there: a bound is a bound
+        // inside a run too (one run of a long scenario can take seconds).
+        hooks.deadline = deadline;
         visit_fn = move |key: u64| -> bool { visit_trail.borrow().replaying() || visited.insert(key) };
         hooks.visit = Some(&mut visit_fn);
     }
@@ -425,15 +418,34 @@ pub fn explore(
 ) -> Result<Exploration, RunError> {
     let start = Instant::now();
     // The pilot: which lines the accesses touch, in classes of symmetric lines.
-    let lines = Rc::new(RefCell::new(Vec::new()));
-    let reps = pilot(scenario, file, src, &cfg.run, &lines)?;
+    let inconclusive = |bound: String| Exploration {
+        verdict: Verdict::Inconclusive,
+        states: 0,
+        paths: 0,
+        max_depth: 0,
+        elapsed: start.elapsed(),
+        counterexample: None,
+        bound: Some(bound),
+        not_covered: Vec::new(),
+    };
+    let deadline = cfg.timeout.and_then(|t| start.checked_add(t));
+    let timed_out = || format!("--timeout {:.1}s reached", cfg.timeout.unwrap_or_default().as_secs_f64());
+    let (lines, reps, not_covered) = match pilot(scenario, file, src, &cfg.run, deadline) {
+        Ok(Some(x)) => x,
+        Ok(None) => return Ok(inconclusive(timed_out())),
+        Err(e) if e.over_memory() => return Ok(inconclusive(e.message().to_string())),
+        Err(e) => return Err(e),
+    };
+
     // Lines are independent: the hardware's freedoms on one line change no byte of
     // another, and the verdicts are about bytes. So each line's freedoms are explored
     // on their own (with every job order), instead of the product of all lines', and of
     // lines that every operation treats alike, one stands for all.
-    let all: Vec<PhysAddr> = lines.borrow().clone();
-    let groups: Vec<(Option<usize>, Vec<PhysAddr>)> =
-        if all.is_empty() { vec![(None, Vec::new())] } else { reps.iter().map(|&i| (Some(i), vec![all[i]])).collect() };
+    let groups: Vec<(Option<usize>, Vec<PhysAddr>)> = if lines.len() == 0 {
+        vec![(None, Vec::new())]
+    } else {
+        reps.iter().filter_map(|&i| Some((Some(i), vec![lines.nth(i)?]))).collect()
+    };
     let (mut paths, mut max_depth, mut states) = (0u64, 0usize, 0u64);
     let mut best: Option<Counterexample> = None;
     let mut bound = None;
@@ -442,8 +454,15 @@ pub fn explore(
         let mut visited = HashSet::new();
         let mut prefix = Vec::new();
         loop {
-            let (result, taken, _) =
-                run_path(scenario, file, src, &cfg.run, prefix, &choice, &lines, Some(&mut visited))?;
+            let run = run_path(scenario, file, src, &cfg.run, prefix, &choice, Some((&mut visited, deadline)));
+            let (result, taken, _) = match run {
+                Err(e) if e.over_memory() => {
+                    bound = Some(e.message().to_string());
+                    states += visited.len() as u64;
+                    break 'lines;
+                }
+                r => r?,
+            };
             max_depth = max_depth.max(taken.len());
             if !result.stopped {
                 paths += 1;
@@ -461,6 +480,12 @@ pub fn explore(
             }
             if paths.is_multiple_of(64) {
                 progress(states + visited.len() as u64, max_depth, paths);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                // The run was cut at the deadline: what lies below it is unexplored.
+                bound = Some(timed_out());
+                states += visited.len() as u64;
+                break 'lines;
             }
             // The next path: change the last choice that has an option left.
             let Some(i) = taken.iter().rposition(|p| p.chosen + 1 < p.n) else { break };
@@ -486,7 +511,16 @@ pub fn explore(
         (None, Some(_)) => Verdict::Inconclusive,
         (None, None) => Verdict::Proved,
     };
-    Ok(Exploration { verdict, states, paths, max_depth, elapsed: start.elapsed(), counterexample: best, bound })
+    Ok(Exploration {
+        verdict,
+        states,
+        paths,
+        max_depth,
+        elapsed: start.elapsed(),
+        counterexample: best,
+        bound,
+        not_covered,
+    })
 }
 
 /// Why a path cannot be replayed on its scenario.
@@ -534,17 +568,16 @@ pub fn replay(
     line: Option<usize>,
     choices: &[u8],
 ) -> Result<(RunResult, Vec<Move>), ReplayMismatch> {
-    let lines = Rc::new(RefCell::new(Vec::new()));
-    pilot(scenario, file, src, cfg, &lines)?;
-    let n = lines.borrow().len();
+    let (lines, _, _) = pilot(scenario, file, src, cfg, None)?.expect("a pilot without a deadline finishes");
+    let n = lines.len();
     if let Some(i) = line
         && i >= n
     {
         return Err(ReplayMismatch::Line { line: i, lines: n });
     }
-    let group: Vec<PhysAddr> = line.and_then(|i| lines.borrow().get(i).copied()).into_iter().collect();
+    let group: Vec<PhysAddr> = line.and_then(|i| lines.nth(i)).into_iter().collect();
     let choice = Rc::new(RefCell::new(group));
-    let (result, taken, bad) = run_path(scenario, file, src, cfg, choices.to_vec(), &choice, &lines, None)?;
+    let (result, taken, bad) = run_path(scenario, file, src, cfg, choices.to_vec(), &choice, None)?;
     if let Some((index, choice, options)) = bad {
         return Err(ReplayMismatch::Choice { index, choice, options });
     }

@@ -158,6 +158,7 @@ impl Replay {
                 MaintenanceArg::Linux => MaintenancePolicy::Linux,
             },
             platform,
+            max_memory: None,
         }
     }
 

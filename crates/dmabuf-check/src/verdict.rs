@@ -34,11 +34,13 @@ pub struct CheckConfig {
     pub attach: Option<AttachPolicy>,
     /// One maintenance implementation; `None`: both, each finding classified.
     pub maintenance: Option<MaintenancePolicy>,
+    /// The most memory the process may hold (see [`RunConfig::max_memory`]).
+    pub max_memory: Option<u64>,
 }
 
 impl Default for CheckConfig {
     fn default() -> Self {
-        CheckConfig { chooser: "adversarial".into(), platform: None, attach: None, maintenance: None }
+        CheckConfig { chooser: "adversarial".into(), platform: None, attach: None, maintenance: None, max_memory: None }
     }
 }
 
@@ -49,6 +51,7 @@ impl CheckConfig {
             attach: self.attach.unwrap_or(AttachPolicy::Linux),
             maintenance,
             platform: self.platform.clone(),
+            max_memory: self.max_memory,
         }
     }
 

@@ -343,7 +343,13 @@ fn check(src: &str) -> Result<(), TestCaseError> {
     let s = parse(src, "generated.dmabuf").map_err(|e| TestCaseError::fail(format!("{e}\n{src}")))?;
     for maintenance in [MaintenancePolicy::Linux, MaintenancePolicy::Minimal] {
         for chooser in CHOOSERS {
-            let cfg = RunConfig { chooser: chooser.into(), attach: AttachPolicy::Linux, maintenance, platform: None };
+            let cfg = RunConfig {
+                chooser: chooser.into(),
+                attach: AttachPolicy::Linux,
+                maintenance,
+                platform: None,
+                max_memory: None,
+            };
             let r = run(&s, file, src, &cfg).map_err(|e| TestCaseError::fail(format!("{e}\n{src}")))?;
             if let Some(f) = r.findings.first() {
                 return Err(TestCaseError::fail(format!(

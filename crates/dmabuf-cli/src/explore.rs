@@ -76,6 +76,7 @@ fn json(e: &Exploration, file: &str, replay: Option<&str>) -> serde_json::Value 
         "seconds": e.elapsed.as_secs_f64(),
         "bound": e.bound,
         "counterexample": ce,
+        "not_covered": e.not_covered,
     })
 }
 
@@ -173,6 +174,12 @@ fn text(e: &Exploration, file: &str, src: &str, replay: Option<&str>, st: Styles
             );
         }
         _ => out += &format!("{file}: proved ({stats}): no stale read, lost write or race on any path\n"),
+    }
+    if !e.not_covered.is_empty() {
+        out += &format!(
+            "  not covered by the exploration: {} on the first path; `dmabuf check {file}` reports it\n",
+            e.not_covered.join(", ")
+        );
     }
     out
 }

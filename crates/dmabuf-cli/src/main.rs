@@ -27,7 +27,12 @@ use dmabuf_check::report::{FileReport, Styles, to_json, to_text};
 use dmabuf_check::runner::{RunConfig, total_steps};
 use dmabuf_check::scenario::parse_file;
 use dmabuf_check::verdict::{self, CheckConfig, Checked};
-use dmabuf_sim::Platform;
+use dmabuf_sim::{ByteSize, Platform};
+
+// Counts what the process holds, so that runs stop at --max-memory instead of aborting
+// when the allocator fails.
+#[global_allocator]
+static ALLOC: dmabuf_check::memory::CountingAlloc = dmabuf_check::memory::CountingAlloc;
 
 #[derive(Parser)]
 #[command(name = "dmabuf", version, about = "Check DMA-buf sharing for cache coherency on modelled platforms")]
@@ -119,6 +124,29 @@ struct PolicyArgs {
     /// Platform preset name, TOML file or device tree (.dtb), overriding the scenario's.
     #[arg(long)]
     platform: Option<String>,
+    /// The most memory a run may hold (`512MiB`, `4GiB`); past it `check` stops with exit
+    /// 2 and `explore` ends inconclusive (exit 3). Default: three quarters of the
+    /// process's address-space limit (`ulimit -v`) or of the machine's memory, whichever
+    /// is smaller.
+    #[arg(long, value_parser = parse_size)]
+    max_memory: Option<u64>,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    ByteSize::parse(s).map(|b| b.0)
+}
+
+/// Three quarters of what the process may map or the machine has, whichever is less;
+/// none if neither is known.
+fn default_max_memory() -> Option<u64> {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::As).current;
+    let info = rustix::system::sysinfo();
+    let ram = (info.totalram as u64).checked_mul(u64::from(info.mem_unit)).filter(|&r| r > 0);
+    let least = match (limit, ram) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
+    Some(least / 4 * 3)
 }
 
 impl PolicyArgs {
@@ -144,7 +172,12 @@ impl PolicyArgs {
             attach: self.attach().unwrap_or(AttachPolicy::Strict),
             maintenance: self.maintenance().unwrap_or(MaintenancePolicy::Minimal),
             platform: self.platform.clone(),
+            max_memory: self.max_memory(),
         }
+    }
+
+    fn max_memory(&self) -> Option<u64> {
+        self.max_memory.or_else(default_max_memory)
     }
 
     /// A check's configuration.
@@ -154,6 +187,7 @@ impl PolicyArgs {
             platform: self.platform.clone(),
             attach: self.attach(),
             maintenance: self.maintenance(),
+            max_memory: self.max_memory(),
         }
     }
 }
@@ -241,7 +275,7 @@ fn check_replay(path: &Path, format: Format) -> ExitCode {
         Err(e) => return bad(e.line, &e.message),
     };
     let file = r.scenario_path(path);
-    let cfg = r.run_config(path);
+    let cfg = RunConfig { max_memory: default_max_memory(), ..r.run_config(path) };
     let (s, src) = match parse_file(&file) {
         Ok(x) => x,
         Err(e) => {

@@ -219,6 +219,40 @@ fn write_combined_bytes_wait_in_the_buffer_until_a_barrier() {
     assert!(all(&dev_read(&mut s, "usb", DRAM, 128), 0x9c));
 }
 
+/// A store to many lines at once drains most of them straight to memory: it must leave
+/// memory and the buffer exactly as storing the same bytes line by line does, including
+/// lines already waiting in the buffer (one inside the store, one outside it).
+#[test]
+fn a_long_write_combined_store_ends_as_line_by_line_stores_do() {
+    let data: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
+    let run = |piecewise: bool| {
+        let mut s = sim("arm64-noncoherent");
+        let m = s.cpu_map(&[buf(DRAM)], MemAttr::WriteCombine).unwrap();
+        s.cpu_fill(m, 2 * 64, 64, 0x11).unwrap();
+        s.cpu_fill(m, LEN - 64, 32, 0x22).unwrap();
+        let (from, to) = (100, LEN - 300);
+        if piecewise {
+            let mut at = from;
+            while at < to {
+                let n = (64 - at % 64).min(to - at);
+                s.cpu_write(m, at, &data[at as usize..(at + n) as usize]).unwrap();
+                at += n;
+            }
+        } else {
+            s.cpu_write(m, from, &data[from as usize..to as usize]).unwrap();
+        }
+        let mut mem = vec![0; LEN as usize];
+        s.peek_memory(PhysAddr(DRAM), &mut mem);
+        let seen = cpu_read(&mut s, m, LEN);
+        (mem, s.wc_pending_lines(), seen)
+    };
+    let (bulk, lines) = (run(false), run(true));
+    assert_eq!(bulk.1, 4, "the buffer holds its four lines");
+    assert_eq!(bulk.1, lines.1);
+    assert!(bulk.0 == lines.0, "memory differs");
+    assert!(bulk.2 == lines.2, "what the CPU sees differs");
+}
+
 #[test]
 fn write_combined_buffer_drains_oldest_when_full() {
     let mut s = sim("arm64-noncoherent");

@@ -187,6 +187,7 @@ pub fn simulate(text: &str, kernel_name: &dyn Fn(&str) -> String) -> Result<Simu
         attach: AttachPolicy::Linux,
         maintenance: MaintenancePolicy::Linux,
         platform: Some("arm64-noncoherent".into()),
+        max_memory: None,
     };
     let mut hooks = Hooks::new(Box::new(dmabuf_sim::Never));
     hooks.line = Some(line);

@@ -95,6 +95,7 @@ impl Runner {
             attach: AttachPolicy::Strict,
             maintenance,
             platform: Some(self.toml.display().to_string()),
+            max_memory: None,
         }
     }
 

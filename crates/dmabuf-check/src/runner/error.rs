@@ -31,6 +31,11 @@ impl RunError {
     pub fn help(&self) -> Option<&str> {
         self.0.help.as_deref()
     }
+    /// Whether the run stopped at [`crate::RunConfig::max_memory`] (a bound, not a fault
+    /// of the scenario): `explore` ends inconclusive on it.
+    pub fn over_memory(&self) -> bool {
+        self.0.over_memory
+    }
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -47,6 +52,7 @@ struct RunErrorInner {
     src: crate::scenario::source::Quoted,
     #[label("here")]
     span: miette::SourceSpan,
+    over_memory: bool,
 }
 
 /// 1-based line and column of byte `offset` in `src`.
@@ -76,7 +82,30 @@ impl Ctx<'_> {
             help,
             src: crate::scenario::source::Quoted::new(self.file, self.src),
             span: span.into(),
+            over_memory: false,
         }))
+    }
+
+    /// A run stopped at its memory bound, at `span`'s step.
+    pub(crate) fn over_memory(&self, span: Span, o: crate::memory::OverLimit) -> RunError {
+        let mib = |b: u64| b.div_ceil(1 << 20);
+        let message = if o.wanted == 0 {
+            format!("the run holds {} MiB, over --max-memory {} MiB", mib(o.in_use), mib(o.limit))
+        } else {
+            format!(
+                "this step needs {} MiB more and the run holds {} MiB: over --max-memory {} MiB",
+                mib(o.wanted),
+                mib(o.in_use),
+                mib(o.limit)
+            )
+        };
+        let mut e = self.err(
+            span,
+            message,
+            Some("raise --max-memory if the machine has the memory, or check a smaller buffer or fewer frames".into()),
+        );
+        e.0.over_memory = true;
+        e
     }
 }
 

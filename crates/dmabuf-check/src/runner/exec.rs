@@ -49,12 +49,20 @@ impl Exec<'_, '_> {
             self.w.pos.set(super::world::Pos { line: now.line, ..outer });
             return Ok(());
         }
+        if self.hooks.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            self.stopped = true;
+            return Ok(());
+        }
         if self.hooks.schedule.is_some() || self.hooks.visit.is_some() {
             self.explore_point();
             if self.stopped {
                 return Ok(());
             }
         }
+        // A step's bytes are allocated whole (a read's copy, a written value): make sure
+        // they fit before the allocator is asked, so a run too big ends with an error.
+        crate::memory::room_for(self.w.max_memory, s.cmd.bytes_moved().saturating_mul(2))
+            .map_err(|o| self.ctx.over_memory(s.span, o))?;
         self.steps += 1;
         self.w.set_pos(s.line, self.w.pos.get().frame);
         let buffer = s.cmd.buffer().map_or("", |b| self.w.prog.buffer(b));

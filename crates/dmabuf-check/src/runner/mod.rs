@@ -53,6 +53,9 @@ pub struct RunConfig {
     pub maintenance: MaintenancePolicy,
     /// A platform (preset name or TOML path) overriding the scenario's.
     pub platform: Option<String>,
+    /// The most memory the process may hold ([`crate::memory`]): a run that would hold
+    /// more stops with an error that [`RunError::over_memory`] tells apart.
+    pub max_memory: Option<u64>,
 }
 
 impl Default for RunConfig {
@@ -62,6 +65,7 @@ impl Default for RunConfig {
             attach: AttachPolicy::Strict,
             maintenance: MaintenancePolicy::Minimal,
             platform: None,
+            max_memory: None,
         }
     }
 }
@@ -175,6 +179,9 @@ pub struct Hooks<'a> {
     /// One more observer of the hardware beside the sanitizer (the oracle of
     /// `dmabuf bench`).
     pub observer: Option<Box<dyn Observer>>,
+    /// Stop the run (as [`Hooks::visit`] does) at the first step after this moment: an
+    /// explorer's time bound, which must hold inside a long run too.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl<'a> Hooks<'a> {
@@ -189,6 +196,7 @@ impl<'a> Hooks<'a> {
             line: None,
             accessing: None,
             observer: None,
+            deadline: None,
         }
     }
 }
@@ -232,7 +240,8 @@ pub fn run_hooked(
         None => builder.observer(san.clone()).build(),
     };
     let sys = System::new(sim, SystemConfig { attach: cfg.attach, maintenance: cfg.maintenance });
-    let w = world::World::new(prog.clone(), sys, san.clone(), hooks.accessing.clone(), hooks.line.clone());
+    let w =
+        world::World::new(prog.clone(), sys, san.clone(), hooks.accessing.clone(), hooks.line.clone(), cfg.max_memory);
     w.jobs.borrow_mut().cpu.tick(0);
     let mut ex = exec::Exec { ctx, w: w.clone(), steps: 0, hooks, stopped: false };
     ex.run(&prog.steps)?;

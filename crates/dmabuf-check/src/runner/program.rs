@@ -124,6 +124,16 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    /// The bytes the job moves: read, written, or both for a copy.
+    pub fn bytes_moved(&self) -> u64 {
+        let n = |b: &Bytes| b.range.end - b.range.start;
+        match self {
+            JobKind::Read { src, .. } => n(src),
+            JobKind::Write { dst, .. } => n(dst),
+            JobKind::Copy { src, dst, .. } => n(src) + n(dst),
+        }
+    }
+
     /// The buffer the job reads, if any.
     pub fn reads(&self) -> Option<BufId> {
         match self {
@@ -394,6 +404,20 @@ pub enum Cmd {
 }
 
 impl Cmd {
+    /// The bytes the step moves through memory the runner allocates (a read's copy, a
+    /// written value; a job's, when it runs): what it needs besides what the run holds.
+    pub fn bytes_moved(&self) -> u64 {
+        let n = |b: &Bytes| b.range.end - b.range.start;
+        match self {
+            Cmd::CpuRead { bytes, .. } | Cmd::CpuWrite { bytes, .. } => n(bytes),
+            Cmd::Job(j) => j.kind.bytes_moved(),
+            // The simulator's bookkeeping of a buffer's pages: about 1/20 of its size
+            // (a page of one repeated byte costs its descriptor, not its bytes).
+            Cmd::Alloc { size, .. } => size / 16,
+            _ => 0,
+        }
+    }
+
     /// The buffer the step is about, for the sanitizer's bookkeeping and its findings.
     pub fn buffer(&self) -> Option<BufId> {
         Some(match self {

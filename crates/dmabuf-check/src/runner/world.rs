@@ -180,6 +180,8 @@ pub(crate) struct World {
     pub(crate) accessing: Option<Rc<Cell<bool>>>,
     /// Set to the line being executed (an explorer's hook).
     pub(crate) line_cell: Option<Rc<Cell<u32>>>,
+    /// The run's memory bound ([`crate::RunConfig::max_memory`]).
+    pub(crate) max_memory: Option<u64>,
 }
 
 impl World {
@@ -189,6 +191,7 @@ impl World {
         san: Rc<RefCell<Sanitizer>>,
         accessing: Option<Rc<Cell<bool>>>,
         line_cell: Option<Rc<Cell<u32>>>,
+        max_memory: Option<u64>,
     ) -> Rc<World> {
         let ndev = prog.devices.len();
         let objs = Objects {
@@ -213,6 +216,7 @@ impl World {
             job_of: RefCell::new(HashMap::new()),
             accessing,
             line_cell,
+            max_memory,
         });
         WORLDS.with(|w| w.borrow_mut().insert(world.key, Rc::downgrade(&world)));
         world
