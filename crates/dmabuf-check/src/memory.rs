@@ -4,7 +4,7 @@
 //! one repeated byte as that byte), but a scenario can touch more than the machine has. A
 //! program that runs out of memory in Rust aborts; so the checker watches instead: a
 //! binary installs [`CountingAlloc`] as its global allocator, and the runner compares
-//! [`in_use`] with [`crate::RunConfig::max_memory`] before every step and before every
+//! [`in_use`] with [`crate::runner::RunConfig::max_memory`] before every step and before every
 //! access that allocates its bytes, and stops with an error (`check`: exit 2) or a bound
 //! (`explore`: inconclusive) well before the allocator would fail.
 

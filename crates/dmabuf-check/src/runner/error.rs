@@ -31,7 +31,7 @@ impl RunError {
     pub fn help(&self) -> Option<&str> {
         self.0.help.as_deref()
     }
-    /// Whether the run stopped at [`crate::RunConfig::max_memory`] (a bound, not a fault
+    /// Whether the run stopped at [`crate::runner::RunConfig::max_memory`] (a bound, not a fault
     /// of the scenario): `explore` ends inconclusive on it.
     pub fn over_memory(&self) -> bool {
         self.0.over_memory

@@ -180,7 +180,7 @@ pub(crate) struct World {
     pub(crate) accessing: Option<Rc<Cell<bool>>>,
     /// Set to the line being executed (an explorer's hook).
     pub(crate) line_cell: Option<Rc<Cell<u32>>>,
-    /// The run's memory bound ([`crate::RunConfig::max_memory`]).
+    /// The run's memory bound ([`crate::runner::RunConfig::max_memory`]).
     pub(crate) max_memory: Option<u64>,
 }
 
