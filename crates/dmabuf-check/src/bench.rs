@@ -654,6 +654,9 @@ pub fn targets(results: &[WorkloadResult]) -> Vec<Target> {
     };
     vec![
         check("minimal within 1.1x of the oracle (bytes)", &|r| r.minimal_over_oracle > MINIMAL_OVER_ORACLE_MAX),
+        check("setup (allocation and the warm-up frame): minimal within 1.1x of the oracle (bytes)", &|r| {
+            ratio(r.setup.minimal.bytes, r.setup.oracle.bytes) > MINIMAL_OVER_ORACLE_MAX
+        }),
         check("linux/minimal >= 10x on partial-access workloads (bytes)", &|r| {
             r.partial && !coherent_platform(&r.platform) && r.linux_over_minimal < LINUX_OVER_MINIMAL_MIN
         }),

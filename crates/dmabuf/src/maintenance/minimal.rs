@@ -272,9 +272,17 @@ fn device_begin(inner: &mut Inner, buf: usize, att: usize, range: Range<u64>, fi
     }
     if inner.sim.device_has_cache(devid) {
         let lines = lines_of(inner, range.clone());
-        let stale: Vec<Range<u64>> =
-            inner.bufs[buf].att(att).map(|a| a.stale.within(lines).iter().collect()).unwrap_or_default();
-        for r in stale {
+        let mut stale = inner.bufs[buf].att(att).map(|a| a.stale.within(lines)).unwrap_or_default();
+        if !m.is_bounced() {
+            // The device's cache holds lines only of addresses it has had mapped: what
+            // others changed of pages it never mapped (fresh from the heap) is not in it.
+            let mut kept = RangeSet::new();
+            for r in super::footprint_stale(inner, buf, dev).iter() {
+                kept.union(&stale.within(r));
+            }
+            stale = kept;
+        }
+        for r in stale.iter() {
             for p in bus_phys(&m, r) {
                 inner.sim.device_cache_invalidate(devid, p)?;
             }
