@@ -105,3 +105,28 @@ sync b[4GiB..5GiB] start read
     let e = check(&s, Path::new("t.dmabuf"), src, &cfg, &mut |_| {}).expect_err("refused");
     assert!(e.to_string().contains("32-bit"), "{e}");
 }
+
+/// Rockchip's system heap syncs a ranged bracket with the heap's own device
+/// (`system_heap_dma_buf_begin_cpu_access_partial`, `dma_heap_get_dev`), not with each
+/// attachment's mapping: a bounced attachment's slot is never copied back, and the CPU
+/// reads the buffer's old bytes. The per-attachment semantics of the proposal (the minimal
+/// kernel) and upstream's full bracket read the device's.
+#[test]
+fn a_heap_device_partial_sync_misses_a_bounced_attachment() {
+    let src = "platform arm64-dma32
+buffer blk size=64KiB heap=system
+attach legacy-dma blk
+vmap blk
+map legacy-dma blk bidirectional
+legacy-dma write blk[0..512] = 0x5a
+cpu begin blk[0..512] read
+cpu read blk[0..512] expect 0x5a
+cpu end blk read
+unmap legacy-dma blk
+vunmap blk
+";
+    let kinds = |m| run(src, m).result.findings.iter().map(|f| (f.kind, f.line)).collect::<Vec<_>>();
+    assert_eq!(kinds(MaintenancePolicy::Vendor), vec![(FindingKind::StaleRead, 8)]);
+    assert_eq!(kinds(MaintenancePolicy::Linux), vec![]);
+    assert_eq!(kinds(MaintenancePolicy::Minimal), vec![]);
+}
