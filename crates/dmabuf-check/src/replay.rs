@@ -46,6 +46,8 @@ pub enum MaintenanceArg {
     Minimal,
     /// `--maintenance linux`.
     Linux,
+    /// `--maintenance vendor`.
+    Vendor,
 }
 
 /// A replay file's contents.
@@ -107,6 +109,7 @@ impl Replay {
             maintenance: match cfg.maintenance {
                 MaintenancePolicy::Minimal => MaintenanceArg::Minimal,
                 MaintenancePolicy::Linux => MaintenanceArg::Linux,
+                MaintenancePolicy::Vendor => MaintenanceArg::Vendor,
             },
             platform,
             line,
@@ -156,6 +159,7 @@ impl Replay {
             maintenance: match self.maintenance {
                 MaintenanceArg::Minimal => MaintenancePolicy::Minimal,
                 MaintenanceArg::Linux => MaintenancePolicy::Linux,
+                MaintenanceArg::Vendor => MaintenancePolicy::Vendor,
             },
             platform,
             max_memory: None,

@@ -55,13 +55,14 @@ impl CheckConfig {
         }
     }
 
-    /// The implementations a check runs, as the JSON names them: `both`, `linux` or
-    /// `minimal`.
+    /// The implementations a check runs, as the JSON names them: `both`, `linux`,
+    /// `minimal` or `vendor`.
     pub fn implementation(&self) -> &'static str {
         match self.maintenance {
             None => "both",
             Some(MaintenancePolicy::Linux) => "linux",
             Some(MaintenancePolicy::Minimal) => "minimal",
+            Some(MaintenancePolicy::Vendor) => "vendor",
         }
     }
 }

@@ -214,10 +214,12 @@ fn device_jobs() {
 
 #[test]
 fn cpu_steps() {
-    let Op::CpuBegin { target, dir } = op("cpu begin b write") else { panic!() };
-    assert_eq!((target.buf.node.as_str(), range(&target), dir.node), ("b", None, Dir::ToDevice));
-    let Op::CpuBegin { target, dir } = op("cpu begin b[0..4KiB] read") else { panic!() };
+    let Op::CpuBegin { target, dir, overwrite } = op("cpu begin b write") else { panic!() };
+    assert_eq!((target.buf.node.as_str(), range(&target), dir.node, overwrite), ("b", None, Dir::ToDevice, false));
+    let Op::CpuBegin { target, dir, .. } = op("cpu begin b[0..4KiB] read") else { panic!() };
     assert_eq!((range(&target), dir.node), (Some((0, 4096)), Dir::FromDevice));
+    let Op::CpuBegin { target, overwrite, .. } = op("cpu begin b[64..4KiB] write overwrite") else { panic!() };
+    assert_eq!((range(&target), overwrite), (Some((64, 4096)), true));
     let Op::CpuEnd { buf, dir } = op("cpu end b bidirectional") else { panic!() };
     assert_eq!((buf.node.as_str(), dir.node), ("b", Dir::Bidirectional));
     let Op::CpuRead { target, expect } = op("cpu read b[0..4KiB] expect seq") else { panic!() };
@@ -238,9 +240,13 @@ fn framework_steps() {
     assert!(matches!(op("munmap b"), Op::Munmap { .. }));
     assert!(matches!(op("release b"), Op::Release { .. }));
     for (line, flags) in [
-        ("sync b start read", SyncFlags::Named { end: false, access: Access::Read }),
-        ("sync b start write", SyncFlags::Named { end: false, access: Access::Write }),
-        ("sync b end rw", SyncFlags::Named { end: true, access: Access::ReadWrite }),
+        ("sync b start read", SyncFlags::Named { end: false, access: Access::Read, overwrite: false }),
+        ("sync b start write", SyncFlags::Named { end: false, access: Access::Write, overwrite: false }),
+        (
+            "sync b[0..4KiB] start write overwrite",
+            SyncFlags::Named { end: false, access: Access::Write, overwrite: true },
+        ),
+        ("sync b end rw", SyncFlags::Named { end: true, access: Access::ReadWrite, overwrite: false }),
         ("sync b flags=0x4", SyncFlags::Raw(4)),
         ("sync b flags = 12", SyncFlags::Raw(12)),
         ("sync b flags=0xffffffffffffffff", SyncFlags::Raw(u64::MAX)),

@@ -125,7 +125,9 @@ fn print_steps(steps: &[Step], depth: usize, out: &mut String) {
                 }
                 l
             }
-            Op::CpuBegin { target: t, dir: d } => format!("cpu begin {} {}", target(t), dir(d.node)),
+            Op::CpuBegin { target: t, dir: d, overwrite } => {
+                format!("cpu begin {} {}{}", target(t), dir(d.node), if *overwrite { " overwrite" } else { "" })
+            }
             Op::CpuEnd { buf, dir: d } => format!("cpu end {} {}", buf.node, dir(d.node)),
             Op::CpuRead { target: t, expect } => match expect {
                 Some(v) => format!("cpu read {} expect {}", target(t), value(v.node)),
@@ -136,11 +138,15 @@ fn print_steps(steps: &[Step], depth: usize, out: &mut String) {
             Op::Vunmap { buf } => format!("vunmap {}", buf.node),
             Op::Mmap { buf } => format!("mmap {}", buf.node),
             Op::Munmap { buf } => format!("munmap {}", buf.node),
-            Op::Sync { buf, flags } => match flags.node {
-                SyncFlags::Named { end, access: a } => {
-                    format!("sync {} {} {}", buf.node, if end { "end" } else { "start" }, access(a))
-                }
-                SyncFlags::Raw(n) => format!("sync {} flags={n:#x}", buf.node),
+            Op::Sync { target: t, flags } => match flags.node {
+                SyncFlags::Named { end, access: a, overwrite } => format!(
+                    "sync {} {} {}{}",
+                    target(t),
+                    if end { "end" } else { "start" },
+                    access(a),
+                    if overwrite { " overwrite" } else { "" }
+                ),
+                SyncFlags::Raw(n) => format!("sync {} flags={n:#x}", target(t)),
             },
             Op::SetName { buf, name } => format!("set_name {} {}", buf.node, quote(&name.node)),
             Op::Fence { name } => format!("fence {}", name.node),
@@ -313,6 +319,7 @@ fn step() -> impl Strategy<Value = String> {
             .prop_map(|(v, b)| format!("{v} {b}")),
         (buf(), any::<bool>(), access_word())
             .prop_map(|(b, e, a)| format!("sync {b} {} {a}", if e { "end" } else { "start" })),
+        (buf(), 0u64..4096, 1u64..4096).prop_map(|(b, s, l)| format!("sync {b}[{s}..{}] start write overwrite", s + l)),
         (buf(), any::<u64>()).prop_map(|(b, n)| format!("sync {b} flags={n}")),
         (buf(), "[a-z ]{0,8}").prop_map(|(b, n)| format!("set_name {b} \"{n}\"")),
         (prop::sample::select(&["fence", "signal"][..]), fence()).prop_map(|(v, f)| format!("{v} {f}")),

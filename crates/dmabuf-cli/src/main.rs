@@ -100,6 +100,9 @@ enum MaintArg {
     Minimal,
     /// Whole-buffer syncs for every mapped attachment, as the system heap does.
     Linux,
+    /// Linux with Rockchip's ranged brackets (DMA_BUF_IOCTL_SYNC_PARTIAL, the heaps'
+    /// begin_cpu_access_partial), as its BSP kernel has them.
+    Vendor,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -161,6 +164,7 @@ impl PolicyArgs {
         self.maintenance.map(|m| match m {
             MaintArg::Minimal => MaintenancePolicy::Minimal,
             MaintArg::Linux => MaintenancePolicy::Linux,
+            MaintArg::Vendor => MaintenancePolicy::Vendor,
         })
     }
 

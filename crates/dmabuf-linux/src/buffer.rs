@@ -8,7 +8,9 @@ use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use dmabuf_uapi::mapping::{self, CpuMapping, MapRegistry};
-use dmabuf_uapi::{Errno, Error, FdFlags, Op, Readiness, Result, SyncFlags, traits, validate};
+use dmabuf_uapi::{
+    DMA_BUF_SYNC_OVERWRITE, Errno, Error, FdFlags, Op, Readiness, Result, SyncFlags, SyncPhase, traits, validate,
+};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::fs::OFlags;
 use rustix::mm::{MapFlags, ProtFlags};
@@ -17,8 +19,11 @@ use crate::sync_file::SyncFile;
 use crate::sys::{self, errno};
 
 /// A guarded CPU mapping of a [`DmaBuf`] (unmapped on drop): its bytes are reachable only
-/// through guards that issue `DMA_BUF_IOCTL_SYNC` with `DMA_BUF_SYNC_START` when made and
-/// `DMA_BUF_SYNC_END` when dropped (both retried on `EINTR`/`EAGAIN`).
+/// through guards that issue `DMA_BUF_SYNC_START` when made and `DMA_BUF_SYNC_END` when
+/// dropped (both retried on `EINTR`/`EAGAIN`): `DMA_BUF_IOCTL_SYNC_PARTIAL` for a guard
+/// over part of the buffer where the kernel has it, `DMA_BUF_IOCTL_SYNC` otherwise (the
+/// mapping falls back on the first `ENOTTY`, as Rockchip's MPP does; see
+/// [`dmabuf_uapi::mapping`]).
 ///
 /// `START` also waits for the fences the access must wait for (implicit sync), so devices
 /// that honour the buffer's fences do not touch the bytes while a guard is alive. Another
@@ -169,7 +174,7 @@ impl DmaBuf {
         let p = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, &self.fd, offset as u64) }
             .map_err(|e| Error::Os { op: Op::Mmap, errno: errno(e) })?;
         let ptr = NonNull::new(p.cast::<u8>()).ok_or(Error::Os { op: Op::Mmap, errno: Errno::EFAULT })?;
-        let map = LinuxMap { fd: self.fd.as_fd(), ptr, len, writable };
+        let map = LinuxMap { fd: self.fd.as_fd(), ptr, offset, len, size: self.size, writable };
         Ok(mapping::Mapping::new(map, registration))
     }
 
@@ -280,7 +285,11 @@ impl traits::DmaBuf for DmaBuf {
 pub struct LinuxMap<'buf> {
     fd: BorrowedFd<'buf>,
     ptr: NonNull<u8>,
+    /// Where the mapping starts in the buffer (mmap's offset).
+    offset: usize,
     len: usize,
+    /// The buffer's size.
+    size: usize,
     writable: bool,
 }
 
@@ -302,12 +311,12 @@ impl Drop for LinuxMap<'_> {
     }
 }
 
-/// `DMA_BUF_IOCTL_SYNC`, retried while the kernel says `EINTR` or `EAGAIN` (as the uapi
-/// documentation asks).
+/// An ioctl, retried while the kernel says `EINTR` or `EAGAIN` (as the uapi documentation
+/// asks of `DMA_BUF_IOCTL_SYNC`; the partial one waits for the same fences).
 #[inline]
-fn sync(fd: BorrowedFd<'_>, flags: u64) -> std::result::Result<(), Errno> {
+fn retried(call: impl Fn() -> std::result::Result<(), Errno>) -> std::result::Result<(), Errno> {
     loop {
-        match sys::dma_buf_sync(fd, flags) {
+        match call() {
             Err(Errno::EINTR | Errno::EAGAIN) => continue,
             other => return other,
         }
@@ -335,13 +344,25 @@ impl CpuMapping for LinuxMap<'_> {
     }
 
     #[inline]
-    fn sync_start(&self, flags: SyncFlags, _: &Range<usize>) -> Result<()> {
-        sync(self.fd, sys::DMA_BUF_SYNC_START | u64::from(flags.bits())).map_err(Error::os(Op::DmaBufIoctlSyncStart))
+    fn offset(&self) -> usize {
+        self.offset
     }
 
     #[inline]
-    fn sync_end(&self, flags: SyncFlags, _: &Range<usize>) -> Result<()> {
-        sync(self.fd, sys::DMA_BUF_SYNC_END | u64::from(flags.bits())).map_err(Error::os(Op::DmaBufIoctlSyncEnd))
+    fn buffer_len(&self) -> usize {
+        self.size
+    }
+
+    #[inline]
+    fn sync(&self, phase: SyncPhase, flags: SyncFlags) -> Result<()> {
+        let bits = phase.bits() | u64::from(flags.bits());
+        retried(|| sys::dma_buf_sync(self.fd, bits)).map_err(Error::os(Op::sync(phase, false)))
+    }
+
+    #[inline]
+    fn sync_partial(&self, phase: SyncPhase, flags: SyncFlags, offset: u32, len: u32, overwrite: bool) -> Result<()> {
+        let bits = phase.bits() | u64::from(flags.bits()) | if overwrite { DMA_BUF_SYNC_OVERWRITE } else { 0 };
+        retried(|| sys::dma_buf_sync_partial(self.fd, bits, offset, len)).map_err(Error::os(Op::sync(phase, true)))
     }
 
     #[inline]

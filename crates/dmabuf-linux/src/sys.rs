@@ -4,6 +4,7 @@
 //! [`DmaBufSync`], `DMA_BUF_IOCTL_SYNC` keeps its name):
 //! - `include/uapi/linux/dma-heap.h`: [`DMA_HEAP_IOCTL_ALLOC`];
 //! - `include/uapi/linux/dma-buf.h`: [`DMA_BUF_IOCTL_SYNC`], [`DMA_BUF_SET_NAME`],
+//!   [`DMA_BUF_IOCTL_SYNC_PARTIAL`] (Rockchip's; upstream answers `ENOTTY`),
 //!   [`DMA_BUF_IOCTL_EXPORT_SYNC_FILE`], [`DMA_BUF_IOCTL_IMPORT_SYNC_FILE`];
 //! - `include/uapi/linux/udmabuf.h`: [`UDMABUF_CREATE`], [`UDMABUF_CREATE_LIST`];
 //! - `include/uapi/linux/sync_file.h`: [`SYNC_IOC_MERGE`], [`SYNC_IOC_FILE_INFO`],
@@ -53,6 +54,19 @@ pub struct DmaHeapAllocationData {
 pub struct DmaBufSync {
     /// `DMA_BUF_SYNC_START` or `_END`, with `_READ` and/or `_WRITE`.
     pub flags: u64,
+}
+
+/// `struct dma_buf_sync_partial`: argument of [`DMA_BUF_IOCTL_SYNC_PARTIAL`] (vendor
+/// kernels: Rockchip's BSP, `include/uapi/linux/dma-buf.h` under `CONFIG_DMABUF_PARTIAL`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DmaBufSyncPartial {
+    /// As for [`DmaBufSync`], and the proposed [`DMA_BUF_SYNC_OVERWRITE`].
+    pub flags: u64,
+    /// First byte of the range, in the buffer.
+    pub offset: u32,
+    /// Bytes in the range (0: the ioctl does nothing).
+    pub len: u32,
 }
 
 /// `struct dma_buf_export_sync_file`: argument of [`DMA_BUF_IOCTL_EXPORT_SYNC_FILE`].
@@ -287,6 +301,9 @@ pub const DMA_BUF_SYNC_READ: u64 = 1 << 0;
 pub const DMA_BUF_SYNC_WRITE: u64 = 1 << 1;
 /// `DMA_BUF_SYNC_RW`.
 pub const DMA_BUF_SYNC_RW: u64 = DMA_BUF_SYNC_READ | DMA_BUF_SYNC_WRITE;
+/// `DMA_BUF_SYNC_OVERWRITE`: proposed (docs/proposals/sync-partial.md), in no kernel yet;
+/// with `START | WRITE` on [`DMA_BUF_IOCTL_SYNC_PARTIAL`], the range is overwritten whole.
+pub const DMA_BUF_SYNC_OVERWRITE: u64 = dmabuf_uapi::DMA_BUF_SYNC_OVERWRITE;
 /// `UDMABUF_FLAGS_CLOEXEC`.
 pub const UDMABUF_FLAGS_CLOEXEC: u32 = 0x01;
 /// `VGEM_FENCE_WRITE`.
@@ -306,6 +323,11 @@ pub const DMA_BUF_IOCTL_SYNC: Opcode = opcode::write::<DmaBufSync>(b'b', 0);
 /// `DMA_BUF_SET_NAME` = `_IOW('b', 1, const char *)`; on 64-bit this is
 /// `DMA_BUF_SET_NAME_B`. The argument is the string pointer itself.
 pub const DMA_BUF_SET_NAME: Opcode = opcode::write::<*const u8>(b'b', 1);
+/// `DMA_BUF_IOCTL_SYNC_PARTIAL` = `_IOW('b', 2, struct dma_buf_sync_partial)`: vendor
+/// kernels only. Its number differs from [`DMA_BUF_IOCTL_EXPORT_SYNC_FILE`]'s (same `nr`,
+/// another direction and size), so upstream's `dma_buf_ioctl` reaches its `default:` case
+/// and answers `ENOTTY`.
+pub const DMA_BUF_IOCTL_SYNC_PARTIAL: Opcode = opcode::write::<DmaBufSyncPartial>(b'b', 2);
 /// `DMA_BUF_IOCTL_EXPORT_SYNC_FILE` = `_IOWR('b', 2, struct dma_buf_export_sync_file)`.
 pub const DMA_BUF_IOCTL_EXPORT_SYNC_FILE: Opcode = opcode::read_write::<DmaBufExportSyncFile>(b'b', 2);
 /// `DMA_BUF_IOCTL_IMPORT_SYNC_FILE` = `_IOW('b', 3, struct dma_buf_import_sync_file)`.
@@ -425,6 +447,16 @@ pub fn dma_buf_sync(buf: BorrowedFd<'_>, flags: u64) -> Result<()> {
     let mut sync = DmaBufSync { flags };
     // SAFETY: DMA_BUF_IOCTL_SYNC reads one dma_buf_sync.
     unsafe { ioctl_with(buf, DMA_BUF_IOCTL_SYNC, &mut sync) }.map(drop)
+}
+
+/// `DMA_BUF_IOCTL_SYNC_PARTIAL` with raw flags over `len` bytes from `offset`, one attempt.
+/// Upstream answers `ENOTTY`.
+#[inline]
+pub fn dma_buf_sync_partial(buf: BorrowedFd<'_>, flags: u64, offset: u32, len: u32) -> Result<()> {
+    let mut sync = DmaBufSyncPartial { flags, offset, len };
+    // SAFETY: DMA_BUF_IOCTL_SYNC_PARTIAL reads one dma_buf_sync_partial (and a kernel
+    // without it reads nothing).
+    unsafe { ioctl_with(buf, DMA_BUF_IOCTL_SYNC_PARTIAL, &mut sync) }.map(drop)
 }
 
 /// `DMA_BUF_SET_NAME` with a NUL-terminated name.

@@ -375,3 +375,32 @@ fn the_kernels_refusals_are_the_linux_backends() {
     let heap = system_heap();
     assert_eq!(dmabuf_uapi::conformance::heap_refusals(&heap, page_size() as usize), Ok(()));
 }
+
+/// Upstream has no `DMA_BUF_IOCTL_SYNC_PARTIAL` (`dma_buf_ioctl`'s `default:` case answers
+/// `ENOTTY`): a ranged guard probes once, falls back to `DMA_BUF_IOCTL_SYNC` on the whole
+/// buffer as Rockchip's MPP does (`mpp_dmabuf_sync_partial_begin`), and its bytes arrive;
+/// an overwrite does the same.
+#[test]
+#[ignore = "needs /dev/dma_heap, /dev/udmabuf and vgem: run ci/kernel-tests.sh"]
+fn a_ranged_guard_falls_back_from_enotty_to_the_full_sync() {
+    let heap = system_heap();
+    let buf = heap.allocate(ONE_MEG).expect("allocate");
+    // The ioctl itself, with valid flags and range: no such ioctl here.
+    let flags = sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_READ;
+    assert_eq!(sys::dma_buf_sync_partial(buf.as_fd(), flags, 0, 4096), Err(Errno::ENOTTY));
+
+    let mut map = buf.mmap().expect("mmap");
+    assert_eq!(map.sync_partial_support(), None, "nothing asked yet");
+    {
+        let mut w = map.write_range(4096..8192).expect("ranged SYNC_START|WRITE, falling back");
+        w.fill(0x5a);
+    }
+    assert_eq!(map.sync_partial_support(), Some(false), "the first ranged guard found ENOTTY");
+    map.overwrite(8192, &[0xa5; 4096]).expect("overwrite, falling back");
+    let r = map.read_range(0..12288).expect("ranged SYNC_START|READ");
+    assert!(r[..4096].iter().all(|&b| b == 0), "the heap's zeros");
+    assert!(r[4096..8192].iter().all(|&b| b == 0x5a));
+    assert!(r[8192..].iter().all(|&b| b == 0xa5));
+    drop(r);
+    assert_eq!(map.overwrite_support(), None, "the flag never reached a kernel with the ioctl");
+}

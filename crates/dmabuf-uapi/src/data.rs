@@ -60,6 +60,33 @@ impl SyncFlags {
     }
 }
 
+/// Which end of a CPU-access bracket a sync ioctl marks (`DMA_BUF_SYNC_START` or
+/// `DMA_BUF_SYNC_END`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SyncPhase {
+    /// `DMA_BUF_SYNC_START` (0): the CPU is about to access the bytes.
+    Start,
+    /// `DMA_BUF_SYNC_END` (4): the CPU is done with them.
+    End,
+}
+
+impl SyncPhase {
+    /// The uapi bit (`DMA_BUF_SYNC_START` is 0, `DMA_BUF_SYNC_END` is `1 << 2`).
+    pub const fn bits(self) -> u64 {
+        match self {
+            SyncPhase::Start => 0,
+            SyncPhase::End => 1 << 2,
+        }
+    }
+}
+
+/// `DMA_BUF_SYNC_OVERWRITE` (proposed in docs/proposals/sync-partial.md; no kernel has it
+/// yet): with `DMA_BUF_SYNC_START | DMA_BUF_SYNC_WRITE` on `DMA_BUF_IOCTL_SYNC_PARTIAL`,
+/// the CPU writes every byte of the range before the `END`, so the kernel need not make
+/// their previous contents visible (no invalidate of the lines the range covers whole).
+/// A kernel that has the ioctl but not the flag refuses it with `EINVAL`.
+pub const DMA_BUF_SYNC_OVERWRITE: u64 = 1 << 3;
+
 /// What `poll` on a dma-buf reported.
 ///
 /// `readable` (`POLLIN`) means every writer's fence has signaled, so a reader may start;

@@ -22,6 +22,10 @@ pub enum Op {
     DmaBufIoctlSyncStart,
     /// `DMA_BUF_IOCTL_SYNC` with `DMA_BUF_SYNC_END`.
     DmaBufIoctlSyncEnd,
+    /// `DMA_BUF_IOCTL_SYNC_PARTIAL` (vendor kernels) with `DMA_BUF_SYNC_START`.
+    DmaBufIoctlSyncPartialStart,
+    /// `DMA_BUF_IOCTL_SYNC_PARTIAL` with `DMA_BUF_SYNC_END`.
+    DmaBufIoctlSyncPartialEnd,
     /// `DMA_BUF_SET_NAME`.
     DmaBufSetName,
     /// `DMA_BUF_IOCTL_EXPORT_SYNC_FILE`.
@@ -87,6 +91,8 @@ impl Op {
             Op::DmaHeapIoctlAlloc => "DMA_HEAP_IOCTL_ALLOC",
             Op::DmaBufIoctlSyncStart => "DMA_BUF_IOCTL_SYNC(DMA_BUF_SYNC_START)",
             Op::DmaBufIoctlSyncEnd => "DMA_BUF_IOCTL_SYNC(DMA_BUF_SYNC_END)",
+            Op::DmaBufIoctlSyncPartialStart => "DMA_BUF_IOCTL_SYNC_PARTIAL(DMA_BUF_SYNC_START)",
+            Op::DmaBufIoctlSyncPartialEnd => "DMA_BUF_IOCTL_SYNC_PARTIAL(DMA_BUF_SYNC_END)",
             Op::DmaBufSetName => "DMA_BUF_SET_NAME",
             Op::DmaBufIoctlExportSyncFile => "DMA_BUF_IOCTL_EXPORT_SYNC_FILE",
             Op::DmaBufIoctlImportSyncFile => "DMA_BUF_IOCTL_IMPORT_SYNC_FILE",
@@ -115,6 +121,19 @@ impl Op {
             Op::FcntlGetSeals => "fcntl(F_GET_SEALS)",
             Op::Pread => "pread",
             Op::Pwrite => "pwrite",
+        }
+    }
+}
+
+impl Op {
+    /// The operation of `DMA_BUF_IOCTL_SYNC` (`partial`: `DMA_BUF_IOCTL_SYNC_PARTIAL`) at
+    /// `phase`.
+    pub const fn sync(phase: crate::data::SyncPhase, partial: bool) -> Op {
+        match (phase, partial) {
+            (crate::data::SyncPhase::Start, false) => Op::DmaBufIoctlSyncStart,
+            (crate::data::SyncPhase::End, false) => Op::DmaBufIoctlSyncEnd,
+            (crate::data::SyncPhase::Start, true) => Op::DmaBufIoctlSyncPartialStart,
+            (crate::data::SyncPhase::End, true) => Op::DmaBufIoctlSyncPartialEnd,
         }
     }
 }

@@ -25,11 +25,11 @@
 //! | module | what | kernel |
 //! |---|---|---|
 //! | [`traits`] | the API as traits: [`Heaps`], [`Heap`], [`DmaBuf`], [`Mapping`], [`CpuAccess`], [`SyncFile`], [`Udmabuf`], [`Memfd`] | `/dev/dma_heap`, the dma-buf fd, `sync_file`, `/dev/udmabuf`, memfds |
-//! | [`data`] | plain data: [`SyncFlags`], [`Readiness`], [`FenceStatus`], [`SyncFileInfo`], [`MonotonicTime`], [`FdFlags`], [`HeapFlags`], [`Seals`] | the uapi headers' structures and flags |
+//! | [`data`] | plain data: [`SyncFlags`], [`SyncPhase`], [`Readiness`], [`FenceStatus`], [`SyncFileInfo`], [`MonotonicTime`], [`FdFlags`], [`HeapFlags`], [`Seals`] | the uapi headers' structures and flags |
 //! | [`errno`], [`error`] | [`Errno`], [`Error`] (one type, with the errno), [`Op`] (the operation, named by its ioctl) | errno-base.h, the ioctls' names |
 //! | [`validate`], [`udmabuf`] | the rules: names, ranges, heap flags and lengths, mmap windows, udmabuf items | `dma_heap_ioctl_allocate`, `dma_buf_mmap_internal`, `udmabuf_create`, `check_memfd_seals` |
 //! | [`conformance`] | the kernel's refusals as one generic program, which every backend's tests run | the same |
-//! | [`mapping`] | the guarded [`mapping::Mapping`] and its RAII guards, over a backend's [`CpuMapping`] hook (sync start, sync end, the bytes) | `DMA_BUF_IOCTL_SYNC` |
+//! | [`mapping`] | the guarded [`mapping::Mapping`] and its RAII guards, over a backend's [`CpuMapping`] hook (the sync ioctls, the bytes); ranged guards use `DMA_BUF_IOCTL_SYNC_PARTIAL` where the kernel has it and fall back where it answers `ENOTTY` | `DMA_BUF_IOCTL_SYNC`, `DMA_BUF_IOCTL_SYNC_PARTIAL` |
 //!
 //! The mapping is the part that makes correct use the only easy one: its bytes are
 //! reachable only through guards. Creating a guard is the `SYNC_START`, dropping it (or
@@ -50,8 +50,8 @@ pub mod udmabuf;
 pub mod validate;
 
 pub use data::{
-    DMA_BUF_NAME_LEN, FdFlags, FenceInfo, FenceStatus, HUGETLB_PAGE_SIZE, HeapFlags, MemfdKind, MonotonicTime,
-    Readiness, Seals, SyncFileInfo, SyncFlags, WaitStatus,
+    DMA_BUF_NAME_LEN, DMA_BUF_SYNC_OVERWRITE, FdFlags, FenceInfo, FenceStatus, HUGETLB_PAGE_SIZE, HeapFlags, MemfdKind,
+    MonotonicTime, Readiness, Seals, SyncFileInfo, SyncFlags, SyncPhase, WaitStatus,
 };
 pub use errno::Errno;
 pub use error::{Cause, Error, Op, Result};

@@ -1,27 +1,42 @@
 //! The guarded mapping, written once over a thin backend hook ([`CpuMapping`]: the sync
-//! ioctl's `START` and `END`, and the bytes).
+//! ioctls and the bytes).
 //!
 //! [`Mapping`] checks what every backend would otherwise check again (a guard's range,
 //! write access, the error a dropped guard left behind) and makes the guards: a guard's
-//! creation is `DMA_BUF_IOCTL_SYNC` with `DMA_BUF_SYNC_START` and its flags, its drop the
-//! `DMA_BUF_SYNC_END` with the same flags. An `END` that fails in a destructor is kept and
-//! returned by the next guard of the mapping ([`Error::DeferredEnd`]), since a destructor
-//! cannot return it. [`MapRegistry`] keeps the one-mapping-per-buffer rule.
+//! creation is `DMA_BUF_SYNC_START` with its flags, its drop the `DMA_BUF_SYNC_END` with
+//! the same flags. An `END` that fails in a destructor is kept and returned by the next
+//! guard of the mapping ([`Error::DeferredEnd`]), since a destructor cannot return it.
+//! [`MapRegistry`] keeps the one-mapping-per-buffer rule.
+//!
+//! # Ranged brackets
+//!
+//! A guard over part of the buffer asks for `DMA_BUF_IOCTL_SYNC_PARTIAL` over its bytes,
+//! so that a kernel that has it maintains only those (Rockchip's BSP; upstream has no such
+//! ioctl). The mapping probes as Rockchip's MPP does (`mpp_dmabuf_sync_partial_begin` in
+//! osal/mpp_dmabuf.c): the range goes out widened to 64-byte lines (the 2021 patch refused
+//! anything else with `EINVAL`), and the first `ENOTTY` makes it fall back to
+//! `DMA_BUF_IOCTL_SYNC` on the whole buffer, for that call and every later one. An
+//! overwrite ([`Mapping::overwrite`]) adds the proposed `DMA_BUF_SYNC_OVERWRITE` (exactly
+//! its range, which it writes whole); a kernel that has the ioctl but not the flag answers
+//! `EINVAL`, and the mapping syncs without it from then on. Falling back is always
+//! correct: the full bracket maintains a superset of the ranged one.
 
 use std::fmt;
 use std::ops::{Deref, DerefMut, Range};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-use crate::data::SyncFlags;
-use crate::error::{Error, Result};
+use crate::data::{SyncFlags, SyncPhase};
+use crate::errno::Errno;
+use crate::error::{Error, Op, Result};
 use crate::traits::{self, CpuAccess};
 use crate::validate;
 
-/// What a backend provides for a CPU mapping: its length, the sync ioctl, and the bytes.
-/// Validation, the guards and the deferred errors are [`Mapping`]'s.
+/// What a backend provides for a CPU mapping: its length and place in the buffer, the sync
+/// ioctls, and the bytes. Validation, the guards, the deferred errors and the choice of
+/// ioctl are [`Mapping`]'s.
 ///
-/// Ranges are relative to the mapping's start.
+/// Ranges of bytes are relative to the mapping's start; the ioctls take the buffer's.
 pub trait CpuMapping {
     /// The bytes a read guard hands out: the mapped memory itself, or a copy of it.
     type ReadBytes<'m>: Deref<Target = [u8]>
@@ -43,12 +58,27 @@ pub trait CpuMapping {
     /// Whether the mapping may be written (the fd is open read-write).
     fn writable(&self) -> bool;
 
-    /// `DMA_BUF_IOCTL_SYNC` with `DMA_BUF_SYNC_START | flags`, for an access to `range`
-    /// (the kernel ioctl has no range; a backend may use it to limit maintenance).
-    fn sync_start(&self, flags: SyncFlags, range: &Range<usize>) -> Result<()>;
+    /// Where the mapping starts in the buffer, in bytes (the offset given to `mmap`).
+    fn offset(&self) -> usize {
+        0
+    }
 
-    /// `DMA_BUF_IOCTL_SYNC` with `DMA_BUF_SYNC_END | flags`, for the same access.
-    fn sync_end(&self, flags: SyncFlags, range: &Range<usize>) -> Result<()>;
+    /// The buffer's size in bytes: an access to all of it needs no range.
+    fn buffer_len(&self) -> usize {
+        self.len()
+    }
+
+    /// `DMA_BUF_IOCTL_SYNC` with `phase` and `flags`, on the whole buffer.
+    fn sync(&self, phase: SyncPhase, flags: SyncFlags) -> Result<()>;
+
+    /// `DMA_BUF_IOCTL_SYNC_PARTIAL` with `phase` and `flags` over `len` bytes of the buffer
+    /// from `offset` (`struct dma_buf_sync_partial`), with `DMA_BUF_SYNC_OVERWRITE` when
+    /// `overwrite`. A kernel without the ioctl answers `ENOTTY`, as this default does for a
+    /// backend that cannot issue it.
+    fn sync_partial(&self, phase: SyncPhase, flags: SyncFlags, offset: u32, len: u32, overwrite: bool) -> Result<()> {
+        let _ = (flags, offset, len, overwrite);
+        Err(Error::Os { op: Op::sync(phase, true), errno: Errno::ENOTTY })
+    }
 
     /// The bytes of `range` for reading, taken after `START`.
     ///
@@ -69,7 +99,49 @@ pub trait CpuMapping {
         let _ = (bytes, range);
         Ok(())
     }
+
+    /// Stores `data` over all of `range` (its length), taken after an overwrite's `START`,
+    /// without reading the bytes first: their previous contents were given up.
+    ///
+    /// # Safety
+    /// As for [`CpuMapping::write_bytes`]: the caller holds the mapping exclusively.
+    unsafe fn overwrite_bytes(&self, range: Range<usize>, data: &[u8]) -> Result<()> {
+        // SAFETY: the caller holds the mapping exclusively, as write_bytes requires.
+        let mut bytes = unsafe { self.write_bytes(range.clone())? };
+        bytes.copy_from_slice(data);
+        self.store(&bytes, &range)
+    }
 }
+
+/// What the kernel behind a mapping was found to support, by the answers to the calls so
+/// far (unknown until the first).
+#[derive(Debug, Default)]
+struct Probe(AtomicU8);
+
+impl Probe {
+    const UNKNOWN: u8 = 0;
+    const YES: u8 = 1;
+    const NO: u8 = 2;
+
+    fn get(&self) -> Option<bool> {
+        match self.0.load(Ordering::Relaxed) {
+            Self::YES => Some(true),
+            Self::NO => Some(false),
+            _ => None,
+        }
+    }
+
+    fn found(&self, yes: bool) {
+        self.0.store(if yes { Self::YES } else { Self::NO }, Ordering::Relaxed);
+    }
+
+    fn unknown(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == Self::UNKNOWN
+    }
+}
+
+/// MPP's `CACHE_LINE_SIZE`: the alignment a ranged sync is widened to.
+const SYNC_ALIGN: usize = 64;
 
 /// The processes' buffers with a live mapping, by a key the backend chooses (the device
 /// and inode of a dma-buf fd, a simulated buffer's identity): a second mapping of one
@@ -150,6 +222,10 @@ impl Deferred {
 pub struct Mapping<B: CpuMapping> {
     backend: B,
     deferred: Deferred,
+    /// Whether the kernel has `DMA_BUF_IOCTL_SYNC_PARTIAL`.
+    partial: Probe,
+    /// Whether it knows `DMA_BUF_SYNC_OVERWRITE`.
+    overwrite: Probe,
     _registration: MapRegistration,
 }
 
@@ -162,7 +238,63 @@ impl<B: CpuMapping + fmt::Debug> fmt::Debug for Mapping<B> {
 impl<B: CpuMapping> Mapping<B> {
     /// The guarded mapping over a backend's, registered as its buffer's one mapping.
     pub fn new(backend: B, registration: MapRegistration) -> Self {
-        Mapping { backend, deferred: Deferred::default(), _registration: registration }
+        Mapping {
+            backend,
+            deferred: Deferred::default(),
+            partial: Probe::default(),
+            overwrite: Probe::default(),
+            _registration: registration,
+        }
+    }
+
+    /// Whether the kernel has `DMA_BUF_IOCTL_SYNC_PARTIAL`, as found by the ranged guards
+    /// so far (`None` before the first).
+    pub fn sync_partial_support(&self) -> Option<bool> {
+        self.partial.get()
+    }
+
+    /// Whether the kernel knows `DMA_BUF_SYNC_OVERWRITE`, as found by the overwrites so far
+    /// (`None` before the first reached a kernel with `DMA_BUF_IOCTL_SYNC_PARTIAL`).
+    pub fn overwrite_support(&self) -> Option<bool> {
+        self.overwrite.get()
+    }
+
+    /// The sync ioctl for an access to `range` of the mapping: the ranged one where it can
+    /// be had (see the module's doc), else `DMA_BUF_IOCTL_SYNC`. An empty range needs
+    /// none, as MPP skips it.
+    fn sync(&self, phase: SyncPhase, flags: SyncFlags, range: &Range<usize>, overwrite: bool) -> Result<()> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        let total = self.backend.buffer_len();
+        let (mut start, mut end) = (self.backend.offset() + range.start, self.backend.offset() + range.end);
+        let whole = start == 0 && end == total;
+        let overwrite = overwrite && self.overwrite.get() != Some(false);
+        if (!whole || overwrite) && self.partial.get() != Some(false) {
+            if !overwrite {
+                start = start / SYNC_ALIGN * SYNC_ALIGN;
+                end = end.div_ceil(SYNC_ALIGN).saturating_mul(SYNC_ALIGN).min(total);
+            }
+            if let (Ok(offset), Ok(len)) = (u32::try_from(start), u32::try_from(end - start)) {
+                match self.backend.sync_partial(phase, flags, offset, len, overwrite) {
+                    Ok(()) => {
+                        self.partial.found(true);
+                        if overwrite {
+                            self.overwrite.found(true);
+                        }
+                        return Ok(());
+                    }
+                    Err(e) if e.errno() == Some(Errno::ENOTTY) => self.partial.found(false),
+                    Err(e) if overwrite && self.overwrite.unknown() && e.errno() == Some(Errno::EINVAL) => {
+                        self.partial.found(true);
+                        self.overwrite.found(false);
+                        return self.sync(phase, flags, range, false);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.backend.sync(phase, flags)
     }
 
     /// Length in bytes.
@@ -179,7 +311,7 @@ impl<B: CpuMapping> Mapping<B> {
 
     /// The checks, then `SYNC_START`.
     #[inline]
-    fn begin(&self, flags: SyncFlags, range: &Range<usize>) -> Result<()> {
+    fn begin(&self, flags: SyncFlags, range: &Range<usize>, overwrite: bool) -> Result<()> {
         validate::range(range, self.backend.len())?;
         if flags.writes() && !self.backend.writable() {
             return Err(Error::NotWritable);
@@ -187,19 +319,25 @@ impl<B: CpuMapping> Mapping<B> {
         if let Some(e) = self.deferred.take() {
             return Err(Error::DeferredEnd { source: Box::new(e) });
         }
-        self.backend.sync_start(flags, range)
+        self.sync(SyncPhase::Start, flags, range, overwrite)
+    }
+
+    /// `SYNC_END` of an access to `range`.
+    #[inline]
+    fn end(&self, flags: SyncFlags, range: &Range<usize>) -> Result<()> {
+        self.sync(SyncPhase::End, flags, range, false)
     }
 
     /// A bracket that is open but has no guard (taking the bytes failed): closed at once.
     fn abandon(&self, flags: SyncFlags, range: &Range<usize>, e: Error) -> Error {
-        let _ = self.backend.sync_end(flags, range);
+        let _ = self.end(flags, range);
         e
     }
 
     /// Begins a read of `range` (`SYNC_START | SYNC_READ`).
     #[inline]
     pub fn read_range(&self, range: Range<usize>) -> Result<ReadGuard<'_, B>> {
-        self.begin(SyncFlags::Read, &range)?;
+        self.begin(SyncFlags::Read, &range, false)?;
         // SAFETY: write bytes are taken only by write guards, which borrow the mapping
         // mutably, so none is alive while `&self` is.
         match unsafe { self.backend.read_bytes(range.clone()) } {
@@ -211,7 +349,7 @@ impl<B: CpuMapping> Mapping<B> {
     #[inline]
     fn write_guard(&mut self, flags: SyncFlags, range: Range<usize>) -> Result<WriteGuard<'_, B>> {
         let this: &Self = self;
-        this.begin(flags, &range)?;
+        this.begin(flags, &range, false)?;
         // SAFETY: the guard keeps the only borrow of the mapping (taken mutably) for as long
         // as the bytes live, so no other guard, hence no other bytes, can exist.
         match unsafe { this.backend.write_bytes(range.clone()) } {
@@ -220,11 +358,33 @@ impl<B: CpuMapping> Mapping<B> {
         }
     }
 
-    /// Begins a write of `range` (`SYNC_START | SYNC_WRITE`): its previous content is not
-    /// needed.
+    /// Begins a write of `range` (`SYNC_START | SYNC_WRITE`). The guard's bytes start as
+    /// the buffer's; a write that replaces every byte is [`Mapping::overwrite`], which lets
+    /// the kernel skip making the old ones visible.
     #[inline]
     pub fn write_range(&mut self, range: Range<usize>) -> Result<WriteGuard<'_, B>> {
         self.write_guard(SyncFlags::Write, range)
+    }
+
+    /// Writes `data` at `offset`, replacing every byte of that range, in one bracket
+    /// declared as an overwrite (`DMA_BUF_SYNC_OVERWRITE`, proposed): a kernel that honours
+    /// it does not invalidate the lines the range covers whole before the write, since
+    /// none of their old bytes survive it. The flag is the whole point, so the bytes come
+    /// from `data` and never pass through a guard that could leave some unwritten. On a
+    /// kernel without the flag (or without `DMA_BUF_IOCTL_SYNC_PARTIAL`) it is a plain
+    /// write bracket.
+    pub fn overwrite(&mut self, offset: usize, data: &[u8]) -> Result<()> {
+        let range = offset..offset.checked_add(data.len()).ok_or(Error::RangeOutOfBounds {
+            start: offset,
+            end: usize::MAX,
+            len: self.len(),
+        })?;
+        self.begin(SyncFlags::Write, &range, true)?;
+        // SAFETY: `&mut self` is the only borrow of the mapping, so no guard (hence no
+        // bytes) of it is alive.
+        let stored = unsafe { self.backend.overwrite_bytes(range.clone(), data) };
+        let ended = self.end(SyncFlags::Write, &range);
+        stored.and(ended)
     }
 
     /// Begins a read-modify-write of `range` (`SYNC_START | SYNC_RW`).
@@ -279,6 +439,10 @@ impl<B: CpuMapping> traits::Mapping for Mapping<B> {
     fn read_write_range(&mut self, range: Range<usize>) -> Result<WriteGuard<'_, B>> {
         Mapping::read_write_range(self, range)
     }
+
+    fn overwrite(&mut self, offset: usize, data: &[u8]) -> Result<()> {
+        Mapping::overwrite(self, offset, data)
+    }
 }
 
 /// Read access to (part of) a mapping, between `SYNC_START|READ` and `SYNC_END|READ`.
@@ -300,7 +464,7 @@ impl<B: CpuMapping> ReadGuard<'_, B> {
     #[inline]
     pub fn end(mut self) -> Result<()> {
         self.ended = true;
-        self.mapping.backend.sync_end(SyncFlags::Read, &self.range)
+        self.mapping.end(SyncFlags::Read, &self.range)
     }
 
     /// `Read`.
@@ -313,7 +477,7 @@ impl<B: CpuMapping> Drop for ReadGuard<'_, B> {
     #[inline]
     fn drop(&mut self) {
         if !self.ended
-            && let Err(e) = self.mapping.backend.sync_end(SyncFlags::Read, &self.range)
+            && let Err(e) = self.mapping.end(SyncFlags::Read, &self.range)
         {
             self.mapping.deferred.defer(e);
         }
@@ -371,9 +535,8 @@ impl<B: CpuMapping> WriteGuard<'_, B> {
     #[inline]
     fn finish(&mut self) -> Result<()> {
         self.ended = true;
-        let backend = &self.mapping.backend;
-        let stored = backend.store(&self.bytes, &self.range);
-        let ended = backend.sync_end(self.flags, &self.range);
+        let stored = self.mapping.backend.store(&self.bytes, &self.range);
+        let ended = self.mapping.end(self.flags, &self.range);
         stored.and(ended)
     }
 }
@@ -420,15 +583,30 @@ mod tests {
     use std::cell::{Cell, RefCell};
 
     use super::*;
-    use crate::errno::Errno;
-    use crate::error::Op;
+
+    /// Which ranged ioctls the fake kernel has.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    enum Kernel {
+        /// Upstream: `DMA_BUF_IOCTL_SYNC_PARTIAL` is `ENOTTY`.
+        #[default]
+        Upstream,
+        /// Rockchip's BSP: the ioctl, not the overwrite flag.
+        Vendor,
+        /// The proposal: both.
+        Proposal,
+    }
+
+    /// One ioctl the fake saw: the phase, the flags, the range (`None` for the whole
+    /// buffer) and the overwrite flag, and whether it succeeded.
+    type Call = (SyncPhase, SyncFlags, Option<(u32, u32)>, bool, bool);
 
     /// A backend over a plain vector that logs its ioctls and fails them on request.
     #[derive(Default)]
     struct Fake {
         bytes: RefCell<Vec<u8>>,
         read_only: bool,
-        log: RefCell<Vec<(bool, SyncFlags, Range<usize>)>>,
+        kernel: Kernel,
+        log: RefCell<Vec<Call>>,
         fail_end: Cell<bool>,
         fail_bytes: Cell<bool>,
     }
@@ -443,16 +621,26 @@ mod tests {
         fn writable(&self) -> bool {
             !self.read_only
         }
-        fn sync_start(&self, flags: SyncFlags, range: &Range<usize>) -> Result<()> {
-            self.log.borrow_mut().push((true, flags, range.clone()));
-            Ok(())
-        }
-        fn sync_end(&self, flags: SyncFlags, range: &Range<usize>) -> Result<()> {
-            self.log.borrow_mut().push((false, flags, range.clone()));
-            if self.fail_end.get() {
+        fn sync(&self, phase: SyncPhase, flags: SyncFlags) -> Result<()> {
+            let fail = phase == SyncPhase::End && self.fail_end.get();
+            self.log.borrow_mut().push((phase, flags, None, false, !fail));
+            if fail {
                 return Err(Error::Os { op: Op::DmaBufIoctlSyncEnd, errno: Errno::EIO });
             }
             Ok(())
+        }
+        fn sync_partial(&self, phase: SyncPhase, flags: SyncFlags, off: u32, len: u32, overwrite: bool) -> Result<()> {
+            let errno = match self.kernel {
+                Kernel::Upstream => Some(Errno::ENOTTY),
+                Kernel::Vendor if overwrite => Some(Errno::EINVAL),
+                _ if phase == SyncPhase::End && self.fail_end.get() => Some(Errno::EIO),
+                _ => None,
+            };
+            self.log.borrow_mut().push((phase, flags, Some((off, len)), overwrite, errno.is_none()));
+            match errno {
+                Some(errno) => Err(Error::Os { op: Op::sync(phase, true), errno }),
+                None => Ok(()),
+            }
         }
         unsafe fn read_bytes(&self, range: Range<usize>) -> Result<Vec<u8>> {
             if self.fail_bytes.get() {
@@ -472,36 +660,119 @@ mod tests {
 
     static REGISTRY: MapRegistry = MapRegistry::new();
 
-    fn mapping(key: u64, len: usize) -> Mapping<Fake> {
-        let fake = Fake { bytes: RefCell::new(vec![0; len]), ..Fake::default() };
+    fn mapping_on(key: u64, len: usize, kernel: Kernel) -> Mapping<Fake> {
+        let fake = Fake { bytes: RefCell::new(vec![0; len]), kernel, ..Fake::default() };
         Mapping::new(fake, REGISTRY.register((0, key), || format!("fake {key}")).expect("register"))
     }
 
-    fn log(m: &Mapping<Fake>) -> Vec<(bool, SyncFlags, Range<usize>)> {
+    fn mapping(key: u64, len: usize) -> Mapping<Fake> {
+        mapping_on(key, len, Kernel::Upstream)
+    }
+
+    fn log(m: &Mapping<Fake>) -> Vec<Call> {
         m.backend.log.take()
     }
 
+    const START: SyncPhase = SyncPhase::Start;
+    const END: SyncPhase = SyncPhase::End;
+
     #[test]
     fn guards_bracket_their_access_with_their_flags_and_range() {
-        let mut m = mapping(1, 16);
+        let mut m = mapping_on(1, 256, Kernel::Vendor);
         {
-            let mut w = m.write_range(4..8).expect("write");
+            let mut w = m.write_range(70..74).expect("write");
             assert_eq!(w.flags(), SyncFlags::Write);
             w.copy_from_slice(b"abcd");
         }
-        assert_eq!(&m.read().expect("read")[4..8], b"abcd");
+        assert_eq!(&m.read().expect("read")[70..74], b"abcd");
         m.read_write().expect("rw").end().expect("end");
+        use SyncFlags::*;
         assert_eq!(
             log(&m),
             vec![
-                (true, SyncFlags::Write, 4..8),
-                (false, SyncFlags::Write, 4..8),
-                (true, SyncFlags::Read, 0..16),
-                (false, SyncFlags::Read, 0..16),
-                (true, SyncFlags::ReadWrite, 0..16),
-                (false, SyncFlags::ReadWrite, 0..16),
+                // Widened to 64-byte lines, as MPP does.
+                (START, Write, Some((64, 64)), false, true),
+                (END, Write, Some((64, 64)), false, true),
+                // The whole buffer needs no range.
+                (START, Read, None, false, true),
+                (END, Read, None, false, true),
+                (START, ReadWrite, None, false, true),
+                (END, ReadWrite, None, false, true),
             ]
         );
+        assert_eq!(m.sync_partial_support(), Some(true));
+    }
+
+    #[test]
+    fn enotty_falls_back_to_the_full_sync_once_and_for_all() {
+        let m = mapping(10, 4096);
+        drop(m.read_range(100..200).expect("read"));
+        drop(m.read_range(0..64).expect("read"));
+        use SyncFlags::Read;
+        assert_eq!(
+            log(&m),
+            vec![
+                (START, Read, Some((64, 192)), false, false),
+                (START, Read, None, false, true),
+                (END, Read, None, false, true),
+                (START, Read, None, false, true),
+                (END, Read, None, false, true),
+            ],
+            "one probe, then the full ioctl"
+        );
+        assert_eq!(m.sync_partial_support(), Some(false));
+    }
+
+    #[test]
+    fn an_overwrite_carries_the_flag_where_the_kernel_knows_it() {
+        let mut m = mapping_on(11, 4096, Kernel::Proposal);
+        m.overwrite(128, &[7; 256]).expect("overwrite");
+        assert_eq!(&m.backend.bytes.borrow()[128..384], &[7; 256][..]);
+        use SyncFlags::Write;
+        assert_eq!(
+            log(&m),
+            vec![(START, Write, Some((128, 256)), true, true), (END, Write, Some((128, 256)), false, true)],
+            "exactly the range written: an overwrite is never widened"
+        );
+        assert_eq!(m.overwrite_support(), Some(true));
+    }
+
+    #[test]
+    fn einval_for_the_flag_retries_without_it_and_remembers() {
+        let mut m = mapping_on(12, 4096, Kernel::Vendor);
+        m.overwrite(100, &[1; 10]).expect("overwrite");
+        m.overwrite(100, &[2; 10]).expect("overwrite");
+        assert_eq!(&m.backend.bytes.borrow()[100..110], &[2; 10][..]);
+        use SyncFlags::Write;
+        assert_eq!(
+            log(&m),
+            vec![
+                (START, Write, Some((100, 10)), true, false),
+                (START, Write, Some((64, 64)), false, true),
+                (END, Write, Some((64, 64)), false, true),
+                (START, Write, Some((64, 64)), false, true),
+                (END, Write, Some((64, 64)), false, true),
+            ]
+        );
+        assert_eq!((m.sync_partial_support(), m.overwrite_support()), (Some(true), Some(false)));
+        // Upstream: ENOTTY, and the overwrite is a plain write of the whole buffer.
+        let mut up = mapping(13, 4096);
+        up.overwrite(0, &[3; 4096]).expect("overwrite");
+        assert_eq!(
+            log(&up),
+            vec![
+                (START, Write, Some((0, 4096)), true, false),
+                (START, Write, None, false, true),
+                (END, Write, None, false, true)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_range_needs_no_ioctl() {
+        let m = mapping_on(14, 4096, Kernel::Proposal);
+        assert!(m.read_range(10..10).expect("read").is_empty());
+        assert!(log(&m).is_empty());
     }
 
     #[test]
@@ -514,6 +785,7 @@ mod tests {
         ro.backend.read_only = true;
         assert!(matches!(ro.write(), Err(Error::NotWritable)));
         assert!(matches!(ro.read_write_range(0..1), Err(Error::NotWritable)));
+        assert!(matches!(ro.overwrite(0, &[0; 4]), Err(Error::NotWritable)));
         assert!(ro.read().is_ok());
         assert!(log(&m).is_empty());
         assert_eq!(log(&ro).len(), 2, "only the read was bracketed");
@@ -541,7 +813,10 @@ mod tests {
         let m = mapping(5, 16);
         m.backend.fail_bytes.set(true);
         assert!(m.read().is_err());
-        assert_eq!(log(&m), vec![(true, SyncFlags::Read, 0..16), (false, SyncFlags::Read, 0..16)]);
+        assert_eq!(
+            log(&m),
+            vec![(START, SyncFlags::Read, None, false, true), (END, SyncFlags::Read, None, false, true)]
+        );
     }
 
     #[test]

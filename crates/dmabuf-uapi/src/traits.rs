@@ -111,9 +111,10 @@ pub trait CpuAccess {
 /// dropping it ends it (`SYNC_END`). Write guards borrow the mapping mutably, so they
 /// exclude every other guard.
 ///
-/// The `*_range` forms give a slice of the buffer; the bracket still covers the whole
-/// buffer on Linux (the ioctl has no range) but a backend may use the range to limit cache
-/// maintenance.
+/// The `*_range` forms give a slice of the buffer, bracketed with
+/// `DMA_BUF_IOCTL_SYNC_PARTIAL` where the kernel has it (vendor kernels) so that only those
+/// bytes are maintained, and with `DMA_BUF_IOCTL_SYNC` on the whole buffer where it
+/// answers `ENOTTY` (upstream).
 pub trait Mapping {
     /// Shared read access to (part of) the mapping, `DMA_BUF_SYNC_READ`.
     type ReadGuard<'g>: Deref<Target = [u8]> + CpuAccess
@@ -135,11 +136,21 @@ pub trait Mapping {
     /// Begins a read of the bytes in `range`.
     fn read_range(&self, range: Range<usize>) -> Result<Self::ReadGuard<'_>>;
 
-    /// Begins a write of the bytes in `range` (their previous content is not needed).
+    /// Begins a write of the bytes in `range` (the guard's bytes start as the buffer's).
     fn write_range(&mut self, range: Range<usize>) -> Result<Self::WriteGuard<'_>>;
 
     /// Begins a read-modify-write of the bytes in `range`.
     fn read_write_range(&mut self, range: Range<usize>) -> Result<Self::WriteGuard<'_>>;
+
+    /// Replaces the bytes at `offset` with `data`, every one of them, in one bracket that
+    /// declares so (`DMA_BUF_SYNC_OVERWRITE`, proposed), letting the kernel skip making
+    /// their old contents visible first. This default is a plain write bracket.
+    fn overwrite(&mut self, offset: usize, data: &[u8]) -> Result<()> {
+        let end = offset.saturating_add(data.len());
+        let mut guard = self.write_range(offset..end)?;
+        guard.copy_from_slice(data);
+        guard.end()
+    }
 
     /// Begins a read of the whole mapping.
     fn read(&self) -> Result<Self::ReadGuard<'_>> {

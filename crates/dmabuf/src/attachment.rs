@@ -140,6 +140,9 @@ impl Attachment {
         self.buf.with(|inner, id| {
             inner.cfg.maintenance.implementation().map(inner, id, self.idx, dir)?;
             let dev = inner.bufs[id].att(self.idx).map_or(0, |a| a.dev);
+            if let Some(m) = inner.bufs[id].att(self.idx).and_then(|a| a.mapping.clone()) {
+                crate::maintenance::note_footprint(inner, dev, &m);
+            }
             let desc = &inner.sim.platform().devices[dev];
             inner.bufs[id].exporter.map(desc, dir);
             Ok(())
@@ -214,6 +217,7 @@ impl Attachment {
     pub(crate) fn device_read_raw(&self, r: Range<u64>) -> Result<Vec<u8>, Error> {
         self.buf.check_range(&r)?;
         self.mapping_for("read")?;
+        self.bare_access(r.clone())?;
         let dev = self.device();
         let mut inner = self.buf.sys.0.borrow_mut();
         let mut out = vec![0u8; (r.end - r.start) as usize];
@@ -231,6 +235,7 @@ impl Attachment {
         let r = at..at.saturating_add(data.len() as u64);
         self.buf.check_range(&r)?;
         self.mapping_for("write")?;
+        self.bare_access(r.clone())?;
         let dev = self.device();
         let mut inner = self.buf.sys.0.borrow_mut();
         let mut ids = Vec::new();
@@ -250,6 +255,13 @@ impl Attachment {
         // Whatever other devices' caches hold of these bytes is stale from now on.
         b.mark_stale_for_others(Some(self.idx), &std::iter::once(r).collect());
         Ok(ids)
+    }
+
+    /// What must reach the device before it touches `r` and was left for its job or
+    /// access bracket to hand over (the heap's zeros, under `Minimal`), for a caller that
+    /// accesses without either.
+    fn bare_access(&self, r: Range<u64>) -> Result<(), Error> {
+        self.buf.with(|inner, id| inner.cfg.maintenance.implementation().device_access(inner, id, self.idx, r))
     }
 
     /// Device-side `begin_access` on the current mapping, without a guard.

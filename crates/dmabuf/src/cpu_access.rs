@@ -5,6 +5,7 @@ use std::ops::Range;
 
 use dmabuf_sim::{CpuMapId, DmaDirection, WriteId};
 
+use crate::bracket::CpuBracket;
 use crate::dma_buf::DmaBuf;
 use crate::error::Error;
 use crate::ranges::RangeSet;
@@ -15,59 +16,83 @@ impl DmaBuf {
     /// `dma_buf_begin_cpu_access`: the kernel's CPU bracket. The bytes are read and
     /// written through the returned guard; dropping it is `dma_buf_end_cpu_access`.
     pub fn begin_cpu_access(&self, dir: DmaDirection) -> Result<CpuAccess<'_>, Error> {
-        self.begin_cpu_access_partial(dir, 0..self.size())
+        self.begin_cpu_access_with(CpuBracket::full(dir, self.size()))
     }
 
     /// `dma_buf_begin_cpu_access_partial` (Android kernels): a bracket declared to touch
     /// only `range`, so the maintenance can be limited to it. Accesses outside it fail.
+    /// Dropping the guard is `dma_buf_end_cpu_access_partial` over the same range.
     pub fn begin_cpu_access_partial(&self, dir: DmaDirection, range: Range<u64>) -> Result<CpuAccess<'_>, Error> {
-        self.check_range(&range)?;
-        self.begin_cpu_bracket(dir, range.clone())?;
-        self.with(|i, id| i.bufs[id].kernel_brackets += 1);
-        Ok(CpuAccess { buf: self, dir, range, written: RangeSet::new(), ended: false })
+        self.begin_cpu_access_with(CpuBracket::partial(dir, range))
     }
 
-    /// `dma_buf_begin_cpu_access` without a guard, as kernel code calls it: the bracket
-    /// stays open until [`raw::end_cpu_access`](crate::raw::end_cpu_access). Accesses in between go through a
+    /// A write bracket over `range` that overwrites every byte of it before it ends
+    /// (proposed: docs/proposals/sync-partial.md): the previous contents are not needed, so
+    /// a kernel that honours it skips the invalidate of the lines the range covers whole.
+    /// Reading a byte before writing it, or ending with bytes unwritten, is reported
+    /// ([`Report::ReadInOverwrite`], [`Report::OverwriteNotWhole`]). Where the kernel does
+    /// not honour it ([`crate::MaintenancePolicy::honours_overwrite`]) it is a plain ranged
+    /// write bracket.
+    pub fn begin_cpu_access_overwrite(&self, range: Range<u64>) -> Result<CpuAccess<'_>, Error> {
+        self.begin_cpu_access_with(CpuBracket::overwrite(range))
+    }
+
+    /// The kernel bracket `bracket` declares, with a guard.
+    pub fn begin_cpu_access_with(&self, bracket: CpuBracket) -> Result<CpuAccess<'_>, Error> {
+        self.check_range(&bracket.range)?;
+        let bracket = self.honoured(bracket);
+        self.begin_cpu_bracket(&bracket)?;
+        self.with(|i, id| i.bufs[id].kernel_brackets += 1);
+        Ok(CpuAccess { buf: self, bracket, written: RangeSet::new(), ended: false })
+    }
+
+    /// `dma_buf_begin_cpu_access` (or its partial or overwrite form, as `bracket` says)
+    /// without a guard, as kernel code calls it: the bracket stays open until
+    /// [`raw::end_cpu_access`](crate::raw::end_cpu_access). Accesses in between go through a
     /// [`Vmap`]. This path exists to express what real code gets wrong; the guard of
     /// [`DmaBuf::begin_cpu_access`] is the safe one.
-    pub(crate) fn begin_cpu_access_raw(&self, dir: DmaDirection, range: Range<u64>) -> Result<(), Error> {
-        self.check_range(&range)?;
-        self.begin_cpu_bracket(dir, range)?;
+    pub(crate) fn begin_cpu_access_raw(&self, bracket: CpuBracket) -> Result<(), Error> {
+        self.check_range(&bracket.range)?;
+        let bracket = self.honoured(bracket);
+        self.begin_cpu_bracket(&bracket)?;
         self.with(|i, id| {
             let b = &mut i.bufs[id];
             b.kernel_brackets += 1;
-            b.raw_brackets.push(dir);
+            b.raw_brackets.push(bracket);
         });
         Ok(())
     }
 
-    /// `dma_buf_end_cpu_access` without a guard. An end with no bracket open, or with
-    /// another direction than its begin, is reported; the exporter's end runs anyway, as
-    /// in the kernel.
+    /// `dma_buf_end_cpu_access` without a guard (on the whole buffer: the call has no
+    /// range). An end with no bracket open, or with another direction than its begin, is
+    /// reported; the exporter's end runs anyway, as in the kernel.
     pub(crate) fn end_cpu_access_raw(&self, dir: DmaDirection) -> Result<(), Error> {
         let buffer = self.id();
-        let written = self.with(|i, id| {
+        let (started, written) = self.with(|i, id| {
             let b = &mut i.bufs[id];
             match b.raw_brackets.pop() {
                 None => {
                     i.reports.push(Report::DoubleEnd { buffer });
-                    RangeSet::new()
+                    (None, RangeSet::new())
                 }
                 Some(started) => {
-                    if started != dir {
-                        i.reports.push(Report::DirectionMismatch { buffer, started, ended: dir });
+                    if started.dir != dir {
+                        i.reports.push(Report::DirectionMismatch { buffer, started: started.dir, ended: dir });
                     }
                     b.kernel_brackets = b.kernel_brackets.saturating_sub(1);
-                    if b.kernel_brackets == 0 {
+                    let w = if b.kernel_brackets == 0 {
                         std::mem::take(&mut b.kernel_written)
                     } else {
                         b.kernel_written.clone()
-                    }
+                    };
+                    (Some(started), w)
                 }
             }
         });
-        self.end_cpu_bracket(dir, &written)
+        if let Some(started) = &started {
+            self.check_overwrite(started, &written);
+        }
+        self.end_cpu_bracket(&CpuBracket::full(dir, self.size()), &written)
     }
 
     /// `dma_buf_vmap` without a guard: the mapping stays until [`raw::vunmap`](crate::raw::vunmap).
@@ -132,11 +157,15 @@ impl DmaBuf {
             if b.kernel_brackets > 0 {
                 if write {
                     b.kernel_written.insert(r);
+                } else if let Some((declared, range)) = b
+                    .raw_brackets
+                    .iter()
+                    .find_map(|k| k.read_before_write(&r, &b.kernel_written).map(|u| (k.range.clone(), u)))
+                {
+                    i.reports.push(Report::ReadInOverwrite { buffer, range, declared });
                 }
-            } else if let Some((_, w)) = &mut b.user_bracket {
-                if write {
-                    w.insert(r);
-                }
+            } else if b.user_bracket.is_some() {
+                crate::mmap::note_user_access(i, id, r, write);
             } else {
                 i.reports.push(Report::AccessOutsideBracket { buffer, range: r, write });
             }
@@ -164,16 +193,25 @@ impl DmaBuf {
 /// mapping (vmap); dropping the guard (or [`CpuAccess::end`]) is `dma_buf_end_cpu_access`.
 pub struct CpuAccess<'a> {
     buf: &'a DmaBuf,
-    dir: DmaDirection,
-    range: Range<u64>,
+    bracket: CpuBracket,
     written: RangeSet,
     ended: bool,
 }
 
 impl CpuAccess<'_> {
-    /// Reads buffer range `r`.
+    /// The bracket as the kernel took it (an overwrite only where the kernel honours one).
+    pub fn bracket(&self) -> &CpuBracket {
+        &self.bracket
+    }
+
+    /// Reads buffer range `r`. In an overwrite bracket, bytes not written in it yet hold
+    /// no defined value: reading them is reported.
     pub fn read(&mut self, r: Range<u64>) -> Result<Vec<u8>, Error> {
         self.check(&r)?;
+        if let Some(range) = self.bracket.read_before_write(&r, &self.written) {
+            let (buffer, declared) = (self.buf.id(), self.bracket.range.clone());
+            self.buf.with(|i, _| i.reports.push(Report::ReadInOverwrite { buffer, range, declared }));
+        }
         let mut inner = self.buf.sys.0.borrow_mut();
         let m = self.buf.kmap(&mut inner)?;
         let mut out = vec![0u8; (r.end - r.start) as usize];
@@ -206,7 +244,7 @@ impl CpuAccess<'_> {
 
     /// Accesses must stay inside the bracket's declared range.
     fn check(&self, r: &Range<u64>) -> Result<(), Error> {
-        if r.start < self.range.start || r.end > self.range.end || r.start > r.end {
+        if r.start < self.bracket.range.start || r.end > self.bracket.range.end || r.start > r.end {
             return Err(Error::OutOfBounds {
                 buffer: self.buf.name(),
                 start: r.start,
@@ -230,7 +268,9 @@ impl CpuAccess<'_> {
             if b.kernel_brackets == 0 { std::mem::take(&mut b.kernel_written) } else { b.kernel_written.clone() }
         });
         self.written.union(&vmap_written);
-        self.buf.end_cpu_bracket(self.dir, &self.written)
+        self.buf.check_overwrite(&self.bracket, &self.written);
+        let end = CpuBracket { overwrite: false, ..self.bracket.clone() };
+        self.buf.end_cpu_bracket(&end, &self.written)
     }
 }
 

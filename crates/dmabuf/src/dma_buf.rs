@@ -9,6 +9,7 @@ use dmabuf_sim::{DeviceId, DmaDirection, SimError};
 
 use crate::attach::{AttachError, AttachPlan, AttachPolicy, Backing, ImporterCaps, check_attach};
 use crate::attachment::Attachment;
+use crate::bracket::CpuBracket;
 use crate::error::Error;
 use crate::fence::{Fence, FenceError, unwrap};
 use crate::migrate::Placement;
@@ -276,6 +277,7 @@ impl DmaBuf {
             }
         };
         let desc = inner.sim.platform().devices[dev.index()].clone();
+        let stale = crate::maintenance::footprint_stale(inner, self.id, dev.index());
         let b = &mut inner.bufs[self.id];
         if let Err(reason) = b.exporter.attach(&desc) {
             return Err(AttachError::RefusedByExporter {
@@ -287,7 +289,6 @@ impl DmaBuf {
             .into());
         }
         let idx = b.attachments.len();
-        let size = b.exporter.backing().size();
         // A static importer of a dynamic exporter pins the buffer for as long as it is
         // attached.
         let pins = u32::from(b.exporter.is_dynamic() && !caps.dynamic);
@@ -302,46 +303,65 @@ impl DmaBuf {
             move_notify: None,
             mapping: None,
             written: RangeSet::new(),
-            // What a device's cache holds of these pages (from their earlier lives) is
-            // unknown: all of it is stale until the device first looks.
-            stale: std::iter::once(0..size).collect(),
+            // What the device's cache may hold of these pages from their earlier lives
+            // (the pages it had mapped before) is stale until it first looks.
+            stale,
             cache_dirty: RangeSet::new(),
             moved: false,
         }));
         Ok(idx)
     }
 
-    /// The start of a CPU bracket (kernel or user space) over `range`: the implicit wait,
-    /// the maintenance, then the exporter's hook.
-    pub(crate) fn begin_cpu_bracket(&self, dir: DmaDirection, range: Range<u64>) -> Result<(), Error> {
+    /// The start of a CPU bracket (kernel or user space): the implicit wait, the
+    /// maintenance, then the exporter's hook.
+    pub(crate) fn begin_cpu_bracket(&self, bracket: &CpuBracket) -> Result<(), Error> {
         // Implicit synchronisation first (`__dma_buf_begin_cpu_access`): a write waits for
         // every reader and writer, a read for the writers. The kernel lets the exporter's
         // hook run before this wait; here the wait comes first, so the maintenance sees
         // what the devices finished. No borrow is held: the wait may run device jobs.
-        let write = matches!(dir, DmaDirection::ToDevice | DmaDirection::Bidirectional);
+        let write = matches!(bracket.dir, DmaDirection::ToDevice | DmaDirection::Bidirectional);
         self.resv().wait_timeout(ResvUsage::rw(write), None)?;
         self.with(|inner, id| {
             if inner.bufs[id].cpu_cached() {
-                inner.cfg.maintenance.implementation().begin_cpu_access(inner, id, dir, range)?;
+                inner.cfg.maintenance.implementation().begin_cpu_access(inner, id, bracket)?;
             }
-            inner.bufs[id].exporter.begin_cpu_access(dir);
+            inner.bufs[id].exporter.begin_cpu_access(bracket.dir);
             Ok(())
         })
     }
 
-    /// The end of a CPU bracket: `written` are the bytes the CPU declared written in it.
-    pub(crate) fn end_cpu_bracket(&self, dir: DmaDirection, written: &RangeSet) -> Result<(), Error> {
+    /// The end of a CPU bracket, as the end call declares it: `written` are the bytes the
+    /// CPU declared written in the bracket.
+    pub(crate) fn end_cpu_bracket(&self, end: &CpuBracket, written: &RangeSet) -> Result<(), Error> {
         self.with(|inner, id| {
             // The end of a bracket is a barrier: write-combined stores reach memory.
             inner.sim.cpu_barrier();
             inner.bufs[id].mark_stale_for_others(None, written);
             let r = if inner.bufs[id].cpu_cached() {
-                inner.cfg.maintenance.implementation().end_cpu_access(inner, id, dir, written)
+                inner.cfg.maintenance.implementation().end_cpu_access(inner, id, end, written)
             } else {
                 Ok(())
             };
-            inner.bufs[id].exporter.end_cpu_access(dir);
+            inner.bufs[id].exporter.end_cpu_access(end.dir);
             r
         })
+    }
+
+    /// The bracket as this kernel takes it: an overwrite only where the kernel honours one.
+    pub(crate) fn honoured(&self, mut bracket: CpuBracket) -> CpuBracket {
+        bracket.overwrite &=
+            bracket.dir == DmaDirection::ToDevice && self.with(|inner, _| inner.cfg.maintenance.honours_overwrite());
+        bracket
+    }
+
+    /// Reports what the end of `bracket` finds: an overwrite bracket that left bytes of its
+    /// range unwritten.
+    pub(crate) fn check_overwrite(&self, bracket: &CpuBracket, written: &RangeSet) {
+        if let Some(missed) = bracket.unwritten(written) {
+            let buffer = self.id();
+            self.with(|i, _| {
+                i.reports.push(Report::OverwriteNotWhole { buffer, declared: bracket.range.clone(), missed })
+            });
+        }
     }
 }

@@ -61,6 +61,28 @@ pub enum Error {
         /// The `dma_buf_sync.flags` passed, as given.
         flags: u64,
     },
+    /// `DMA_BUF_IOCTL_SYNC_PARTIAL` flags no kernel accepts: those `DMA_BUF_IOCTL_SYNC`
+    /// refuses, or `DMA_BUF_SYNC_OVERWRITE` on anything but a `START` of a write.
+    #[error(
+        "DMA_BUF_IOCTL_SYNC_PARTIAL: flags {flags:#x} are invalid (EINVAL): use READ, WRITE or RW with START or END, and OVERWRITE (0x8) only with START|WRITE"
+    )]
+    BadSyncPartialFlags {
+        /// The `dma_buf_sync_partial.flags` passed, as given.
+        flags: u64,
+    },
+    /// `DMA_BUF_IOCTL_SYNC_PARTIAL` on a kernel that does not have it: upstream's
+    /// `dma_buf_ioctl` answers `ENOTTY` (its `default:` case).
+    #[error("DMA_BUF_IOCTL_SYNC_PARTIAL: this kernel has no such ioctl (ENOTTY): fall back to DMA_BUF_IOCTL_SYNC")]
+    NoSyncPartial,
+    /// `DMA_BUF_SYNC_OVERWRITE` on a kernel that has `DMA_BUF_IOCTL_SYNC_PARTIAL` but not
+    /// the flag (Rockchip's checks `DMA_BUF_SYNC_VALID_FLAGS_MASK`): `EINVAL`.
+    #[error(
+        "DMA_BUF_IOCTL_SYNC_PARTIAL: this kernel does not know DMA_BUF_SYNC_OVERWRITE in flags {flags:#x} (EINVAL): sync without it"
+    )]
+    NoOverwrite {
+        /// The flags passed, with the unknown bit.
+        flags: u64,
+    },
     /// `DMA_BUF_IOCTL_EXPORT_SYNC_FILE` or `IMPORT_SYNC_FILE` with flags that are not a
     /// non-empty subset of READ | WRITE (EINVAL).
     #[error("{ioctl}: flags {flags:#x} are invalid (EINVAL): use READ (0x1), WRITE (0x2) or both")]

@@ -22,6 +22,12 @@ pub trait Exporter {
     /// The memory behind the buffer.
     fn backing(&self) -> &Backing;
 
+    /// The heap the buffer came from, for a heap's buffer: what a kernel's heap-specific
+    /// callbacks (a vendor's `begin_cpu_access_partial`) depend on.
+    fn heap_kind(&self) -> Option<HeapKind> {
+        None
+    }
+
     /// Whether CPU brackets and maps need cache maintenance at all. The uncached heap's
     /// write-combined memory needs none (only a barrier); cached memory does.
     fn needs_cpu_sync(&self) -> bool {
@@ -195,6 +201,10 @@ impl Exporter for HeapBuffer {
 
     fn backing(&self) -> &Backing {
         &self.backing
+    }
+
+    fn heap_kind(&self) -> Option<HeapKind> {
+        Some(self.kind)
     }
 }
 

@@ -19,7 +19,8 @@
 //! | [`Attachment::map`] / drop of [`Mapping`] | `dma_buf_map_attachment` / `dma_buf_unmap_attachment` |
 //! | [`DmaBuf::begin_cpu_access`] / drop of [`CpuAccess`] | `dma_buf_begin_cpu_access` / `dma_buf_end_cpu_access` |
 //! | [`DmaBuf::vmap`] / drop of [`Vmap`] | `dma_buf_vmap` / `dma_buf_vunmap` |
-//! | [`DmaBuf::mmap`], [`UserMapping::read`] / [`UserMapping::write`] | `mmap` of the fd, `DMA_BUF_IOCTL_SYNC` |
+//! | [`DmaBuf::begin_cpu_access_partial`] / [`DmaBuf::begin_cpu_access_overwrite`] | `dma_buf_begin_cpu_access_partial` (Android); the overwrite bracket is proposed (docs/proposals/sync-partial.md) |
+//! | [`DmaBuf::mmap`], [`UserMapping::read`] / [`UserMapping::write`] / [`UserMapping::overwrite`] | `mmap` of the fd, `DMA_BUF_IOCTL_SYNC`, `DMA_BUF_IOCTL_SYNC_PARTIAL` (Rockchip) with the proposed `DMA_BUF_SYNC_OVERWRITE` |
 //! | [`DmaBuf::resv`] | `dma_buf->resv` ([`Resv`]: `dma_resv`) |
 //! | [`DmaBuf::export_sync_file`] / [`DmaBuf::import_sync_file`] | `DMA_BUF_IOCTL_EXPORT_SYNC_FILE` / `IMPORT_SYNC_FILE` |
 //! | [`DmaBuf::poll`] | `poll` on the fd (`dma_buf_poll`) |
@@ -39,6 +40,7 @@
 
 mod attach;
 mod attachment;
+mod bracket;
 mod cpu_access;
 mod dma_buf;
 mod error;
@@ -61,6 +63,7 @@ pub mod user;
 
 pub use attach::{AttachError, AttachPlan, AttachPolicy, Backing, ImporterCaps, check_attach};
 pub use attachment::{Attachment, DeviceAccess, Mapping};
+pub use bracket::CpuBracket;
 pub use cpu_access::{CpuAccess, Vmap};
 pub use dma_buf::DmaBuf;
 pub use error::Error;
@@ -68,8 +71,8 @@ pub use heap::{DeviceBuffer, Exporter, HeapBuffer, HeapKind, UdmabufBuffer};
 pub use maintenance::MaintenancePolicy;
 pub use migrate::Placement;
 pub use mmap::{
-    DMA_BUF_SYNC_END, DMA_BUF_SYNC_READ, DMA_BUF_SYNC_RW, DMA_BUF_SYNC_START, DMA_BUF_SYNC_WRITE, UserMapping,
-    decode_sync_flags,
+    DMA_BUF_SYNC_END, DMA_BUF_SYNC_OVERWRITE, DMA_BUF_SYNC_READ, DMA_BUF_SYNC_RW, DMA_BUF_SYNC_START,
+    DMA_BUF_SYNC_WRITE, UserMapping, decode_sync_flags, decode_sync_partial_flags,
 };
 pub use ranges::RangeSet;
 pub use report::Report;

@@ -128,9 +128,14 @@ impl DmaBuf {
                     a.plan = plan;
                 }
             }
-            // Ranges tracked against the old pages mean nothing now.
+            // Ranges tracked against the old pages mean nothing now; the device caches may
+            // hold lines of the new pages from their earlier lives.
             inner.bufs[id].cpu_dirty.clear();
             inner.bufs[id].dev_dirty.clear();
+            inner.bufs[id].zeroed.clear();
+            for a in inner.bufs[id].attachments.iter_mut().flatten() {
+                a.stale.insert(0..size);
+            }
             let mut notify = Vec::new();
             for (i, a) in inner.bufs[id].attachments.iter_mut().enumerate() {
                 if let Some(a) = a

@@ -65,6 +65,22 @@ impl RangeSet {
             self.0.remove(r);
         }
     }
+
+    /// The bytes of `r` the set does not hold.
+    pub fn missing_in(&self, r: Range<u64>) -> RangeSet {
+        let mut out = RangeSet::new();
+        if r.start < r.end {
+            for g in self.0.gaps(&r) {
+                out.insert(g);
+            }
+        }
+        out
+    }
+
+    /// Whether the set holds every byte of `r`.
+    pub fn covers(&self, r: Range<u64>) -> bool {
+        self.missing_in(r).is_empty()
+    }
 }
 
 impl FromIterator<Range<u64>> for RangeSet {
@@ -95,5 +111,7 @@ mod tests {
         assert_eq!(s.within(35..60).iter().collect::<Vec<_>>(), vec![35..40, 50..60]);
         assert_eq!(s.len(), 90);
         assert!(s.within(60..60).is_empty(), "an empty window holds nothing");
+        assert_eq!(s.missing_in(30..120).iter().collect::<Vec<_>>(), vec![40..50, 100..120]);
+        assert!(s.covers(0..40) && !s.covers(0..41));
     }
 }

@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use dmabuf_sim::{DmaDirection, WriteId};
 
-use crate::{Attachment, DmaBuf, Error, UserMapping};
+use crate::{Attachment, CpuBracket, DmaBuf, Error, UserMapping};
 
 /// `dma_buf_map_attachment`: the mapping stays until [`unmap_attachment`].
 pub fn map_attachment(att: &Attachment, dir: DmaDirection) -> Result<(), Error> {
@@ -24,10 +24,19 @@ pub fn unmap_attachment(att: &Attachment) -> Result<(), Error> {
     att.unmap_raw()
 }
 
-/// `dma_buf_begin_cpu_access` over `range`: the bracket stays open until
-/// [`end_cpu_access`]. Accesses in between go through [`kernel_read`] / [`kernel_write`].
+/// `dma_buf_begin_cpu_access`, or `dma_buf_begin_cpu_access_partial` when `range` is not
+/// the whole buffer: the bracket stays open until [`end_cpu_access`]. Accesses in between
+/// go through [`kernel_read`] / [`kernel_write`].
 pub fn begin_cpu_access(buf: &DmaBuf, dir: DmaDirection, range: Range<u64>) -> Result<(), Error> {
-    buf.begin_cpu_access_raw(dir, range)
+    let bracket =
+        if range == (0..buf.size()) { CpuBracket::full(dir, buf.size()) } else { CpuBracket::partial(dir, range) };
+    buf.begin_cpu_access_raw(bracket)
+}
+
+/// The kernel bracket `bracket` declares (full, partial, or overwrite), without a guard:
+/// it stays open until [`end_cpu_access`].
+pub fn begin_cpu_bracket(buf: &DmaBuf, bracket: CpuBracket) -> Result<(), Error> {
+    buf.begin_cpu_access_raw(bracket)
 }
 
 /// `dma_buf_end_cpu_access`. An end with no bracket open, or with another direction than
@@ -62,10 +71,12 @@ pub fn sync_ioctl(map: &UserMapping, flags: u64) -> Result<(), Error> {
     map.sync(flags)
 }
 
-/// The sync ioctl with the range the access will touch declared (the kernel ioctl has
-/// none; the minimal maintenance limits itself to it).
-pub fn sync_ioctl_range(map: &UserMapping, flags: u64, range: Range<u64>) -> Result<(), Error> {
-    map.sync_range(flags, range)
+/// `DMA_BUF_IOCTL_SYNC_PARTIAL` (`struct dma_buf_sync_partial { flags, offset, len }`) as
+/// a program issues it: upstream answers [`Error::NoSyncPartial`] (`ENOTTY`), and a
+/// program falls back to [`sync_ioctl`]; a kernel that has the ioctl but not
+/// `DMA_BUF_SYNC_OVERWRITE` answers [`Error::NoOverwrite`] (`EINVAL`).
+pub fn sync_ioctl_partial(map: &UserMapping, flags: u64, offset: u32, len: u32) -> Result<(), Error> {
+    map.sync_partial(flags, offset, len)
 }
 
 /// A CPU read through a user mapping, with no bracket check beyond a report.

@@ -24,7 +24,51 @@ pub enum Report {
         /// A write (else a read).
         write: bool,
     },
-    /// `DMA_BUF_IOCTL_SYNC` with flags the kernel refuses (EINVAL).
+    /// The CPU touched bytes outside the range its ranged bracket declared
+    /// (`DMA_BUF_IOCTL_SYNC_PARTIAL`): the maintenance covered only the range, so the bytes
+    /// outside it may be stale (a read) or merge with stale bytes (a write).
+    AccessOutsideRange {
+        /// The buffer whose mapping the CPU touched.
+        buffer: BufferId,
+        /// The bytes touched outside the declared range (their first run).
+        range: Range<u64>,
+        /// The range the bracket declared.
+        declared: Range<u64>,
+        /// A write (else a read).
+        write: bool,
+    },
+    /// The end of a ranged bracket covers less than the CPU wrote in it: the bytes outside
+    /// its range are not handed over.
+    EndMissesWrites {
+        /// The buffer of the bracket.
+        buffer: BufferId,
+        /// Bytes written in the bracket and outside the end's range (their first run).
+        missed: Range<u64>,
+        /// The range the end declared.
+        end: Range<u64>,
+    },
+    /// A bracket declared to overwrite its range ended with bytes of it unwritten: the
+    /// kernel skipped their invalidate, so they hold whatever the cache had, and the end
+    /// hands that over.
+    OverwriteNotWhole {
+        /// The buffer of the bracket.
+        buffer: BufferId,
+        /// The range the bracket declared it overwrites.
+        declared: Range<u64>,
+        /// Bytes of it not written (their first run).
+        missed: Range<u64>,
+    },
+    /// The CPU read bytes an overwrite bracket declared it replaces before writing them:
+    /// their previous contents were given up, so the read may return stale bytes.
+    ReadInOverwrite {
+        /// The buffer read.
+        buffer: BufferId,
+        /// The bytes read before being written (their first run).
+        range: Range<u64>,
+        /// The range the bracket declared it overwrites.
+        declared: Range<u64>,
+    },
+    /// `DMA_BUF_IOCTL_SYNC` (or `_SYNC_PARTIAL`) with flags the kernel refuses (EINVAL).
     BadSyncFlags {
         /// The buffer the ioctl was issued on.
         buffer: BufferId,

@@ -7,10 +7,11 @@
 
 use std::sync::Arc;
 
-use dmabuf_sim::{CpuMapId, DeviceId, DmaDirection, DmaMapping, PhysRange, Sim};
+use dmabuf_sim::{CpuMapId, DeviceId, DmaMapping, PhysRange, Sim};
 
 use crate::SystemConfig;
 use crate::attach::{AttachPlan, ImporterCaps};
+use crate::bracket::CpuBracket;
 use crate::heap::{Exporter, PageAllocator};
 use crate::ranges::RangeSet;
 use crate::report::Report;
@@ -65,20 +66,24 @@ pub(crate) struct BufState {
     /// The exporter's kernel mapping (vmap), made on first CPU access.
     pub(crate) kmap: Option<CpuMapId>,
     /// Bytes written through the CPU cache and declared, not yet handed over to a device:
-    /// the kernel's own writes (zeroing, bounce copies back) and what CPU brackets that
-    /// ended wrote (Minimal).
+    /// the kernel's own writes (bounce copies back, a udmabuf's memfd) and what CPU
+    /// brackets that ended wrote (Minimal).
     pub(crate) cpu_dirty: RangeSet,
+    /// Bytes the exporter zeroed through the CPU cache at allocation that no device has
+    /// been about to access since, nor the CPU overwritten (Minimal hands them over
+    /// lazily: a device's first job or access bracket on them, never its map).
+    pub(crate) zeroed: RangeSet,
     /// Bytes non-coherent devices wrote since the CPU last looked (Minimal).
     pub(crate) dev_dirty: RangeSet,
     /// The user-space sync bracket in progress, with the bytes written in it.
-    pub(crate) user_bracket: Option<(DmaDirection, RangeSet)>,
+    pub(crate) user_bracket: Option<(CpuBracket, RangeSet)>,
     /// Live user-space mappings.
     pub(crate) mmaps: usize,
     /// Kernel CPU brackets in progress, and what vmap writes declared inside them.
     pub(crate) kernel_brackets: u32,
     pub(crate) kernel_written: RangeSet,
-    /// Directions of brackets opened without a guard (`raw::begin_cpu_access`).
-    pub(crate) raw_brackets: Vec<DmaDirection>,
+    /// Brackets opened without a guard (`raw::begin_cpu_access`), innermost last.
+    pub(crate) raw_brackets: Vec<CpuBracket>,
     /// Live kernel mappings (vmap).
     pub(crate) vmaps: u32,
     /// Whether the framework frees the backing at release (heap and device memory), or
@@ -99,6 +104,7 @@ impl BufState {
             kmap: None,
             cpu_dirty: RangeSet::new(),
             dev_dirty: RangeSet::new(),
+            zeroed: RangeSet::new(),
             user_bracket: None,
             mmaps: 0,
             kernel_brackets: 0,
@@ -115,7 +121,8 @@ impl BufState {
     /// not ended): whatever was declared of those bytes before is superseded, and is no
     /// longer the framework's to hand over until the bracket ends.
     pub(crate) fn cpu_written(&mut self, r: std::ops::Range<u64>) {
-        self.cpu_dirty.remove(r);
+        self.cpu_dirty.remove(r.clone());
+        self.zeroed.remove(r);
     }
 
     /// Pins held by all attachments together.
@@ -169,6 +176,10 @@ pub(crate) struct Inner {
     pub(crate) pages: PageAllocator,
     pub(crate) bufs: Vec<BufState>,
     pub(crate) reports: Vec<Report>,
+    /// Per device with a private cache, the physical addresses it has had mapped: what
+    /// its cache may hold lines of. Pages outside it (fresh from a heap) need no
+    /// invalidate before the device's first look.
+    pub(crate) footprints: Vec<RangeSet>,
 }
 
 impl Inner {

@@ -33,7 +33,8 @@ impl System {
     /// The framework on `sim`.
     pub fn new(sim: Sim, cfg: SystemConfig) -> System {
         let pages = PageAllocator::new(sim.platform());
-        System(Rc::new(RefCell::new(Inner { sim, cfg, pages, bufs: Vec::new(), reports: Vec::new() })))
+        let footprints = vec![crate::ranges::RangeSet::new(); sim.platform().devices.len()];
+        System(Rc::new(RefCell::new(Inner { sim, cfg, pages, bufs: Vec::new(), reports: Vec::new(), footprints })))
     }
 
     /// The rules and maintenance this system was made with.
@@ -167,11 +168,12 @@ impl System {
         // The zeroing is the kernel's own write: its dirty lines are the framework's to
         // hand over before a non-coherent device sees the pages (upstream's map cleans
         // them, as `dma_map_sgtable` does on arm64; the minimal implementation cleans them
-        // at the first non-coherent map), not at allocation, where no device looks yet.
+        // when a non-coherent device is about to access them, which the CPU overwriting
+        // them first spares), not at allocation, where no device looks yet.
         inner.sim.cpu_barrier();
         if inner.bufs[id].cpu_cached() {
             let size = inner.bufs[id].exporter.backing().size();
-            inner.bufs[id].cpu_dirty.insert(0..size);
+            inner.bufs[id].zeroed.insert(0..size);
         }
         drop(inner);
         Ok(DmaBuf::from_index(self.clone(), id))

@@ -14,7 +14,7 @@ use dmabuf::uapi::{
     Seals, SyncFlags, WaitStatus,
 };
 use dmabuf::user::{CMA_HEAP_NAME, DmaBuf, Error, Heaps, Op, SyncFile, SyncIoctls, UdmabufItem};
-use dmabuf::{HeapKind, Report, SyncTimeline};
+use dmabuf::{HeapKind, MaintenancePolicy, Report, SyncTimeline, System, SystemConfig};
 use dmabuf_sim::{Adversarial, Platform, Sim};
 
 const NOW: Option<Duration> = Some(Duration::ZERO);
@@ -32,14 +32,15 @@ fn ready(readable: bool, writable: bool) -> Readiness {
     Readiness { readable, writable }
 }
 
-/// The `DMA_BUF_IOCTL_SYNC` calls issued so far: (start?, flags, range).
+/// The `DMA_BUF_IOCTL_SYNC` and `_SYNC_PARTIAL` calls issued so far: (start?, flags,
+/// range). A ranged guard's range is widened to 64-byte lines, as MPP widens it.
 fn syncs(h: &Heaps) -> Vec<(bool, SyncFlags, Range<usize>)> {
     h.ioctls()
         .into_iter()
         .filter_map(|c| {
             let start = match c.op {
-                Op::DmaBufIoctlSyncStart => true,
-                Op::DmaBufIoctlSyncEnd => false,
+                Op::DmaBufIoctlSyncStart | Op::DmaBufIoctlSyncPartialStart => true,
+                Op::DmaBufIoctlSyncEnd | Op::DmaBufIoctlSyncPartialEnd => false,
                 _ => return None,
             };
             Some((start, c.flags.expect("sync flags"), c.range.expect("sync range")))
@@ -195,8 +196,8 @@ fn guards_bracket_every_access_with_their_flags_and_range() {
     assert_eq!(
         syncs(&h),
         vec![
-            (true, SyncFlags::Read, 8..16),
-            (false, SyncFlags::Read, 8..16),
+            (true, SyncFlags::Read, 0..64),
+            (false, SyncFlags::Read, 0..64),
             (true, SyncFlags::Write, PAGE..2 * PAGE),
             (false, SyncFlags::Write, PAGE..2 * PAGE),
             (true, SyncFlags::ReadWrite, all_of_it.clone()),
@@ -220,6 +221,89 @@ fn guards_bracket_every_access_with_their_flags_and_range() {
         assert!(matches!(map.write_range(bad), Err(Error::RangeOutOfBounds { .. })));
     }
     assert!(h.ioctls().is_empty(), "{:?}", h.ioctls());
+}
+
+fn heaps_under(preset: &str, maintenance: MaintenancePolicy) -> Heaps {
+    let sim = Sim::builder(Platform::preset(preset).expect("preset")).chooser(Adversarial).build();
+    Heaps::new(&System::new(sim, SystemConfig { maintenance, ..SystemConfig::default() }))
+}
+
+/// The sync ioctls, by operation, in order.
+fn sync_ops(h: &Heaps) -> Vec<Op> {
+    h.ioctls().into_iter().map(|c| c.op).filter(|op| format!("{op:?}").starts_with("DmaBufIoctlSync")).collect()
+}
+
+/// Upstream has no `DMA_BUF_IOCTL_SYNC_PARTIAL`: the first ranged guard gets `ENOTTY` and
+/// the mapping syncs the whole buffer from then on, as Rockchip's MPP does.
+#[test]
+fn ranged_guards_fall_back_to_the_full_sync_on_upstream() {
+    use Op::*;
+    let h = heaps_under("arm64-noncoherent", MaintenancePolicy::Linux);
+    let buf = alloc(&h, 4 * PAGE);
+    h.clear_ioctls();
+    let mut map = buf.mmap().expect("mmap");
+    assert_eq!(map.sync_partial_support(), None);
+    drop(map.read_range(8..16).expect("read"));
+    map.overwrite(PAGE, &[9; 64]).expect("overwrite");
+    assert_eq!(map.sync_partial_support(), Some(false));
+    assert_eq!(
+        sync_ops(&h),
+        vec![
+            DmaBufIoctlSyncPartialStart,
+            DmaBufIoctlSyncStart,
+            DmaBufIoctlSyncEnd,
+            DmaBufIoctlSyncStart,
+            DmaBufIoctlSyncEnd
+        ]
+    );
+    assert_eq!(map.read_range(PAGE..PAGE + 64).expect("read")[..], [9; 64][..]);
+    assert!(h.reports().is_empty(), "a probe is no misuse: {:?}", h.reports());
+}
+
+/// A vendor kernel has the ioctl but not `DMA_BUF_SYNC_OVERWRITE`: `EINVAL`, and the
+/// overwrite goes out as a plain ranged write, then and after.
+#[test]
+fn an_overwrite_drops_the_flag_a_vendor_kernel_refuses() {
+    use Op::*;
+    let h = heaps_under("arm64-noncoherent", MaintenancePolicy::Vendor);
+    let buf = alloc(&h, 4 * PAGE);
+    h.clear_ioctls();
+    let mut map = buf.mmap().expect("mmap");
+    map.overwrite(64, &[5; 128]).expect("overwrite");
+    map.overwrite(64, &[6; 128]).expect("overwrite");
+    assert_eq!((map.sync_partial_support(), map.overwrite_support()), (Some(true), Some(false)));
+    assert_eq!(
+        sync_ops(&h),
+        [DmaBufIoctlSyncPartialStart; 2]
+            .into_iter()
+            .chain([DmaBufIoctlSyncPartialEnd, DmaBufIoctlSyncPartialStart, DmaBufIoctlSyncPartialEnd])
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(map.read_range(64..192).expect("read")[..], [6; 128][..]);
+    assert!(h.reports().is_empty(), "{:?}", h.reports());
+}
+
+/// Under the minimal implementation an overwrite of whole lines that a device wrote costs
+/// no invalidate, and the device still reads what the CPU wrote.
+#[test]
+fn an_overwrite_of_whole_lines_needs_no_invalidate() {
+    let h = heaps_under("arm64-noncoherent", MaintenancePolicy::Minimal);
+    let buf = alloc(&h, 4 * PAGE);
+    let mut dev = h.device("vdec").expect("vdec");
+    dev.write(&buf, 0, &[0x11; 4 * PAGE]).expect("decode");
+    dev.complete().expect("complete");
+    let mut map = buf.mmap().expect("mmap");
+    let before = h.system().stats();
+    map.overwrite(PAGE, &[0x22; PAGE]).expect("overwrite");
+    let after = h.system().stats();
+    assert_eq!(after.invalidate.bytes, before.invalidate.bytes, "no invalidate of the overwritten lines");
+    assert_eq!(map.overwrite_support(), Some(true));
+    drop(map);
+    let mut display = h.device("display").expect("display");
+    let seen = display.read(&buf, 0..4 * PAGE).expect("read");
+    display.complete().expect("complete");
+    assert!(all(&seen[PAGE..2 * PAGE], 0x22) && all(&seen[..PAGE], 0x11), "the device sees the overwrite");
+    assert!(h.reports().is_empty(), "{:?}", h.reports());
 }
 
 #[test]
@@ -568,7 +652,7 @@ fn dma_buf_mmap_internal_refuses_mappings_past_the_end() {
         drop(r);
         assert!(matches!(map.read_range(0..2 * PAGE + 1), Err(Error::RangeOutOfBounds { .. })));
     }
-    let range = 2 * PAGE..3 * PAGE + 1;
+    let range = 2 * PAGE..3 * PAGE + 64;
     assert_eq!(syncs(&h), vec![(true, SyncFlags::Read, range.clone()), (false, SyncFlags::Read, range)]);
     for (offset, len) in [(0, 4 * PAGE + 1), (PAGE, 4 * PAGE), (4 * PAGE, 1)] {
         let e = buf.mmap_range(offset, len).map(drop).expect_err("past the end");

@@ -2,9 +2,13 @@
 //! between steps.
 
 use std::hash::{Hash, Hasher};
+use std::ops::Range;
 use std::rc::Rc;
 
-use dmabuf::{DMA_BUF_SYNC_END, ImporterCaps, Placement, ResvUsage, SyncFile, decode_sync_flags, raw};
+use dmabuf::{
+    DMA_BUF_SYNC_END, DMA_BUF_SYNC_OVERWRITE, ImporterCaps, Placement, ResvUsage, SyncFile, decode_sync_flags,
+    decode_sync_partial_flags, raw,
+};
 use dmabuf_sim::{DeviceId, DmaDirection, MemAttr};
 
 use super::Hooks;
@@ -254,9 +258,14 @@ impl Exec<'_, '_> {
                 }
             }
             Cmd::Job(j) => submit(w, j, s.line),
-            Cmd::CpuBegin { bytes, dir } => {
+            Cmd::CpuBegin { bytes, dir, overwrite } => {
                 let Some(h) = self.handle(bytes.buf) else { return Ok(()) };
-                match raw::begin_cpu_access(&h, *dir, bytes.range.clone()) {
+                let begun = if *overwrite {
+                    raw::begin_cpu_bracket(&h, dmabuf::CpuBracket::overwrite(bytes.range.clone()))
+                } else {
+                    raw::begin_cpu_access(&h, *dir, bytes.range.clone())
+                };
+                match begun {
                     Ok(()) => {
                         self.implicit_wait_done(&h, *dir);
                         if let Some(x) = w.objs.borrow_mut().buf_mut(bytes.buf) {
@@ -326,7 +335,7 @@ impl Exec<'_, '_> {
                         .report(w);
                 }
             }
-            Cmd::Sync { buf, flags } => self.sync(*buf, *flags),
+            Cmd::Sync { buf, flags, partial } => self.sync(*buf, *flags, partial.clone()),
             Cmd::SetName { buf, name } => {
                 let Some(h) = self.handle(*buf) else { return Ok(()) };
                 if let Err(e) = h.set_name(name) {
@@ -516,7 +525,13 @@ impl Exec<'_, '_> {
         self.w.jobs.borrow_mut().cpu.join(&c);
     }
 
-    fn sync(&mut self, buf: BufId, flags: u64) {
+    /// `sync`: the ioctl as a program issues it. A ranged one is `DMA_BUF_IOCTL_SYNC_PARTIAL`,
+    /// with the fallbacks of a program that probes for it as Rockchip's MPP does
+    /// (`mpp_dmabuf_sync_partial_begin` in osal/mpp_dmabuf.c): `ENOTTY` (upstream) makes it
+    /// `DMA_BUF_IOCTL_SYNC` on the whole buffer, and `EINVAL` for `DMA_BUF_SYNC_OVERWRITE`
+    /// (a kernel with the ioctl, not the flag) the ranged sync without the flag. Both are
+    /// correct: each maintains a superset of what the refused call would have.
+    fn sync(&mut self, buf: BufId, flags: u64, partial: Option<Range<u64>>) {
         let w = &*self.w;
         let Some(h) = self.handle(buf) else { return };
         let has_map = w.objs.borrow().buf(buf).is_some_and(|x| x.umap.is_some());
@@ -531,9 +546,25 @@ impl Exec<'_, '_> {
         let res = {
             let objs = w.objs.borrow();
             let m = objs.buf(buf).and_then(|x| x.umap.as_ref());
-            m.map(|m| raw::sync_ioctl(m, flags))
+            m.map(|m| match &partial {
+                None => raw::sync_ioctl(m, flags),
+                Some(r) => {
+                    // The lowering kept the range within the struct's 32-bit fields.
+                    let (offset, len) = (r.start as u32, (r.end - r.start) as u32);
+                    match raw::sync_ioctl_partial(m, flags, offset, len) {
+                        Err(dmabuf::Error::NoSyncPartial) => raw::sync_ioctl(m, flags & !DMA_BUF_SYNC_OVERWRITE),
+                        Err(dmabuf::Error::NoOverwrite { .. }) => {
+                            raw::sync_ioctl_partial(m, flags & !DMA_BUF_SYNC_OVERWRITE, offset, len)
+                        }
+                        other => other,
+                    }
+                }
+            })
         };
-        let decoded = decode_sync_flags(flags);
+        let decoded = match partial {
+            None => decode_sync_flags(flags),
+            Some(_) => decode_sync_partial_flags(flags).map(|(end, d, _)| (end, d)),
+        };
         if let Some((end, d)) = decoded {
             if !end && res.as_ref().is_some_and(Result::is_ok) {
                 self.implicit_wait_done(&h, d);

@@ -152,6 +152,44 @@ pub(crate) fn drain_reports(w: &World, user: Option<bool>) {
                     .message(format!("CPU {verb} of {b}{} outside a CPU access bracket", fmt_range(range)))
                     .hint(hint)
             }
+            Report::AccessOutsideRange { range, declared, write, .. } => {
+                let verb = if *write { "write" } else { "read" };
+                f.range(range.clone())
+                    .cpu()
+                    .message(format!(
+                        "CPU {verb} of {b}{} outside the range its ranged bracket declared ({b}{}): those bytes were not maintained",
+                        fmt_range(range),
+                        fmt_range(declared)
+                    ))
+                    .hint(format!("widen the bracket's range to cover line {line}'s access"))
+            }
+            Report::EndMissesWrites { missed, end, .. } => f
+                .range(missed.clone())
+                .cpu()
+                .message(format!(
+                    "the end of the bracket on {b} covers {b}{}, not {b}{} that the bracket wrote: those bytes are not handed over",
+                    fmt_range(end),
+                    fmt_range(missed)
+                ))
+                .hint("end over the range the bracket began with"),
+            Report::OverwriteNotWhole { declared, missed, .. } => f
+                .range(missed.clone())
+                .cpu()
+                .message(format!(
+                    "the bracket on {b}{} declared it overwrites its range whole, but ended with {b}{} unwritten: the kernel skipped their invalidate, so they hold whatever the cache had",
+                    fmt_range(declared),
+                    fmt_range(missed)
+                ))
+                .hint("write every byte of the range, or begin without `overwrite` (or over the bytes written alone)"),
+            Report::ReadInOverwrite { range, declared, .. } => f
+                .range(range.clone())
+                .cpu()
+                .message(format!(
+                    "CPU read of {b}{} before writing it, inside a bracket that declared it overwrites {b}{}: the old bytes were given up",
+                    fmt_range(range),
+                    fmt_range(declared)
+                ))
+                .hint("begin with `write` or `rw` and no `overwrite` to read the old bytes"),
             Report::BadSyncFlags { flags, .. } => f
                 .cpu()
                 .message(format!("DMA_BUF_IOCTL_SYNC on {b} with flags {flags:#x}: EINVAL"))
@@ -296,6 +334,10 @@ fn report_device(r: &Report) -> Option<DeviceId> {
 fn report_buffer(r: &Report) -> Option<dmabuf::BufferId> {
     Some(match r {
         Report::AccessOutsideBracket { buffer, .. }
+        | Report::AccessOutsideRange { buffer, .. }
+        | Report::EndMissesWrites { buffer, .. }
+        | Report::OverwriteNotWhole { buffer, .. }
+        | Report::ReadInOverwrite { buffer, .. }
         | Report::BadSyncFlags { buffer, .. }
         | Report::DoubleEnd { buffer }
         | Report::DirectionMismatch { buffer, .. }

@@ -198,19 +198,32 @@ impl Lower<'_> {
             Op::Release { buf } => Cmd::Release { buf: self.buffer(buf)? },
             Op::SetName { buf, name } => Cmd::SetName { buf: self.buffer(buf)?, name: name.node.clone() },
             Op::CpuEnd { buf, dir } => Cmd::CpuEnd { buf: self.buffer(buf)?, dir: dma_dir(dir.node) },
-            Op::Sync { buf, flags } => {
-                let flags = match flags.node {
-                    SyncFlags::Raw(f) => f,
-                    SyncFlags::Named { end, access } => {
+            Op::Sync { target, flags } => {
+                let (flags, overwrite) = match flags.node {
+                    SyncFlags::Raw(f) => (f, false),
+                    SyncFlags::Named { end, access, overwrite } => {
                         let a = match access {
                             Access::Read => dmabuf::DMA_BUF_SYNC_READ,
                             Access::Write => dmabuf::DMA_BUF_SYNC_WRITE,
                             Access::ReadWrite => dmabuf::DMA_BUF_SYNC_RW,
                         };
-                        a | if end { dmabuf::DMA_BUF_SYNC_END } else { dmabuf::DMA_BUF_SYNC_START }
+                        let o = if overwrite { dmabuf::DMA_BUF_SYNC_OVERWRITE } else { 0 };
+                        (a | o | if end { dmabuf::DMA_BUF_SYNC_END } else { dmabuf::DMA_BUF_SYNC_START }, overwrite)
                     }
                 };
-                Cmd::Sync { buf: self.buffer(buf)?, flags }
+                let bytes = self.target(target)?;
+                // `struct dma_buf_sync_partial` has a 32-bit offset and length.
+                if let Some(r) = &target.range
+                    && bytes.range.end > u64::from(u32::MAX)
+                {
+                    return Err(self.ctx.err(
+                        r.span,
+                        format!("range {} does not fit DMA_BUF_IOCTL_SYNC_PARTIAL's 32-bit offset and length", r.node),
+                        Some("a ranged sync covers bytes below 4 GiB".to_string()),
+                    ));
+                }
+                let partial = (target.range.is_some() || overwrite).then_some(bytes.range);
+                Cmd::Sync { buf: bytes.buf, flags, partial }
             }
             Op::DeviceBegin { dev, target } => Cmd::DeviceBegin { dev: self.device(dev)?, bytes: self.target(target)? },
             Op::DeviceEnd { dev, target } => Cmd::DeviceEnd { dev: self.device(dev)?, bytes: self.target(target)? },
@@ -245,7 +258,9 @@ impl Lower<'_> {
                 let signal = j.signal.as_ref().map(|f| self.make_fence(f));
                 Cmd::Job(JobCmd { dev, kind, after, signal })
             }
-            Op::CpuBegin { target, dir } => Cmd::CpuBegin { bytes: self.target(target)?, dir: dma_dir(dir.node) },
+            Op::CpuBegin { target, dir, overwrite } => {
+                Cmd::CpuBegin { bytes: self.target(target)?, dir: dma_dir(dir.node), overwrite: *overwrite }
+            }
             Op::CpuRead { target, expect } => {
                 Cmd::CpuRead { bytes: self.target(target)?, expect: expect.as_ref().map(|e| e.node) }
             }

@@ -276,6 +276,8 @@ pub enum Cmd {
         bytes: Bytes,
         /// The direction of the access.
         dir: DmaDirection,
+        /// Declared to overwrite its range whole (a `to_device` bracket).
+        overwrite: bool,
     },
     /// `cpu end`: `dma_buf_end_cpu_access`.
     CpuEnd {
@@ -332,12 +334,15 @@ pub enum Cmd {
         /// The buffer whose user-space mapping goes.
         buf: BufId,
     },
-    /// `sync`: `DMA_BUF_IOCTL_SYNC`.
+    /// `sync`: `DMA_BUF_IOCTL_SYNC`, or `DMA_BUF_IOCTL_SYNC_PARTIAL` over a range.
     Sync {
         /// The buffer whose user-space access the ioctl brackets.
         buf: BufId,
         /// `dma_buf_sync.flags`, as passed, refused ones included.
         flags: u64,
+        /// The bytes of `DMA_BUF_IOCTL_SYNC_PARTIAL` (`offset`, `offset + len`), which
+        /// fit its 32-bit fields; `None` for `DMA_BUF_IOCTL_SYNC`.
+        partial: Option<Range<u64>>,
     },
     /// `set_name`: `DMA_BUF_SET_NAME`.
     SetName {

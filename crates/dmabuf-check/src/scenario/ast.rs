@@ -126,13 +126,16 @@ pub enum Usage {
 /// The flags of a `sync` step (`DMA_BUF_IOCTL_SYNC`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncFlags {
-    /// `sync BUF start read`, `sync BUF end rw`, ...
+    /// `sync BUF start read`, `sync BUF end rw`, `sync BUF[RANGE] start write overwrite`, ...
     Named {
         /// `end` rather than `start`.
         end: bool,
         /// `read`, `write` or `rw`: which of `DMA_BUF_SYNC_READ` and `DMA_BUF_SYNC_WRITE`
         /// are set.
         access: Access,
+        /// `overwrite` (only after `start write`): `DMA_BUF_SYNC_OVERWRITE`, the CPU
+        /// writes every byte of the range before the end.
+        overwrite: bool,
     },
     /// `sync BUF flags=0x8`: raw flags, to write the mistakes the kernel refuses.
     Raw(u64),
@@ -370,6 +373,9 @@ pub enum Op {
         /// DIR: the DMA direction of the access (`write` is `to_device`, `read` is
         /// `from_device`).
         dir: Spanned<Dir>,
+        /// `overwrite` after a `write` (`to_device`): the CPU writes every byte of the
+        /// range before the end, so its previous contents need not be made visible.
+        overwrite: bool,
     },
     /// `cpu end BUF DIR`: `dma_buf_end_cpu_access`.
     CpuEnd {
@@ -431,10 +437,11 @@ pub enum Op {
         /// BUF: the buffer whose user-space mapping goes.
         buf: Ident,
     },
-    /// `sync BUF start|end read|write|rw` or `sync BUF flags=N`: `DMA_BUF_IOCTL_SYNC`.
+    /// `sync BUF start|end read|write|rw [overwrite]` or `sync BUF flags=N`:
+    /// `DMA_BUF_IOCTL_SYNC`; with a range (or `overwrite`), `DMA_BUF_IOCTL_SYNC_PARTIAL`.
     Sync {
-        /// BUF: the buffer whose user-space access the ioctl brackets.
-        buf: Ident,
+        /// BUF and, for the ranged ioctl, the bytes the bracket covers.
+        target: Target,
         /// `start|end ACCESS` or `flags=N`: what the ioctl passes in `dma_buf_sync.flags`.
         flags: Spanned<SyncFlags>,
     },

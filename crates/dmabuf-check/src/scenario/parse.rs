@@ -345,7 +345,7 @@ fn step(i: &mut In<'_>, sizes: &Sizes) -> PResult<Parsed> {
                 _ => Op::Release { buf },
             }
         }
-        "sync" => sync(i)?,
+        "sync" => sync(i, sizes)?,
         "set_name" => {
             let buf = ident(i, "a buffer")?;
             let Some(name) = opt(string).parse_next(i)? else {
@@ -480,9 +480,10 @@ fn attach(i: &mut In<'_>) -> PResult<Op> {
     Ok(Op::Attach { dev, buf, dynamic, p2p, expect_refused })
 }
 
-/// `sync BUF start|end read|write|rw` or `sync BUF flags=N`, after the verb.
-fn sync(i: &mut In<'_>) -> PResult<Op> {
-    let buf = ident(i, "a buffer")?;
+/// `sync TARGET start|end read|write|rw [overwrite]` or `sync TARGET flags=N`, after the
+/// verb (a range makes it `DMA_BUF_IOCTL_SYNC_PARTIAL`).
+fn sync(i: &mut In<'_>, sizes: &Sizes) -> PResult<Op> {
+    let target = target(i, sizes, "a buffer")?;
     const WHAT: &str = "`start`, `end` or `flags=N`";
     let Some(w) = opt(word).parse_next(i)? else {
         return expected(i, WHAT);
@@ -490,8 +491,21 @@ fn sync(i: &mut In<'_>) -> PResult<Op> {
     let flags = match w.node {
         "start" | "end" => {
             let access = choice(i, ACCESS, ACCESSES)?;
-            let flags = SyncFlags::Named { end: w.node == "end", access: access.node };
-            Spanned::new(flags, Span::new(w.span.start, access.span.end))
+            let end = w.node == "end";
+            let mut span_end = access.span.end;
+            let overwrite = if access.node == Access::Write && !end {
+                match opt(kw("overwrite")).parse_next(i)? {
+                    Some(o) => {
+                        span_end = o.end;
+                        true
+                    }
+                    None => false,
+                }
+            } else {
+                false
+            };
+            let flags = SyncFlags::Named { end, access: access.node, overwrite };
+            Spanned::new(flags, Span::new(w.span.start, span_end))
         }
         "flags" => {
             punct(i, "=", "`=`")?;
@@ -500,8 +514,21 @@ fn sync(i: &mut In<'_>) -> PResult<Op> {
         }
         _ => return fail(Span::new(w.span.start, w.span.start), Kind::Expected { what: WHAT, help: None }),
     };
-    done(i, END)?;
-    Ok(Op::Sync { buf, flags })
+    let overwrite_help = "`overwrite` follows `start write` only: a bracket that reads, or its end, gives no bytes up";
+    let what = match flags.node {
+        SyncFlags::Named { end: false, access: Access::Write, overwrite: false } => {
+            "`overwrite` or the end of the line"
+        }
+        _ => END,
+    };
+    let cp = i.checkpoint();
+    blank(i)?;
+    if let Some(o) = opt(kw("overwrite")).parse_next(i)? {
+        return fail(Span::new(o.start, o.start), Kind::Expected { what: END, help: Some(overwrite_help) });
+    }
+    i.reset(&cp);
+    done(i, what)?;
+    Ok(Op::Sync { target, flags })
 }
 
 /// `cpu begin TARGET DIR`, `cpu end BUF DIR`, `cpu read TARGET [expect VALUE]`,
@@ -514,7 +541,14 @@ fn cpu(i: &mut In<'_>, sizes: &Sizes) -> PResult<Op> {
         "begin" => {
             let target = target(i, sizes, "a buffer")?;
             let dir = choice(i, DIR, DIRS)?;
-            Op::CpuBegin { target, dir }
+            let overwrite = opt(kw("overwrite")).parse_next(i)?;
+            if let Some(o) = &overwrite
+                && dir.node != Dir::ToDevice
+            {
+                let help = "`overwrite` follows `write` (`to_device`) only: a bracket that reads gives no bytes up";
+                return fail(Span::new(o.start, o.start), Kind::Expected { what: END, help: Some(help) });
+            }
+            Op::CpuBegin { target, dir, overwrite: overwrite.is_some() }
         }
         "end" => {
             let buf = ident(i, "a buffer")?;

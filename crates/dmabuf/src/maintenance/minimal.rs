@@ -2,16 +2,29 @@
 //! hand-over, only for the non-coherent parties involved.
 //!
 //! What it knows is what was declared to it (coherency model, section 8): the ranges the
-//! CPU wrote inside brackets (`cpu_dirty` until handed to a device), the ranges
+//! CPU wrote inside brackets (`cpu_dirty` until handed to a device), the bytes the heap
+//! zeroed through the cache (`zeroed` until a device is about to look), the ranges
 //! non-coherent devices wrote (`dev_dirty` until the CPU looks), what each device wrote
 //! through its mapping (`written`) and what others changed behind a device's cache or
 //! bounce slot (`stale`). It never looks at the simulator's cache state.
+//!
+//! It uses what a bracket declares: a ranged bracket is maintained over its range only,
+//! and an overwrite bracket (`DMA_BUF_SYNC_OVERWRITE`) skips the invalidate of the lines
+//! its range covers whole, since the CPU replaces every byte of them (a line it covers in
+//! part still merges the line's other bytes, which must be current).
+//!
+//! The heap's zeroing is handed over lazily: not at a device's map (a device that keeps
+//! its mapping may never read the zeros, the CPU overwriting them first) but when a
+//! non-coherent device is about to access the bytes (a job's start, a device-side begin
+//! of access), which is before its first read of them and before a write of its own that
+//! a later write-back of a dirty zero line would undo.
 
 use std::ops::Range;
 
 use dmabuf_sim::{DmaAttrs, DmaDirection};
 
 use super::{Maintenance, bus_phys, fully_bounced, job_contract_cache, split_bounced};
+use crate::bracket::{CpuBracket, whole_lines};
 use crate::error::Error;
 use crate::ranges::RangeSet;
 use crate::state::Inner;
@@ -22,6 +35,7 @@ pub(crate) struct Minimal;
 impl Maintenance for Minimal {
     fn begin_job(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
         let Some(dev) = inner.bufs[buf].att(att).map(|a| a.dev) else { return Ok(()) };
+        clean_zeroed(inner, buf, att, range.clone())?;
         if !inner.noncoherent(dev) && inner.bufs[buf].cpu_cached() {
             // A coherent device's reads hit the CPU's lines: those over what non-coherent
             // devices wrote since the CPU last looked are stale (upstream dropped them at
@@ -47,15 +61,13 @@ impl Maintenance for Minimal {
         Ok(())
     }
 
-    fn begin_cpu_access(
-        &self,
-        inner: &mut Inner,
-        buf: usize,
-        _dir: DmaDirection,
-        range: Range<u64>,
-    ) -> Result<(), Error> {
+    fn device_access(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
+        clean_zeroed(inner, buf, att, range)
+    }
+
+    fn begin_cpu_access(&self, inner: &mut Inner, buf: usize, bracket: &CpuBracket) -> Result<(), Error> {
         // Whole lines: the CPU meets the whole line of every byte it touches.
-        let range = lines_of(inner, range);
+        let range = lines_of(inner, bracket.range.clone());
         // A device that keeps its mapping hands over what it wrote in the range now, as the
         // kernel's begin_cpu_access syncs every mapped attachment for the CPU.
         let keeping: Vec<usize> = inner.bufs[buf]
@@ -70,19 +82,20 @@ impl Maintenance for Minimal {
         for att in keeping {
             device_end(inner, buf, att, range.clone())?;
         }
+        if bracket.overwrite {
+            // The lines the CPU overwrites whole need no invalidate: a stale copy in the
+            // cache has every byte replaced before anything is written back or read.
+            let whole = whole_lines(&bracket.range, inner.sim.line_size());
+            inner.bufs[buf].dev_dirty.remove(whole);
+        }
         // Only what non-coherent devices wrote since the CPU last looked, inside the
         // bracket's range. For every direction: a partial-line CPU write into a stale line
         // would merge with stale bytes.
         invalidate_dev_dirty(inner, buf, range)
     }
 
-    fn end_cpu_access(
-        &self,
-        inner: &mut Inner,
-        buf: usize,
-        dir: DmaDirection,
-        written: &RangeSet,
-    ) -> Result<(), Error> {
+    fn end_cpu_access(&self, inner: &mut Inner, buf: usize, end: &CpuBracket, written: &RangeSet) -> Result<(), Error> {
+        let dir = end.dir;
         inner.bufs[buf].cpu_dirty.union(written);
         // Hand the bytes over now if a non-coherent device holds a long-lived mapping;
         // otherwise its map will.
@@ -125,9 +138,15 @@ impl Maintenance for Minimal {
         let pages = b.exporter.backing().pages.clone();
         let m = inner.sim.dma_map(dev, &pages, dir, DmaAttrs { skip_cpu_sync: true })?;
         let len = m.len();
+        let bounced = m.is_bounced();
         if let Some(a) = inner.bufs[buf].att_mut(att) {
             a.mapping = Some(m);
             a.written.clear();
+            if bounced {
+                // The device's cache tags the slots, which other mappings used before: what
+                // it holds of them is unknown.
+                a.stale.insert(0..len);
+            }
         }
         // A bounce slot starts empty: fill all of it (what swiotlb's map does).
         device_begin(inner, buf, att, 0..len, true)
@@ -145,6 +164,7 @@ impl Maintenance for Minimal {
     }
 
     fn begin_device_access(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
+        clean_zeroed(inner, buf, att, range.clone())?;
         device_begin(inner, buf, att, range, false)
     }
 
@@ -176,6 +196,28 @@ fn clean_cpu_dirty(inner: &mut Inner, buf: usize) -> Result<(), Error> {
         inner.sim.cache_clean(p)?;
     }
     inner.bufs[buf].cpu_dirty.clear();
+    Ok(())
+}
+
+/// A non-coherent device reaching the pages directly is about to access `range`: the
+/// heap's zeros still dirty in the CPU cache there reach memory first (the device must
+/// read zeros, and a later write-back of a zero line must not undo what it writes).
+fn clean_zeroed(inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
+    let b = &inner.bufs[buf];
+    if b.zeroed.is_empty() || !b.cpu_cached() {
+        return Ok(());
+    }
+    let Some(a) = b.att(att) else { return Ok(()) };
+    let Some(m) = a.mapping.as_ref() else { return Ok(()) };
+    if !inner.noncoherent(a.dev) || fully_bounced(m) {
+        return Ok(());
+    }
+    let range = lines_of(inner, range);
+    let pieces: Vec<_> = b.zeroed.within(range.clone()).iter().flat_map(|r| b.phys(r)).collect();
+    for p in pieces {
+        inner.sim.cache_clean(p)?;
+    }
+    inner.bufs[buf].zeroed.remove(range);
     Ok(())
 }
 
@@ -230,9 +272,17 @@ fn device_begin(inner: &mut Inner, buf: usize, att: usize, range: Range<u64>, fi
     }
     if inner.sim.device_has_cache(devid) {
         let lines = lines_of(inner, range.clone());
-        let stale: Vec<Range<u64>> =
-            inner.bufs[buf].att(att).map(|a| a.stale.within(lines).iter().collect()).unwrap_or_default();
-        for r in stale {
+        let mut stale = inner.bufs[buf].att(att).map(|a| a.stale.within(lines)).unwrap_or_default();
+        if !m.is_bounced() {
+            // The device's cache holds lines only of addresses it has had mapped: what
+            // others changed of pages it never mapped (fresh from the heap) is not in it.
+            let mut kept = RangeSet::new();
+            for r in super::footprint_stale(inner, buf, dev).iter() {
+                kept.union(&stale.within(r));
+            }
+            stale = kept;
+        }
+        for r in stale.iter() {
             for p in bus_phys(&m, r) {
                 inner.sim.device_cache_invalidate(devid, p)?;
             }

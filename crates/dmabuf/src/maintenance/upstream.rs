@@ -3,13 +3,36 @@
 //! (`dma_sync_sgtable_for_cpu` / `_for_device`), and map and unmap do the full streaming
 //! DMA maintenance (`dma_map_sgtable` / `dma_unmap_sgtable`); a driver with a device
 //! cache invalidates it when it maps and writes it back when it unmaps.
+//!
+//! Upstream has no ranged bracket: `dma_buf_ioctl` answers `ENOTTY` to
+//! `DMA_BUF_IOCTL_SYNC_PARTIAL` (its `default:` case) and there is no
+//! `dma_buf_begin_cpu_access_partial`, so a ranged kernel bracket is the full one here.
+//!
+//! [`Vendor`] is the same kernel with what Rockchip's BSP adds (drivers/dma-buf/dma-buf.c
+//! under `CONFIG_DMABUF_PARTIAL`, as in armbian/linux-rockchip): `DMA_BUF_IOCTL_SYNC_PARTIAL`
+//! calls `dma_buf_begin_cpu_access_partial` / `dma_buf_end_cpu_access_partial`, which call
+//! the exporter's `begin_cpu_access_partial` / `end_cpu_access_partial` when it has them
+//! and do nothing else (but the fence wait) when it has not. The heaps disagree on what
+//! the range means:
+//! - `rk_system_heap` (drivers/dma-buf/heaps/rk_system_heap.c,
+//!   `system_heap_dma_buf_begin_cpu_access_partial`) syncs the range alone, with the heap's
+//!   own device (`dma_heap_get_dev`), whoever is mapped: nothing at the begin of a
+//!   `DMA_TO_DEVICE` bracket, nothing for an uncached buffer;
+//! - `rk-cma-heap` (drivers/dma-buf/rk_heaps/rk-cma-heap.c,
+//!   `rk_cma_heap_dma_buf_begin_cpu_access_partial`) syncs the whole buffer for every
+//!   mapped attachment, as the full call does, and the range with the heap's device only
+//!   while nothing is attached;
+//! - every other exporter (udmabuf, DRM drivers' GEM objects, a device's local memory) has
+//!   no hook: the ranged bracket does no maintenance at all.
 
 use std::ops::Range;
 
-use dmabuf_sim::{DmaAttrs, DmaDirection};
+use dmabuf_sim::{DmaAttrs, DmaDirection, SyncOp};
 
 use super::{Maintenance, bus_phys, job_contract_cache, mappings_for};
+use crate::bracket::CpuBracket;
 use crate::error::Error;
+use crate::heap::HeapKind;
 use crate::ranges::RangeSet;
 use crate::state::Inner;
 
@@ -31,14 +54,8 @@ impl Maintenance for Upstream {
         Ok(())
     }
 
-    fn begin_cpu_access(
-        &self,
-        inner: &mut Inner,
-        buf: usize,
-        dir: DmaDirection,
-        _range: Range<u64>,
-    ) -> Result<(), Error> {
-        for m in mappings_for(inner, buf, dir) {
+    fn begin_cpu_access(&self, inner: &mut Inner, buf: usize, bracket: &CpuBracket) -> Result<(), Error> {
+        for m in mappings_for(inner, buf, bracket.dir) {
             inner.sim.dma_sync_for_cpu(&m, 0, m.len())?;
         }
         Ok(())
@@ -48,10 +65,10 @@ impl Maintenance for Upstream {
         &self,
         inner: &mut Inner,
         buf: usize,
-        dir: DmaDirection,
+        end: &CpuBracket,
         _written: &RangeSet,
     ) -> Result<(), Error> {
-        for m in mappings_for(inner, buf, dir) {
+        for m in mappings_for(inner, buf, end.dir) {
             inner.sim.dma_sync_for_device(&m, 0, m.len())?;
         }
         Ok(())
@@ -144,5 +161,109 @@ impl Maintenance for Upstream {
             .unwrap_or_default();
         inner.bufs[buf].mark_stale_for_others(Some(att), &written);
         Ok(())
+    }
+}
+
+/// Upstream's maintenance with Rockchip's ranged brackets (see the module's doc).
+pub(crate) struct Vendor;
+
+/// What a vendor heap's `begin_cpu_access_partial` / `end_cpu_access_partial` does with
+/// the range.
+enum PartialHook {
+    /// `rk_system_heap`: the range alone, with the heap's device.
+    Range,
+    /// `rk-cma-heap`: the full call's sync of every mapped attachment; the range with the
+    /// heap's device while nothing is attached.
+    WholeBuffer,
+    /// No hook: nothing.
+    None,
+}
+
+fn partial_hook(inner: &Inner, buf: usize) -> PartialHook {
+    match inner.bufs[buf].exporter.heap_kind() {
+        Some(HeapKind::System) => PartialHook::Range,
+        Some(HeapKind::Cma) => PartialHook::WholeBuffer,
+        // The uncached heap returns early (`buffer->uncached`); the rest have no hook.
+        _ => PartialHook::None,
+    }
+}
+
+/// `dma_sync_single_range_for_cpu` / `_for_device` over `range` with the heap's own device
+/// (`dma_heap_get_dev`): a platform device that snoops nothing, except where every DMA
+/// master of the platform is coherent (x86), where the sync is a no-op.
+fn heap_device_sync(inner: &mut Inner, buf: usize, range: Range<u64>, op: SyncOp) -> Result<(), Error> {
+    if inner.sim.platform().devices.iter().all(|d| d.coherent) || !inner.bufs[buf].cpu_cached() {
+        return Ok(());
+    }
+    let pieces = inner.bufs[buf].phys(range);
+    for p in pieces {
+        match op {
+            SyncOp::Nothing => {}
+            SyncOp::Clean => inner.sim.cache_clean(p)?,
+            SyncOp::Invalidate => inner.sim.cache_invalidate(p)?,
+        }
+    }
+    Ok(())
+}
+
+impl Maintenance for Vendor {
+    fn begin_cpu_access(&self, inner: &mut Inner, buf: usize, bracket: &CpuBracket) -> Result<(), Error> {
+        if !bracket.partial {
+            return Upstream.begin_cpu_access(inner, buf, bracket);
+        }
+        let profile = inner.sim.platform().dma_profile;
+        match partial_hook(inner, buf) {
+            // `if (direction == DMA_TO_DEVICE) return 0;`
+            PartialHook::Range if bracket.dir == DmaDirection::ToDevice => Ok(()),
+            PartialHook::Range => heap_device_sync(inner, buf, bracket.range.clone(), profile.for_cpu(bracket.dir)),
+            PartialHook::WholeBuffer => {
+                if inner.bufs[buf].attachments.iter().flatten().next().is_none() {
+                    heap_device_sync(inner, buf, bracket.range.clone(), profile.for_cpu(bracket.dir))?;
+                }
+                Upstream.begin_cpu_access(inner, buf, bracket)
+            }
+            PartialHook::None => Ok(()),
+        }
+    }
+
+    fn end_cpu_access(&self, inner: &mut Inner, buf: usize, end: &CpuBracket, written: &RangeSet) -> Result<(), Error> {
+        if !end.partial {
+            return Upstream.end_cpu_access(inner, buf, end, written);
+        }
+        let profile = inner.sim.platform().dma_profile;
+        match partial_hook(inner, buf) {
+            PartialHook::Range => heap_device_sync(inner, buf, end.range.clone(), profile.for_device(end.dir)),
+            PartialHook::WholeBuffer => {
+                if inner.bufs[buf].attachments.iter().flatten().next().is_none() {
+                    heap_device_sync(inner, buf, end.range.clone(), profile.for_device(end.dir))?;
+                }
+                Upstream.end_cpu_access(inner, buf, end, written)
+            }
+            PartialHook::None => Ok(()),
+        }
+    }
+
+    fn map(&self, inner: &mut Inner, buf: usize, att: usize, dir: DmaDirection) -> Result<(), Error> {
+        Upstream.map(inner, buf, att, dir)
+    }
+
+    fn unmap(&self, inner: &mut Inner, buf: usize, att: usize) -> Result<(), Error> {
+        Upstream.unmap(inner, buf, att)
+    }
+
+    fn begin_device_access(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
+        Upstream.begin_device_access(inner, buf, att, range)
+    }
+
+    fn end_device_access(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
+        Upstream.end_device_access(inner, buf, att, range)
+    }
+
+    fn begin_job(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
+        Upstream.begin_job(inner, buf, att, range)
+    }
+
+    fn end_job(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
+        Upstream.end_job(inner, buf, att, range)
     }
 }

@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use dmabuf_sim::PAGE_SIZE;
 use dmabuf_uapi::mapping::{self, CpuMapping, MapRegistry};
-use dmabuf_uapi::{Error, FdFlags, Op, Readiness, Result, SyncFlags, traits, validate};
+use dmabuf_uapi::{
+    DMA_BUF_SYNC_OVERWRITE, Error, FdFlags, Op, Readiness, Result, SyncFlags, SyncPhase, traits, validate,
+};
 
 use super::{Shared, SyncFile, SyncIoctls, framework};
-use crate::{DMA_BUF_SYNC_END, DMA_BUF_SYNC_START, UserMapping};
+use crate::{UserMapping, raw};
 
 /// A guarded CPU mapping of a simulated dma-buf (unmapped on drop): its bytes are
 /// reachable only through guards, which bracket the access with `DMA_BUF_IOCTL_SYNC` as
@@ -38,10 +40,6 @@ impl fmt::Debug for DmaBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DmaBuf").field("name", &self.inner.name()).field("size", &self.inner.size()).finish()
     }
-}
-
-fn range64(r: &Range<usize>) -> Range<u64> {
-    r.start as u64..r.end as u64
 }
 
 impl DmaBuf {
@@ -194,13 +192,13 @@ impl SimMap<'_> {
         self.offset + range.start..self.offset + range.end
     }
 
-    fn sync(&self, op: Op, phase: u64, flags: SyncFlags, range: &Range<usize>) -> Result<()> {
-        if !self.issue() {
-            return Ok(());
-        }
-        let range = self.in_buffer(range);
-        self.buf.shared.record(op, self.buf.inner.name(), Some(flags), Some(range.clone()));
-        self.map.sync_range(phase | u64::from(flags.bits()), range64(&range)).map_err(framework(op))
+    /// Where the writes of a range go: `store` for a guard's changed runs, `overwrite_bytes`
+    /// for all of it.
+    fn write_at(&self, at: usize, data: &[u8]) -> Result<()> {
+        self.map
+            .write_unsynced(at as u64, data)
+            .map(|_| ())
+            .map_err(|source| Error::Access { buffer: self.buf.inner.name(), source: Box::new(source) })
     }
 
     fn copy(&self, range: &Range<usize>) -> Result<Vec<u8>> {
@@ -274,12 +272,32 @@ impl CpuMapping for SimMap<'_> {
         self.writable
     }
 
-    fn sync_start(&self, flags: SyncFlags, range: &Range<usize>) -> Result<()> {
-        self.sync(Op::DmaBufIoctlSyncStart, DMA_BUF_SYNC_START, flags, range)
+    fn offset(&self) -> usize {
+        self.offset
     }
 
-    fn sync_end(&self, flags: SyncFlags, range: &Range<usize>) -> Result<()> {
-        self.sync(Op::DmaBufIoctlSyncEnd, DMA_BUF_SYNC_END, flags, range)
+    fn buffer_len(&self) -> usize {
+        self.buf.size()
+    }
+
+    fn sync(&self, phase: SyncPhase, flags: SyncFlags) -> Result<()> {
+        if !self.issue() {
+            return Ok(());
+        }
+        let op = Op::sync(phase, false);
+        self.buf.shared.record(op, self.buf.inner.name(), Some(flags), Some(0..self.buf.size()));
+        raw::sync_ioctl(&self.map, phase.bits() | u64::from(flags.bits())).map_err(framework(op))
+    }
+
+    fn sync_partial(&self, phase: SyncPhase, flags: SyncFlags, offset: u32, len: u32, overwrite: bool) -> Result<()> {
+        if !self.issue() {
+            return Ok(());
+        }
+        let op = Op::sync(phase, true);
+        let range = offset as usize..offset as usize + len as usize;
+        self.buf.shared.record(op, self.buf.inner.name(), Some(flags), Some(range));
+        let bits = phase.bits() | u64::from(flags.bits()) | if overwrite { DMA_BUF_SYNC_OVERWRITE } else { 0 };
+        raw::sync_ioctl_partial(&self.map, bits, offset, len).map_err(framework(op))
     }
 
     unsafe fn read_bytes(&self, range: Range<usize>) -> Result<Vec<u8>> {
@@ -294,12 +312,14 @@ impl CpuMapping for SimMap<'_> {
     fn store(&self, bytes: &WriteBytes, range: &Range<usize>) -> Result<()> {
         let start = self.in_buffer(range).start;
         for run in changed_runs(&bytes.original, &bytes.data) {
-            let at = (start + run.start) as u64;
-            self.map
-                .write_unsynced(at, &bytes.data[run])
-                .map_err(|source| Error::Access { buffer: self.buf.inner.name(), source: Box::new(source) })?;
+            self.write_at(start + run.start, &bytes.data[run])?;
         }
         Ok(())
+    }
+
+    unsafe fn overwrite_bytes(&self, range: Range<usize>, data: &[u8]) -> Result<()> {
+        // One store of every byte, and no load: an overwrite gave the old bytes up.
+        self.write_at(self.in_buffer(&range).start, data)
     }
 }
 

@@ -15,7 +15,7 @@
 //! | [`Heap::allocate_with`] | `DMA_HEAP_IOCTL_ALLOC` | [`crate::Heap::allocate`]; the fd's access mode is kept here |
 //! | [`DmaBuf::set_name`] | `DMA_BUF_SET_NAME` | [`crate::DmaBuf::set_name`] |
 //! | [`DmaBuf::mmap_range`] | `mmap` of the fd | [`crate::DmaBuf::mmap`] of the whole buffer, the window kept here |
-//! | [`Mapping`]'s guards | `DMA_BUF_IOCTL_SYNC` `START` / `END` | [`raw::sync_ioctl_range`](crate::raw::sync_ioctl_range), the bytes moved by [`raw::mmap_read`](crate::raw::mmap_read) / [`raw::mmap_write`](crate::raw::mmap_write) inside the bracket |
+//! | [`Mapping`]'s guards | `DMA_BUF_IOCTL_SYNC` `START` / `END`, `DMA_BUF_IOCTL_SYNC_PARTIAL` for a range (`ENOTTY` under `MaintenancePolicy::Linux`, as upstream: the guards fall back) | [`raw::sync_ioctl`](crate::raw::sync_ioctl), [`raw::sync_ioctl_partial`](crate::raw::sync_ioctl_partial), the bytes moved by [`raw::mmap_read`](crate::raw::mmap_read) / [`raw::mmap_write`](crate::raw::mmap_write) inside the bracket |
 //! | [`DmaBuf::export_sync_file`] / [`DmaBuf::import_sync_file`] | `DMA_BUF_IOCTL_EXPORT_SYNC_FILE` / `IMPORT_SYNC_FILE` | the same on [`crate::DmaBuf`] |
 //! | [`DmaBuf::poll`] | `poll` on the fd | [`crate::DmaBuf::poll_timeout`] |
 //! | [`SyncFile`] | `sync_file` | [`crate::sync_file::SyncFile`] |
@@ -101,12 +101,15 @@ pub fn errno_of(e: &crate::Error) -> Errno {
         E::NoSuchDevice { .. } | E::NoLocalMemory { .. } => Errno::ENODEV,
         E::Pinned { .. } | E::Busy { .. } | E::AlreadyMapped { .. } => Errno::EBUSY,
         E::Fence(f) => f.errno(),
+        E::NoSyncPartial => Errno::ENOTTY,
         // A device the memory does not suit is refused at attach or map, as drivers
         // refuse it (dma_buf_attach, dma_map_sgtable): EINVAL.
         E::Attach(_)
         | E::ZeroSize
         | E::OutOfBounds { .. }
         | E::BadSyncFlags { .. }
+        | E::BadSyncPartialFlags { .. }
+        | E::NoOverwrite { .. }
         | E::BadSyncFileFlags { .. }
         | E::NameTooLong { .. }
         | E::NotDynamic { .. }
@@ -145,8 +148,8 @@ pub struct Ioctl {
     pub target: String,
     /// The flags (`SYNC`, export, import) or the interest (`poll`).
     pub flags: Option<SyncFlags>,
-    /// The byte range of the buffer a guard declared (the kernel ioctl has no range; the
-    /// framework limits its maintenance to it).
+    /// The byte range of the buffer the ioctl names: the whole buffer for
+    /// `DMA_BUF_IOCTL_SYNC`, `offset..offset + len` for `DMA_BUF_IOCTL_SYNC_PARTIAL`.
     pub range: Option<Range<usize>>,
 }
 
