@@ -754,10 +754,20 @@ fn numbers_units_and_bytes() {
         assert!(matches!(e, ParseError::BadNumber { .. }), "{line}: {e:?}");
         assert_eq!(at(&e), (Some(2), Some(col)), "{line}");
     }
+    // The platform format's units, one table for both (binary, K/KB/KiB alike).
+    for (line, size) in [
+        ("buffer c size=4K heap=system", 4096u64),
+        ("buffer c size=4KB heap=system", 4096),
+        ("buffer c size=2T heap=system", 2u64 << 40),
+        ("buffer c size=3B heap=system", 3),
+    ] {
+        let src = format!("platform arm64-noncoherent\n{line}\n");
+        let s = dmabuf_check::scenario::parse(&src, "t.dmabuf").unwrap_or_else(|e| panic!("{line}: {e:?}"));
+        assert!(format!("{:?}", s).contains(&format!("node: {size}")), "{line}: {s:?}");
+    }
     for (line, unit) in [
-        ("buffer c size=4K heap=system", "K"),
-        ("buffer c size=4KB heap=system", "KB"),
         ("buffer c size=4kib heap=system", "kib"),
+        ("buffer c size=4Q heap=system", "Q"),
         ("cpu write b = 1KiB", "KiB"),
         ("repeat 3x {", "x"),
         ("sync b flags=4KiB", "KiB"),
@@ -767,9 +777,9 @@ fn numbers_units_and_bytes() {
         assert_eq!(u, unit, "{line}");
         assert!(help.contains("KiB") || help.contains("no unit"), "{help}");
     }
-    let e = err2("buffer c size=4K heap=system");
+    let e = err2("buffer c size=4kib heap=system");
     let ParseError::BadUnit { help, .. } = &e else { panic!() };
-    assert!(help.contains("KiB, MiB and GiB"), "{help}");
+    assert!(help.contains("KiB, MiB, GiB, TiB"), "{help}");
 
     for line in [
         "buffer c size=18446744073709551616 heap=system",

@@ -215,9 +215,6 @@ pub(super) fn number_token<'s>(i: &mut In<'s>) -> PResult<Spanned<&'s str>> {
         .parse_next(i)
 }
 
-/// The units a size or offset may take, each with its shift (`KiB` multiplies by 2^10).
-const UNITS: [(&str, u32); 3] = [("KiB", 10), ("MiB", 20), ("GiB", 30)];
-
 /// Splits a number token into its value and its unit (letters after the digits).
 fn split(t: &Spanned<&str>) -> PResult<(u64, String)> {
     let bad = || fail(t.span, Kind::BadNumber);
@@ -257,11 +254,12 @@ pub(super) fn size_of(t: &Spanned<&str>) -> PResult<Spanned<u64>> {
     if unit.is_empty() {
         return Ok(Spanned::new(v, t.span));
     }
-    let Some(&(_, shift)) = UNITS.iter().find(|(u, _)| *u == unit) else {
-        let help = "sizes and offsets take the units KiB, MiB and GiB (powers of 1024), or none for bytes";
-        return fail(t.span, Kind::BadUnit { unit, help: help.into() });
+    // The platform format's units: one table for both.
+    let Some(shift) = dmabuf_sim::ByteSize::unit_shift(&unit) else {
+        let help = format!("sizes and offsets take {}", dmabuf_sim::ByteSize::UNITS_HELP);
+        return fail(t.span, Kind::BadUnit { unit, help });
     };
-    match v.checked_mul(1 << shift) {
+    match v.checked_mul(1u64 << shift) {
         Some(v) => Ok(Spanned::new(v, t.span)),
         None => fail(t.span, Kind::Overflow),
     }

@@ -61,16 +61,29 @@ impl ByteSize {
         let num = num.trim().replace('_', "");
         let n = if let Some(hex) = num.strip_prefix("0x") { u64::from_str_radix(hex, 16) } else { num.parse::<u64>() }
             .map_err(|_| format!("`{s}` is not a size (examples: 4096, \"64KiB\", \"4GiB\", \"0x1000\")"))?;
-        let mult: u64 = match unit.trim() {
-            "" | "B" => 1,
-            "K" | "KiB" | "KB" => 1 << 10,
-            "M" | "MiB" | "MB" => 1 << 20,
-            "G" | "GiB" | "GB" => 1 << 30,
-            "T" | "TiB" | "TB" => 1 << 40,
-            u => return Err(format!("unknown size unit `{u}` in `{s}` (use B, KiB, MiB, GiB, TiB)")),
+        let Some(shift) = ByteSize::unit_shift(unit.trim()) else {
+            return Err(format!("unknown size unit `{}` in `{s}` ({})", unit.trim(), ByteSize::UNITS_HELP));
         };
-        n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("size `{s}` overflows 64 bits"))
+        n.checked_mul(1 << shift).map(ByteSize).ok_or_else(|| format!("size `{s}` overflows 64 bits"))
     }
+
+    /// The power of two a size unit multiplies by: `KiB` (also `K`, `KB`) 10, `MiB` 20,
+    /// `GiB` 30, `TiB` 40, `B` or none 0. Units are binary everywhere, in platform files
+    /// and in scenarios alike: one table for both.
+    pub fn unit_shift(unit: &str) -> Option<u32> {
+        Some(match unit {
+            "" | "B" => 0,
+            "K" | "KiB" | "KB" => 10,
+            "M" | "MiB" | "MB" => 20,
+            "G" | "GiB" | "GB" => 30,
+            "T" | "TiB" | "TB" => 40,
+            _ => return None,
+        })
+    }
+
+    /// The units [`ByteSize::unit_shift`] knows, in words for an error's help.
+    pub const UNITS_HELP: &'static str =
+        "units: B, KiB, MiB, GiB, TiB (powers of 1024; K, M, G, T and KB, MB, GB, TB mean the same)";
 }
 
 impl fmt::Display for ByteSize {
