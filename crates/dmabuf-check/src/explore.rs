@@ -379,6 +379,7 @@ fn run_path(
     choice: &Rc<RefCell<Vec<PhysAddr>>>,
     lines: &Rc<RefCell<Vec<PhysAddr>>>,
     visited: Option<&mut HashSet<u64>>,
+    watch: Option<Hooks<'_>>,
 ) -> Result<(RunResult, Vec<Point>, Option<BadChoice>), RunError> {
     let line = Rc::new(Cell::new(0));
     let trail = Rc::new(RefCell::new(Trail { prefix, taken: Vec::new(), line: line.clone(), bad: None }));
@@ -404,6 +405,10 @@ fn run_path(
     let _ = lines;
     hooks.lines = Some(choice.clone());
     hooks.line = Some(line);
+    if let Some(w) = watch {
+        hooks.observer = w.observer;
+        hooks.tracer = w.tracer;
+    }
     if let Some(visited) = visited {
         visit_fn = move |key: u64| -> bool { visit_trail.borrow().replaying() || visited.insert(key) };
         hooks.visit = Some(&mut visit_fn);
@@ -443,7 +448,7 @@ pub fn explore(
         let mut prefix = Vec::new();
         loop {
             let (result, taken, _) =
-                run_path(scenario, file, src, &cfg.run, prefix, &choice, &lines, Some(&mut visited))?;
+                run_path(scenario, file, src, &cfg.run, prefix, &choice, &lines, Some(&mut visited), None)?;
             max_depth = max_depth.max(taken.len());
             if !result.stopped {
                 paths += 1;
@@ -534,6 +539,32 @@ pub fn replay(
     line: Option<usize>,
     choices: &[u8],
 ) -> Result<(RunResult, Vec<Move>), ReplayMismatch> {
+    replay_watched(scenario, file, src, cfg, line, choices, None)
+}
+
+/// [`replay`] with an observer and a tracer from `hooks` watching the path (the HTML
+/// report's recorder); the rest of `hooks` is the explorer's own.
+pub fn replay_hooked(
+    scenario: &Scenario,
+    file: &Path,
+    src: &str,
+    cfg: &RunConfig,
+    line: Option<usize>,
+    choices: &[u8],
+    hooks: Hooks<'_>,
+) -> Result<RunResult, ReplayMismatch> {
+    replay_watched(scenario, file, src, cfg, line, choices, Some(hooks)).map(|(r, _)| r)
+}
+
+fn replay_watched(
+    scenario: &Scenario,
+    file: &Path,
+    src: &str,
+    cfg: &RunConfig,
+    line: Option<usize>,
+    choices: &[u8],
+    watch: Option<Hooks<'_>>,
+) -> Result<(RunResult, Vec<Move>), ReplayMismatch> {
     let lines = Rc::new(RefCell::new(Vec::new()));
     pilot(scenario, file, src, cfg, &lines)?;
     let n = lines.borrow().len();
@@ -544,7 +575,7 @@ pub fn replay(
     }
     let group: Vec<PhysAddr> = line.and_then(|i| lines.borrow().get(i).copied()).into_iter().collect();
     let choice = Rc::new(RefCell::new(group));
-    let (result, taken, bad) = run_path(scenario, file, src, cfg, choices.to_vec(), &choice, &lines, None)?;
+    let (result, taken, bad) = run_path(scenario, file, src, cfg, choices.to_vec(), &choice, &lines, None, watch)?;
     if let Some((index, choice, options)) = bad {
         return Err(ReplayMismatch::Choice { index, choice, options });
     }

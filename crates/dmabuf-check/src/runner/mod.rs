@@ -16,6 +16,7 @@
 //! | `exec` | the steps, in order, with an explorer's say between them |
 //! | `jobs` | device jobs and the accesses the sanitizer watches |
 //! | `findings` | the runner's own findings and the framework's reports as findings |
+//! | `trace` | what the program does, told to a [`Tracer`](trace::Tracer) (the HTML report) |
 
 mod error;
 mod exec;
@@ -23,6 +24,7 @@ mod findings;
 mod jobs;
 mod lower;
 mod program;
+pub mod trace;
 mod world;
 
 use std::cell::{Cell, RefCell};
@@ -140,9 +142,8 @@ pub fn run_with_progress(
 ) -> Result<RunResult, RunError> {
     let fname = file.display().to_string();
     let ctx = Ctx { file: &fname, src };
-    let chooser = chooser_from_name(&cfg.chooser).map_err(|e| {
-        ctx.err(Span::new(0, 0), e.to_string(), Some("choosers: adversarial, seeded:N, lru, never".into()))
-    })?;
+    // The error names the choosers already.
+    let chooser = chooser_from_name(&cfg.chooser).map_err(|e| ctx.err(Span::new(0, 0), e.to_string(), None))?;
     run_hooked(scenario, file, src, cfg, Hooks { progress: Some(progress), ..Hooks::new(chooser) })
 }
 
@@ -175,6 +176,8 @@ pub struct Hooks<'a> {
     /// One more observer of the hardware beside the sanitizer (the oracle of
     /// `dmabuf bench`).
     pub observer: Option<Box<dyn Observer>>,
+    /// Hears what the program does: steps, jobs, fences and waits (the HTML report).
+    pub tracer: Option<trace::TracerRef>,
 }
 
 impl<'a> Hooks<'a> {
@@ -189,6 +192,7 @@ impl<'a> Hooks<'a> {
             line: None,
             accessing: None,
             observer: None,
+            tracer: None,
         }
     }
 }
@@ -204,9 +208,8 @@ pub fn run_observed(
 ) -> Result<RunResult, RunError> {
     let fname = file.display().to_string();
     let ctx = Ctx { file: &fname, src };
-    let chooser = chooser_from_name(&cfg.chooser).map_err(|e| {
-        ctx.err(Span::new(0, 0), e.to_string(), Some("choosers: adversarial, seeded:N, lru, never".into()))
-    })?;
+    // The error names the choosers already.
+    let chooser = chooser_from_name(&cfg.chooser).map_err(|e| ctx.err(Span::new(0, 0), e.to_string(), None))?;
     run_hooked(scenario, file, src, cfg, Hooks { observer: Some(observer), ..Hooks::new(chooser) })
 }
 
@@ -232,7 +235,14 @@ pub fn run_hooked(
         None => builder.observer(san.clone()).build(),
     };
     let sys = System::new(sim, SystemConfig { attach: cfg.attach, maintenance: cfg.maintenance });
-    let w = world::World::new(prog.clone(), sys, san.clone(), hooks.accessing.clone(), hooks.line.clone());
+    let w = world::World::new(
+        prog.clone(),
+        sys,
+        san.clone(),
+        hooks.accessing.clone(),
+        hooks.line.clone(),
+        hooks.tracer.clone(),
+    );
     w.jobs.borrow_mut().cpu.tick(0);
     let mut ex = exec::Exec { ctx, w: w.clone(), steps: 0, hooks, stopped: false };
     ex.run(&prog.steps)?;
