@@ -514,6 +514,12 @@ impl Recorder {
                 ));
             }
         }
+        // Only the writes a row names: the rest (a folded loop's, say) would be kept for
+        // nothing.
+        let named: HashSet<u64> =
+            rows.iter().flat_map(|r| &r.places).flatten().flat_map(|(_, v)| &v.writes).copied().collect();
+        let mut writes = std::mem::take(&mut self.writes);
+        writes.retain(|w, _| named.contains(w));
         Recording {
             line_size: self.line,
             lanes: std::mem::take(&mut self.lanes),
@@ -523,7 +529,7 @@ impl Recorder {
             arrows: std::mem::take(&mut self.arrows),
             ranges: std::mem::take(&mut self.followed).into_iter().map(|(f, _)| f).collect(),
             rows,
-            writes: std::mem::take(&mut self.writes),
+            writes,
             notes,
         }
     }
