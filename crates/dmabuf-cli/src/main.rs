@@ -192,7 +192,10 @@ fn main() -> ExitCode {
         Cmd::Record(a) => record::run(a),
         Cmd::Plan(a) => plan::run(a),
         Cmd::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "dmabuf", &mut std::io::stdout());
+            // Into memory first: clap_complete panics on a failed write (a closed pipe).
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "dmabuf", &mut out);
+            let _ = std::io::stdout().write_all(&out);
             ExitCode::SUCCESS
         }
         Cmd::Man => {

@@ -375,5 +375,7 @@
     root.appendChild(sec);
     if (sec.draw) sec.draw();
   });
+  // For the browser test: drawn, and how long it took since the page began to load.
+  document.body.setAttribute('data-render-ms', String(Math.round(performance.now())));
   document.body.setAttribute('data-ready', '1');
 })();

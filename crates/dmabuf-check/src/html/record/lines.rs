@@ -221,11 +221,13 @@ impl Recorder {
         for l in ids {
             for p in 0..self.places.len() {
                 let v = self.view(p, l);
-                let hist = self.lines.get_mut(&l).expect("followed");
-                let last = hist.iter().rev().find(|(_, q, _)| *q as usize == p);
-                if last.is_some_and(|(_, _, x)| *x == v) {
+                // The last view of each place is kept beside the history: looking it up
+                // there made a long run's recording quadratic.
+                if self.shown.get(&(l, p as u8)) == Some(&v) {
                     continue;
                 }
+                self.shown.insert((l, p as u8), v.clone());
+                let hist = self.lines.get_mut(&l).expect("followed");
                 match hist.last_mut() {
                     Some(e) if e.0 == m && e.1 as usize == p => e.2 = v,
                     _ => {

@@ -35,9 +35,9 @@ pub const FOLD_OVER: u64 = 4;
 /// Iterations kept before the fold (the last one is kept too).
 pub const FOLD_KEEP: u64 = 2;
 /// Moments recorded at most; the run goes on unrecorded past them.
-pub const MAX_MOMENTS: usize = 20_000;
+pub const MAX_MOMENTS: usize = 10_000;
 /// Line-state changes recorded at most.
-pub const MAX_HISTORY: usize = 400_000;
+pub const MAX_HISTORY: usize = 200_000;
 /// Lines followed per range of interest; a longer range is followed at its first and
 /// last `MAX_LINES / 2` lines (where partial-line problems live).
 pub const MAX_LINES: u64 = 2048;
@@ -232,6 +232,8 @@ pub struct Recorder {
     owner: RangeMap<u64, String>,
     /// Lines followed, with their history: `(moment, place, view)`.
     lines: BTreeMap<u64, History>,
+    /// The last view of each followed line in each place: `(line, place)`.
+    shown: HashMap<(u64, u8), View>,
     followed: Vec<(Followed, Vec<(u64, u64)>)>,
     history: usize,
     // The timeline.
@@ -326,6 +328,7 @@ impl Recorder {
             buffers: HashMap::new(),
             owner: RangeMap::new(),
             lines: BTreeMap::new(),
+            shown: HashMap::new(),
             followed: Vec::new(),
             history: 0,
             lanes: vec![Lane { kind: LaneKind::Cpu, name: "cpu".into() }],
