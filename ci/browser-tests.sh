@@ -2,9 +2,9 @@
 # The HTML reports in a real browser: Debian's chromium, headless.
 #
 # Writes `dmabuf check --html` for every example scenario (one page per file, and one
-# page of all of them), `dmabuf explore --html` for the examples whose counterexample has
-# hardware moves, two long runs (thousands of steps, in a `repeat` and in a row), and
-# `dmabuf bench --html`; opens each page once in headless chromium,
+# page of all of them), `dmabuf explore --html` for a litmus test whose counterexample has
+# a hardware move and for two examples, two long runs (thousands of steps, in a `repeat`
+# and in a row), and `dmabuf bench --html`; opens each page once in headless chromium,
 # with its DOM dumped after the scripts ran, a screenshot, and the console on stderr.
 # Each page must:
 # - write nothing to the console (the report logs nothing, so any message is an error or
@@ -62,9 +62,10 @@ for f in scenarios/*.dmabuf; do
 done
 make_page "$W/pages/check-all.html" "$DMABUF" check --html "$W/pages/check-all.html" scenarios/*.dmabuf &&
     pages+=("$W/pages/check-all.html")
-for n in capture-prefetch-broken keeps-mapping-broken keeps-mapping-fixed; do
+for f in scenarios/litmus/stray-dirty-line scenarios/keeps-mapping-broken scenarios/keeps-mapping-fixed; do
+    n=$(basename "$f")
     make_page "$W/pages/explore-$n.html" "$DMABUF" explore --html "$W/pages/explore-$n.html" \
-        --replay-out "$W/out/$n.replay" "scenarios/$n.dmabuf" && pages+=("$W/pages/explore-$n.html")
+        --replay-out "$W/out/$n.replay" "$f.dmabuf" && pages+=("$W/pages/explore-$n.html")
 done
 # Long runs: a `repeat` of thousands of iterations (folded), and thousands of steps in a
 # row (drawn up to the recording's cap).
@@ -150,6 +151,10 @@ for p in "${pages[@]}"; do
     for e in "${want[@]}"; do
         if grep -q -- "$e" "$W/out/$n.dom"; then ok; else bad "$n: no \`$e\` in the drawn page"; fi
     done
+    # The counterexample's hardware moves, in their lane.
+    case $n in
+    explore-stray-dirty-line) if grep -q 'm-hw moment' "$W/out/$n.dom"; then ok; else bad "$n: no hardware move drawn"; fi ;;
+    esac
     case $n in
     *-broken | check-all) if grep -q 'hl-main' "$W/out/$n.dom"; then ok; else bad "$n: no highlighted finding"; fi ;;
     esac
