@@ -12,7 +12,7 @@
 //!
 //! The data comes from a second run of the scenario with a [`Recorder`] (the simulator's
 //! observer and the runner's tracer): runs are deterministic, so it is the run that was
-//! checked, and what it keeps is bounded ([`record`] says how). The runner knows nothing
+//! checked, and what it keeps is bounded ([`mod@record`] says how). The runner knows nothing
 //! of this module; the CLI only calls [`check_page`], [`explore_page`] and
 //! [`bench_page`].
 

@@ -1,10 +1,10 @@
 //! The recorder: what one run did, kept for the HTML report, within bounds.
 //!
-//! It is the simulator's [`Observer`] and the runner's [`Tracer`] at once. From the
-//! runner it learns the program's side (steps, jobs, fences and waits, where each buffer's
-//! pages are); from the simulator's events, the hardware's (accesses, maintenance, bounce
-//! copies, the hardware's own moves) with provenance, which write produced the bytes each
-//! line holds.
+//! It is the simulator's [`Observer`](dmabuf_sim::Observer) and the runner's [`Tracer`]
+//! at once. From the runner it learns the program's side (steps, jobs, fences and waits,
+//! where each buffer's pages are); from the simulator's events, the hardware's (accesses,
+//! maintenance, bounce copies, the hardware's own moves) with provenance, which write
+//! produced the bytes each line holds.
 //!
 //! The timeline is a sequence of *moments*: a step of the program, a device job's
 //! accesses, a burst of the framework's maintenance or copies, a burst of the hardware's
