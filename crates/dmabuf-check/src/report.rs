@@ -220,9 +220,13 @@ const RULES: [(FindingKind, &str); 8] = [
 ];
 
 /// A file name as a SARIF `uri`: a relative reference with `/` separators and the
-/// characters a URI reserves percent-encoded.
+/// characters a URI reserves percent-encoded; an absolute path is a `file://` URI (SARIF
+/// 2.1.0, 3.10.3: a URI reference, which a bare absolute path is not meant to be).
 fn uri(file: &str) -> String {
     let mut out = String::new();
+    if file.starts_with('/') {
+        out.push_str("file://");
+    }
     for c in file.replace('\\', "/").chars() {
         match c {
             ' ' | '%' | '#' | '?' | '"' | '<' | '>' | '[' | ']' | '{' | '}' | '|' | '^' | '`' => {
@@ -323,4 +327,17 @@ pub fn to_sarif(all: &[FileReport<'_>]) -> Value {
             "results": results,
         }],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uri;
+
+    #[test]
+    fn sarif_uris_are_uri_references() {
+        assert_eq!(uri("scenarios/uvc gpu.dmabuf"), "scenarios/uvc%20gpu.dmabuf");
+        assert_eq!(uri("/home/me/x.dmabuf"), "file:///home/me/x.dmabuf");
+        assert_eq!(uri("<stdin>"), "%3Cstdin%3E");
+        assert_eq!(uri("a\\b#1.dmabuf"), "a/b%231.dmabuf");
+    }
 }
