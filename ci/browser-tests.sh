@@ -16,20 +16,24 @@
 # Prints each page's size and render time (from the start of the load until drawn), then
 # `N passed, M failed`, and fails if any check fails.
 #
-# Installs chromium with apt-get when missing (.ci/run does too, on a fresh machine).
+# Installs chromium and python3 with apt-get when missing (.ci/run installs chromium too,
+# on a fresh machine).
 # DMABUF_BROWSER_SHOTS=DIR keeps the screenshots there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 log() { echo "== browser-tests: $*"; }
 
-if ! command -v chromium >/dev/null; then
-    log "installing chromium"
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+# The screenshots are read with python3's standard library.
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 ||
-        { apt-get update -qq >/dev/null; apt-get install -y --no-install-recommends chromium >/dev/null; }
+    apt-get install -y --no-install-recommends "${need[@]}" >/dev/null 2>&1 ||
+        { apt-get update -qq >/dev/null; apt-get install -y --no-install-recommends "${need[@]}" >/dev/null; }
 fi
-command -v python3 >/dev/null || { echo "browser-tests: python3 is needed to read the screenshots" >&2; exit 1; }
 
 log "building dmabuf"
 cargo build -q -p dmabuf-cli
