@@ -228,9 +228,12 @@ impl Recorder {
                 }
                 self.shown.insert((l, p as u8), v.clone());
                 let hist = self.lines.get_mut(&l).expect("followed");
-                match hist.last_mut() {
-                    Some(e) if e.0 == m && e.1 as usize == p => e.2 = v,
-                    _ => {
+                // One entry per moment and place: a folded loop is one moment, however
+                // many times its lines change in it (the entries of moment `m` are the
+                // last ones, at most one per place).
+                match hist.iter_mut().rev().take_while(|e| e.0 == m).find(|e| e.1 as usize == p) {
+                    Some(e) => e.2 = v,
+                    None => {
                         hist.push((m, p as u8, v));
                         self.history += 1;
                     }
