@@ -197,12 +197,15 @@
 
       // The axis: the scenario line of each CPU step, where there is room.
       var axis = sv('g', { cls: 'axis' }, svg);
-      var lastX = -1e9;
+      var lastX = -1e9, lastW = 0;
       r.moments.forEach(function (m, i) {
         if (r.lanes[m.lane].kind !== 'cpu') return;
-        if (x(i) - lastX < 26) return;
-        lastX = x(i);
-        sv('text', { x: x(i), y: 15, 'text-anchor': 'middle', text: String(m.line) + (m.it ? '·' + m.it : '') }, axis);
+        var label = String(m.line) + (m.it ? '·' + m.it : '');
+        // About 7 px a character: a label is drawn where it does not touch the last one.
+        var w = label.length * 7;
+        if (x(i) - lastX < (w + lastW) / 2 + 4) return;
+        lastX = x(i); lastW = w;
+        sv('text', { x: x(i), y: 15, 'text-anchor': 'middle', text: label }, axis);
       });
 
       // Folded iterations: a band across the lanes.
