@@ -18,6 +18,8 @@ DMABUF_DTB_DIR=$DTBS cargo test -p dmabuf-dt --test boards -- --include-ignored
 DMABUF_DTB_DIR=$DTBS cargo test -p dmabuf-check --test plan_boards -- --include-ignored
 cargo build --release -q -p dmabuf-dt --example sweep
 timeout 60 target/release/examples/sweep "$DTBS"
+echo "== browser tests (every example's HTML report in headless chromium)"
+bash ci/browser-tests.sh
 echo "== kernel tests (dmabuf-linux on a real kernel under qemu)"
 bash ci/kernel-tests.sh
 echo "== guest tests (dmabuf record on a real kernel under qemu)"

@@ -371,6 +371,7 @@ fn run_path(
     prefix: Vec<u8>,
     choice: &Rc<RefCell<Vec<PhysAddr>>>,
     visited: Option<(&mut HashSet<u64>, Option<Instant>)>,
+    watch: Option<Hooks<'_>>,
 ) -> Result<(RunResult, Vec<Point>, Option<BadChoice>), RunError> {
     let line = Rc::new(Cell::new(0));
     let trail = Rc::new(RefCell::new(Trail { prefix, taken: Vec::new(), line: line.clone(), bad: None }));
@@ -394,6 +395,10 @@ fn run_path(
     // order in which jobs ran, which the runner's part of the hash holds.
     hooks.lines = Some(choice.clone());
     hooks.line = Some(line);
+    if let Some(w) = watch {
+        hooks.observer = w.observer;
+        hooks.tracer = w.tracer;
+    }
     if let Some((visited, deadline)) = visited {
         // A run that is still going at the deadline stops there: a bound is a bound
         // inside a run too (one run of a long scenario can take seconds).
@@ -454,7 +459,7 @@ pub fn explore(
         let mut visited = HashSet::new();
         let mut prefix = Vec::new();
         loop {
-            let run = run_path(scenario, file, src, &cfg.run, prefix, &choice, Some((&mut visited, deadline)));
+            let run = run_path(scenario, file, src, &cfg.run, prefix, &choice, Some((&mut visited, deadline)), None);
             let (result, taken, _) = match run {
                 Err(e) if e.over_memory() => {
                     bound = Some(e.message().to_string());
@@ -568,6 +573,32 @@ pub fn replay(
     line: Option<usize>,
     choices: &[u8],
 ) -> Result<(RunResult, Vec<Move>), ReplayMismatch> {
+    replay_watched(scenario, file, src, cfg, line, choices, None)
+}
+
+/// [`replay`] with an observer and a tracer from `hooks` watching the path (the HTML
+/// report's recorder); the rest of `hooks` is the explorer's own.
+pub fn replay_hooked(
+    scenario: &Scenario,
+    file: &Path,
+    src: &str,
+    cfg: &RunConfig,
+    line: Option<usize>,
+    choices: &[u8],
+    hooks: Hooks<'_>,
+) -> Result<RunResult, ReplayMismatch> {
+    replay_watched(scenario, file, src, cfg, line, choices, Some(hooks)).map(|(r, _)| r)
+}
+
+fn replay_watched(
+    scenario: &Scenario,
+    file: &Path,
+    src: &str,
+    cfg: &RunConfig,
+    line: Option<usize>,
+    choices: &[u8],
+    watch: Option<Hooks<'_>>,
+) -> Result<(RunResult, Vec<Move>), ReplayMismatch> {
     let (lines, _, _) = pilot(scenario, file, src, cfg, None)?.expect("a pilot without a deadline finishes");
     let n = lines.len();
     if let Some(i) = line
@@ -577,7 +608,7 @@ pub fn replay(
     }
     let group: Vec<PhysAddr> = line.and_then(|i| lines.nth(i)).into_iter().collect();
     let choice = Rc::new(RefCell::new(group));
-    let (result, taken, bad) = run_path(scenario, file, src, cfg, choices.to_vec(), &choice, None)?;
+    let (result, taken, bad) = run_path(scenario, file, src, cfg, choices.to_vec(), &choice, None, watch)?;
     if let Some((index, choice, options)) = bad {
         return Err(ReplayMismatch::Choice { index, choice, options });
     }

@@ -12,6 +12,7 @@
 
 pub mod bench;
 pub mod explore;
+pub mod html;
 pub mod memory;
 pub mod plan;
 pub mod replay;

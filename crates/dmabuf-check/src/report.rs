@@ -1,5 +1,7 @@
 //! Reports of a run, for people (text) and for scripts (JSON).
 //!
+//! `--format sarif` is [`to_sarif`], SARIF 2.1.0 for code-scanning views.
+//!
 //! The JSON is a stable contract: an object with `findings` (each with `kind`, `buffer`,
 //! `range` as `[start, end)`, `agents`, `line`, `message`, `hint`, `count`, `severity`,
 //! plus `file` and `steps`) and `stats` (maintenance counts and bytes by kind, and
@@ -11,7 +13,7 @@ use dmabuf_sim::{OpCount, Stats};
 use serde_json::{Value, json};
 
 use crate::runner::RunResult;
-use crate::sanitizer::Severity;
+use crate::sanitizer::{FindingKind, Severity};
 
 /// One checked file.
 pub struct FileReport<'a> {
@@ -203,4 +205,139 @@ pub fn to_text(r: &FileReport<'_>, st: Styles) -> String {
         s.maintenance_cycles()
     );
     out
+}
+
+/// Every finding kind, with what it means: the rules of the SARIF report.
+const RULES: [(FindingKind, &str); 8] = [
+    (FindingKind::StaleRead, "A read returned older bytes although a newer write happens before it."),
+    (FindingKind::LostWrite, "A write's bytes were destroyed before anything replaced them."),
+    (FindingKind::Race, "Two accesses to the same bytes, one a write, with no happens-before between them."),
+    (FindingKind::Misuse, "A violation of the DMA API's or the dma-buf framework's rules."),
+    (FindingKind::AttachRefused, "Attach refused a device, or the importing driver refused the buffer at map."),
+    (FindingKind::AttachUnsafe, "An attach a rule refuses, accepted as upstream Linux does."),
+    (FindingKind::Migrated, "A dynamic exporter moved the buffer for an importer without a peer-to-peer path."),
+    (FindingKind::ExpectFailed, "An `expect` did not hold and no other finding explains why."),
+];
+
+/// A file name as a SARIF `uri`: a relative reference with `/` separators and the
+/// characters a URI reserves percent-encoded; an absolute path is a `file://` URI (SARIF
+/// 2.1.0, 3.10.3: a URI reference, which a bare absolute path is not meant to be).
+fn uri(file: &str) -> String {
+    let mut out = String::new();
+    if file.starts_with('/') {
+        out.push_str("file://");
+    }
+    for c in file.replace('\\', "/").chars() {
+        match c {
+            ' ' | '%' | '#' | '?' | '"' | '<' | '>' | '[' | ']' | '{' | '}' | '|' | '^' | '`' => {
+                let mut b = [0; 4];
+                for byte in c.encode_utf8(&mut b).bytes() {
+                    out += &format!("%{byte:02X}");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The SARIF 2.1.0 log of one or more files, for code-scanning views: one result per
+/// finding (its consequences as results of their own), at the line it is reported at,
+/// with every line involved as a related location. A definite finding is an `error`, a
+/// latent one a `warning`.
+pub fn to_sarif(all: &[FileReport<'_>]) -> Value {
+    use crate::sanitizer::Finding;
+    let rules: Vec<Value> = RULES
+        .iter()
+        .map(|(k, what)| {
+            json!({
+                "id": k.name(),
+                "shortDescription": { "text": what },
+                "defaultConfiguration": { "level": "error" },
+            })
+        })
+        .collect();
+    let location = |file: &str, src: &str, line: u32| {
+        let text = src.lines().nth(line.saturating_sub(1) as usize).unwrap_or("");
+        json!({
+            "physicalLocation": {
+                "artifactLocation": { "uri": uri(file) },
+                "region": { "startLine": line.max(1), "snippet": { "text": text } },
+            }
+        })
+    };
+    let mut results = Vec::new();
+    fn push(out: &mut Vec<(String, u32, Finding)>, f: &Finding, file: &str) {
+        out.push((file.to_string(), f.line, f.clone()));
+        for c in &f.consequences {
+            push(out, c, file);
+        }
+    }
+    let mut flat = Vec::new();
+    for r in all {
+        for f in &r.result.findings {
+            push(&mut flat, f, r.file);
+        }
+    }
+    for (file, line, f) in flat {
+        let src = all.iter().find(|r| r.file == file).map_or("", |r| r.src);
+        let rule = RULES.iter().position(|(k, _)| *k == f.kind).unwrap_or(0);
+        let mut seen = Vec::new();
+        let related: Vec<Value> = f
+            .steps
+            .iter()
+            .filter(|s| {
+                s.line != 0 && !seen.contains(&(s.line, &s.role)) && {
+                    seen.push((s.line, &s.role));
+                    true
+                }
+            })
+            .enumerate()
+            .map(|(i, s)| {
+                let mut l = location(&file, src, s.line);
+                l["id"] = json!(i + 1);
+                l["message"] = json!({ "text": s.role });
+                l
+            })
+            .collect();
+        let text = if f.hint.is_empty() { f.message.clone() } else { format!("{} Hint: {}", f.message, f.hint) };
+        results.push(json!({
+            "ruleId": f.kind.name(),
+            "ruleIndex": rule,
+            "level": if f.severity == Severity::Latent { "warning" } else { "error" },
+            "message": { "text": text },
+            "locations": [location(&file, src, line)],
+            "relatedLocations": related,
+            "properties": {
+                "severity": f.severity.name(),
+                "buffer": f.buffer,
+                "range": f.range,
+                "agents": f.agents,
+                "count": f.count,
+            },
+        }));
+    }
+    let artifacts: Vec<Value> = all.iter().map(|r| json!({ "location": { "uri": uri(r.file) } })).collect();
+    json!({
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": { "name": "dmabuf", "version": env!("CARGO_PKG_VERSION"), "rules": rules } },
+            "artifacts": artifacts,
+            "columnKind": "unicodeCodePoints",
+            "results": results,
+        }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uri;
+
+    #[test]
+    fn sarif_uris_are_uri_references() {
+        assert_eq!(uri("scenarios/uvc gpu.dmabuf"), "scenarios/uvc%20gpu.dmabuf");
+        assert_eq!(uri("/home/me/x.dmabuf"), "file:///home/me/x.dmabuf");
+        assert_eq!(uri("<stdin>"), "%3Cstdin%3E");
+        assert_eq!(uri("a\\b#1.dmabuf"), "a/b%231.dmabuf");
+    }
 }

@@ -13,6 +13,7 @@ use dmabuf_check::bench::{Suite, run_suite, to_json, to_svg, to_text};
 
 use crate::Format;
 
+/// Flags of `dmabuf bench`.
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Output format.
@@ -21,6 +22,10 @@ pub struct BenchArgs {
     /// Also write a bar chart of the results (SVG) to FILE.
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
+    /// Also write the results as one self-contained HTML page to FILE: the charts of
+    /// bytes and ratios with their targets, and the table.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// Frames each pipeline runs after its warm-up frame.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     frames: u32,
@@ -47,9 +52,15 @@ pub fn run(a: BenchArgs) -> ExitCode {
         Format::Text => write!(out, "{}", to_text(&suite, &results)),
     };
     if let Some(path) = &a.svg
-        && let Err(e) = std::fs::write(path, to_svg(&suite, &results))
+        && let Err(e) = crate::io::write_whole(path, &to_svg(&suite, &results))
     {
-        eprintln!("error: {}: {e}", path.display());
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    if let Some(path) = &a.html
+        && let Err(e) = crate::io::write_whole(path, &dmabuf_check::html::bench_page(&suite, &results))
+    {
+        eprintln!("error: {e}");
         return ExitCode::from(2);
     }
     let found = results.iter().any(|r| r.findings.linux + r.findings.minimal > 0);

@@ -6,18 +6,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::io::{is_stdin, read_scenario, write_whole};
+use crate::{Format, report_error};
 use dmabuf_check::explore::{Exploration, ExploreConfig, Verdict, explore};
 use dmabuf_check::replay::Replay;
 use dmabuf_check::report::{FileReport, Styles, to_text};
 use dmabuf_check::runner::RunConfig;
-use dmabuf_check::scenario::parse_file;
-
-use crate::{Format, report_error};
 
 /// Flags of `dmabuf explore`.
 #[derive(clap::Args)]
 pub struct ExploreArgs {
-    /// The scenario file to explore.
+    /// The scenario file to explore; `-` reads it from standard input (then no replay
+    /// file is written: a replay names its scenario's file).
     file: PathBuf,
     /// Stop as inconclusive after this many distinct states.
     #[arg(long, default_value_t = 1_000_000)]
@@ -32,6 +32,10 @@ pub struct ExploreArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// Also write the result as one self-contained HTML page to FILE: the verdict, and
+    /// the counterexample's path with the hardware's moves on the timeline.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 /// The longest `--timeout`, in seconds: eleven days and a half, beyond any exploration
@@ -82,7 +86,11 @@ fn json(e: &Exploration, file: &str, replay: Option<&str>) -> serde_json::Value 
 
 /// Runs `dmabuf explore`.
 pub fn run(a: ExploreArgs, run: RunConfig) -> ExitCode {
-    let (scenario, src) = match parse_file(&a.file) {
+    if is_stdin(&a.file) && a.replay_out.is_some() {
+        eprintln!("error: --replay-out needs a scenario file: a replay file names its scenario, and `-` has no name");
+        return ExitCode::from(2);
+    }
+    let (path, scenario, src) = match read_scenario(&a.file) {
         Ok(x) => x,
         Err(e) => {
             report_error(e);
@@ -96,7 +104,7 @@ pub fn run(a: ExploreArgs, run: RunConfig) -> ExitCode {
             b.set_message(format!("{states} states, {paths} paths, depth {depth}"));
         }
     };
-    let res = explore(&scenario, &a.file, &src, &cfg, &mut tick);
+    let res = explore(&scenario, &path, &src, &cfg, &mut tick);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -107,15 +115,29 @@ pub fn run(a: ExploreArgs, run: RunConfig) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let file = a.file.display().to_string();
+    let file = path.display().to_string();
     // Save the counterexample as a replay file.
     let mut replay = None;
-    if let Some(c) = &e.counterexample {
+    if let Some(c) = e.counterexample.as_ref().filter(|_| !is_stdin(&a.file)) {
         let out = a.replay_out.clone().unwrap_or_else(|| a.file.with_extension("replay"));
         let text = Replay::new(&out, &a.file, &cfg.run, c.line, &c.choices).to_toml();
         match std::fs::write(&out, text) {
             Ok(()) => replay = Some(out.display().to_string()),
             Err(err) => eprintln!("warning: cannot write the replay file {}: {err}", out.display()),
+        }
+    }
+    if let Some(out) = &a.html {
+        let page =
+            match dmabuf_check::html::explore_page(&file, &path, &src, &scenario, &cfg.run, &e, replay.as_deref()) {
+                Ok(p) => p,
+                Err(err) => {
+                    report_error(err);
+                    return ExitCode::from(2);
+                }
+            };
+        if let Err(err) = write_whole(out, &page) {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
         }
     }
     let mut stdout = anstream::stdout();
@@ -125,9 +147,8 @@ pub fn run(a: ExploreArgs, run: RunConfig) -> ExitCode {
             let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
         Format::Text => {
-            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            let st = if color { Styles::colored() } else { Styles::default() };
-            let _ = write!(stdout, "{}", text(&e, &file, &src, replay.as_deref(), st));
+            // anstream drops the colours where --color and the terminal say so.
+            let _ = write!(stdout, "{}", text(&e, &file, &src, replay.as_deref(), Styles::colored()));
         }
     }
     ExitCode::from(match e.verdict {

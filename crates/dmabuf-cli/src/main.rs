@@ -7,26 +7,30 @@
 //! - `dmabuf platforms`, `dmabuf platforms show NAME`, `import BOARD.dtb`, `check FILE`;
 //! - `dmabuf bench [--format text|json] [--svg FILE]`: 0 no findings, 1 findings, 2 usage;
 //! - `dmabuf plan --platform BOARD --user DEVICE:ACCESS[:kept]... [--cpu ACCESS]`: 0 a
-//!   copy-free plan, 1 only a fallback, 2 bad input, 3 no proved protocol.
+//!   copy-free plan, 1 only a fallback, 2 bad input, 3 no proved protocol;
+//! - `dmabuf completions SHELL`, `dmabuf man`: the shell completions and the man page,
+//!   generated from these definitions.
 #![deny(missing_docs)]
 
-use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
 mod bench;
+mod check;
 mod explore;
+mod io;
 mod plan;
 mod platforms;
 mod record;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use dmabuf::AttachPolicy;
 use dmabuf::MaintenancePolicy;
 use dmabuf_check::report::{FileReport, Styles, to_json, to_text};
-use dmabuf_check::runner::{RunConfig, total_steps};
+use dmabuf_check::runner::RunConfig;
 use dmabuf_check::scenario::parse_file;
-use dmabuf_check::verdict::{self, CheckConfig, Checked};
+use dmabuf_check::verdict::CheckConfig;
 use dmabuf_sim::{ByteSize, Platform};
 
 // Counts what the process holds, so that runs stop at --max-memory instead of aborting
@@ -37,6 +41,10 @@ static ALLOC: dmabuf_check::memory::CountingAlloc = dmabuf_check::memory::Counti
 #[derive(Parser)]
 #[command(name = "dmabuf", version, about = "Check DMA-buf sharing for cache coherency on modelled platforms")]
 struct Cli {
+    /// When to colour reports and errors: `auto` (on a terminal, unless NO_COLOR is set),
+    /// `always`, `never`.
+    #[arg(long, value_enum, global = true, default_value = "auto")]
+    color: io::ColorArg,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -45,7 +53,7 @@ struct Cli {
 enum Cmd {
     /// Run scenarios with the sanitizer and report stale reads, lost writes, races and
     /// misuse. Exit status: 0 no findings, 1 findings, 2 bad input.
-    Check(CheckArgs),
+    Check(check::CheckArgs),
     /// Explore every choice the hardware may make and every order of unordered jobs:
     /// proved, or a counterexample saved as a replay file. Exit status: 0 proved,
     /// 1 counterexample, 2 bad input, 3 inconclusive (a bound was reached).
@@ -71,6 +79,15 @@ enum Cmd {
         #[command(subcommand)]
         cmd: Option<PlatformsCmd>,
     },
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell), from
+    /// the command's own definitions.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the command's man page (roff), from its own definitions: `dmabuf man >
+    /// dmabuf.1`, then `man ./dmabuf.1`.
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -106,7 +123,7 @@ enum MaintArg {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     /// For people.
     Text,
     /// For scripts.
@@ -114,7 +131,7 @@ enum Format {
 }
 
 #[derive(clap::Args)]
-struct PolicyArgs {
+pub(crate) struct PolicyArgs {
     /// Attach policy. `check` defaults to upstream's (accept, and report what a rule
     /// refuses); `explore` to strict.
     #[arg(long, value_enum)]
@@ -185,7 +202,7 @@ impl PolicyArgs {
     }
 
     /// A check's configuration.
-    fn check_config(&self, chooser: &str) -> CheckConfig {
+    pub(crate) fn check_config(&self, chooser: &str) -> CheckConfig {
         CheckConfig {
             chooser: chooser.to_string(),
             platform: self.platform.clone(),
@@ -196,34 +213,6 @@ impl PolicyArgs {
     }
 }
 
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum Deny {
-    /// Latent findings fail the run too (exit 1).
-    Latent,
-}
-
-#[derive(clap::Args)]
-struct CheckArgs {
-    /// Scenario files.
-    #[arg(required_unless_present = "replay")]
-    files: Vec<PathBuf>,
-    /// How the hardware uses its freedoms: adversarial, seeded:N, lru, never.
-    #[arg(long, default_value = "adversarial")]
-    chooser: String,
-    #[command(flatten)]
-    policy: PolicyArgs,
-    /// Run the path of a replay file that `dmabuf explore` saved (its scenario and
-    /// policies come from the file).
-    #[arg(long, conflicts_with_all = ["files", "chooser"])]
-    replay: Option<PathBuf>,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "text")]
-    format: Format,
-    /// Findings of this severity fail the run as well as definite ones.
-    #[arg(long, value_enum)]
-    deny: Vec<Deny>,
-}
-
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -232,13 +221,34 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    cli.color.apply();
     match cli.cmd {
-        Cmd::Check(a) => check(a),
+        Cmd::Check(a) => check::run(a),
         Cmd::Explore { args, policy } => explore::run(args, policy.config("explore")),
         Cmd::Platforms { cmd } => platforms(cmd),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Record(a) => record::run(a),
         Cmd::Plan(a) => plan::run(a),
+        Cmd::Completions { shell } => {
+            // Into memory first: clap_complete panics on a failed write (a closed pipe).
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "dmabuf", &mut out);
+            let _ = std::io::stdout().write_all(&out);
+            ExitCode::SUCCESS
+        }
+        Cmd::Man => {
+            let mut out = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut out) {
+                Ok(()) => {
+                    let _ = std::io::stdout().write_all(&out);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: cannot render the man page: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
     }
 }
 
@@ -267,11 +277,15 @@ fn platforms(cmd: Option<PlatformsCmd>) -> ExitCode {
 }
 
 /// `dmabuf check --replay FILE`: one path of `dmabuf explore`, deterministically.
-fn check_replay(path: &Path, format: Format) -> ExitCode {
+pub(crate) fn check_replay(path: &Path, format: Format) -> ExitCode {
     use dmabuf_check::explore::{ReplayMismatch, replay};
     use dmabuf_check::replay::Replay;
     let bad = |line: usize, message: &dyn std::fmt::Display| {
-        eprintln!("error: {}:{line}: {message}", path.display());
+        // Line 0: the file as a whole (it cannot be read).
+        match line {
+            0 => eprintln!("error: {}: {message}", path.display()),
+            _ => eprintln!("error: {}:{line}: {message}", path.display()),
+        }
         ExitCode::from(2)
     };
     let r = match Replay::load(path) {
@@ -315,105 +329,13 @@ fn check_replay(path: &Path, format: Format) -> ExitCode {
             for m in &moves {
                 let _ = writeln!(out, "hardware, at line {}: {}", m.line, m.what);
             }
-            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            let st = if color { Styles::colored() } else { Styles::default() };
-            let _ = write!(out, "{}", to_text(&report, st));
+            // anstream drops the colours where --color and the terminal say so.
+            let _ = write!(out, "{}", to_text(&report, Styles::colored()));
         }
     }
     ExitCode::from(u8::from(!result.findings.is_empty()))
 }
 
-/// Steps from which a run shows a progress bar (on a terminal only).
-const PROGRESS_FROM: u64 = 5_000;
-
-/// A progress bar on stderr for a long run, when stderr is a terminal.
-fn progress_bar(file: &Path, steps: u64) -> Option<indicatif::ProgressBar> {
-    if steps < PROGRESS_FROM || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(steps);
-    let style = indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} steps, {per_sec}, eta {eta}")
-        .map(|s| s.progress_chars("=> "));
-    if let Ok(style) = style {
-        bar.set_style(style);
-    }
-    bar.set_message(file.display().to_string());
-    Some(bar)
-}
-
-fn report_error(e: impl miette::Diagnostic + Send + Sync + 'static) {
+pub(crate) fn report_error(e: impl miette::Diagnostic + Send + Sync + 'static) {
     eprintln!("{:?}", miette::Report::new(e));
-}
-
-fn check(a: CheckArgs) -> ExitCode {
-    if let Some(r) = &a.replay {
-        return check_replay(r, a.format);
-    }
-    let cfg = a.policy.check_config(&a.chooser);
-    if let Err(e) = dmabuf_sim::chooser_from_name(&cfg.chooser) {
-        eprintln!("error: {e}; choosers: adversarial, seeded:N, lru, never");
-        return ExitCode::from(2);
-    }
-    // Read and check every file before running any: bad input is exit 2, with no partial
-    // report.
-    let mut inputs = Vec::new();
-    for f in &a.files {
-        match parse_file(f) {
-            Ok((s, src)) => inputs.push((f.clone(), s, src)),
-            Err(e) => {
-                report_error(e);
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let runs = if cfg.maintenance.is_some() { 1 } else { 2 };
-    let mut results: Vec<(String, String, Checked)> = Vec::new();
-    for (f, s, src) in inputs {
-        let bar = progress_bar(&f, total_steps(&s.steps).saturating_mul(runs));
-        let mut tick = |done: u64| {
-            if let Some(b) = &bar
-                && done.is_multiple_of(256)
-            {
-                b.set_position(done);
-            }
-        };
-        let res = verdict::check(&s, Path::new(&f), &src, &cfg, &mut tick);
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
-        match res {
-            Ok(r) => results.push((f.display().to_string(), src, r)),
-            Err(e) => {
-                report_error(e);
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let reports: Vec<FileReport<'_>> =
-        results.iter().map(|(f, src, r)| FileReport { file: f, src, result: &r.result }).collect();
-    let mut out = anstream::stdout();
-    match a.format {
-        Format::Json => {
-            let mut v = to_json(&reports);
-            v["implementation"] = serde_json::json!(cfg.implementation());
-            if let Some(files) = v["files"].as_array_mut() {
-                for (j, (_, _, r)) in files.iter_mut().zip(&results) {
-                    if let Some(m) = &r.minimal_stats {
-                        j["stats_minimal"] = dmabuf_check::report::stats_json(m);
-                    }
-                }
-            }
-            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        }
-        Format::Text => {
-            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            let st = if color { Styles::colored() } else { Styles::default() };
-            for r in &reports {
-                let _ = write!(out, "{}", to_text(r, st));
-            }
-        }
-    }
-    let definite = results.iter().any(|(_, _, r)| r.definite());
-    let latent = results.iter().any(|(_, _, r)| r.latent());
-    ExitCode::from(u8::from(definite || (latent && a.deny.contains(&Deny::Latent))))
 }

@@ -197,3 +197,43 @@ fn chooser_names_build_the_right_chooser() {
     let e = chooser_from_name("sometimes").err().unwrap();
     assert!(e.to_string().contains("adversarial, seeded:N"));
 }
+
+/// Counts the lines the observer was told are present, by following fills and discards:
+/// what a report drawing the cache sees.
+#[derive(Default)]
+struct Present(std::collections::BTreeSet<u64>);
+
+impl Observer for Present {
+    fn event(&mut self, ev: &Event<'_>) {
+        match ev {
+            Event::Fill { cache: CacheId::Cpu, range, .. } => {
+                (range.start.raw()..range.end().raw()).step_by(64).for_each(|l| {
+                    self.0.insert(l);
+                });
+            }
+            Event::Discard { cache: CacheId::Cpu, range, .. } => {
+                (range.start.raw()..range.end().raw()).step_by(64).for_each(|l| {
+                    self.0.remove(&l);
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_clean_line_evicted_by_capacity_is_a_discard_event() {
+    let seen = Rc::new(RefCell::new(Present::default()));
+    let mut sim = Sim::builder(small_cache()).chooser(Lru).observer(seen.clone()).build();
+    let r = PhysRange::new(PhysAddr(BASE), 16 * 1024).unwrap();
+    let m = sim.cpu_map(&[r], MemAttr::Cached).unwrap();
+    // Reads fill clean lines; 16 KiB of them through a 2 KiB cache evict clean lines only.
+    let mut b = vec![0u8; 16 * 1024];
+    sim.cpu_read(m, 0, &mut b).unwrap();
+    assert!(sim.stats().hw.capacity_evictions > 0);
+    let seen = seen.borrow();
+    assert_eq!(seen.0.len(), 32, "the observer follows the cache: 32 lines of 2 KiB stay");
+    for &l in &seen.0 {
+        assert_ne!(sim.line_state(CacheId::Cpu, PhysAddr(l)), LineState::Invalid, "{l:#x}");
+    }
+}

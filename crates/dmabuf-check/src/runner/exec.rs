@@ -16,7 +16,8 @@ use super::error::{Ctx, RunError};
 use super::findings::{Finding as F, attach_hint, drain_reports, fw_error, not_attached, released};
 use super::jobs::{cpu_access, submit};
 use super::program::{BufId, Cmd, FenceId, Source, Stmt};
-use super::world::{BufRt, World, clock_of, resv_clock, signal_with_clock, stuck_leaf};
+use super::trace::{FenceKey, TraceEvent, Waiter};
+use super::world::{BufRt, World, clock_of, resv_clock, signal_with_clock, stuck_leaf, trace_resv_wait};
 use crate::sanitizer::FindingKind;
 
 /// The program's position and what an explorer plugged in.
@@ -43,12 +44,14 @@ impl Exec<'_, '_> {
         if let Cmd::Repeat { count, body } = &s.cmd {
             let outer = self.w.pos.get();
             for i in 0..*count {
+                self.w.trace(|t| t.trace(&TraceEvent::Iteration { line: s.line, index: i, count: *count }));
                 self.w.pos.set(super::world::Pos { line: self.w.pos.get().line, frame: i, in_loop: true });
                 self.run(body)?;
                 if self.stopped {
                     break;
                 }
             }
+            self.w.trace(|t| t.trace(&TraceEvent::LoopEnd { line: s.line }));
             let now = self.w.pos.get();
             self.w.pos.set(super::world::Pos { line: now.line, ..outer });
             return Ok(());
@@ -69,7 +72,9 @@ impl Exec<'_, '_> {
             .map_err(|o| self.ctx.over_memory(s.span, o))?;
         self.steps += 1;
         self.w.set_pos(s.line, self.w.pos.get().frame);
+        let iteration = self.w.pos.get().iteration();
         let buffer = s.cmd.buffer().map_or("", |b| self.w.prog.buffer(b));
+        self.w.trace(|t| t.trace(&TraceEvent::Step { line: s.line, buffer, iteration }));
         self.w.san.borrow_mut().set_step(s.line, buffer);
         self.exec(s)?;
         drain_reports(&self.w, None);
@@ -184,8 +189,9 @@ impl Exec<'_, '_> {
                 w.san.borrow_mut().begin_copy();
                 let r = h.migrate(place);
                 w.san.borrow_mut().end_copy();
-                if let Err(e) = r {
-                    fw_error(w, *buf, vec![], e);
+                match r {
+                    Ok(()) => trace_buffer(w, *buf, &h),
+                    Err(e) => fw_error(w, *buf, vec![], e),
                 }
             }
             Cmd::Map { dev, buf, dir } => {
@@ -204,6 +210,7 @@ impl Exec<'_, '_> {
                         if let Some(h) = handle {
                             let c = resv_clock(&h, ResvUsage::Kernel);
                             w.jobs.borrow_mut().cpu.join(&c);
+                            trace_resv_wait(w, &h, ResvUsage::Kernel);
                         }
                         if let Err(e) = r {
                             fw_error(w, *buf, vec![w.prog.device(*dev).to_string()], e);
@@ -351,8 +358,10 @@ impl Exec<'_, '_> {
                 let f = w.objs.borrow().fence(*fence);
                 let clock = w.jobs.borrow().cpu.clone();
                 let software = f.as_ref().is_some_and(super::world::is_software);
-                if software && f.as_ref().is_some_and(|f| signal_with_clock(f, clock)) {
+                if software && let Some(f) = f.as_ref().filter(|f| signal_with_clock(f, clock)) {
                     w.jobs.borrow_mut().cpu.tick(0);
+                    let (fence, name) = (FenceKey(f.seqno()), w.prog.fence(*fence));
+                    w.trace(|t| t.trace(&TraceEvent::CpuSignal { fence, name }));
                 } else {
                     let name = w.prog.fence(*fence);
                     F::new(FindingKind::Misuse, None)
@@ -373,6 +382,7 @@ impl Exec<'_, '_> {
                 // synchronised with those.
                 let c = resv_clock(&h, ResvUsage::rw(*write));
                 w.jobs.borrow_mut().cpu.join(&c);
+                trace_resv_wait(w, &h, ResvUsage::rw(*write));
                 let flags = if *write { dmabuf::DMA_BUF_SYNC_WRITE } else { dmabuf::DMA_BUF_SYNC_READ };
                 match h.export_sync_file(flags) {
                     Ok(sf) => w.objs.borrow_mut().fences[fence.index()] = Some(sf.fence().clone()),
@@ -439,6 +449,7 @@ impl Exec<'_, '_> {
         let h = res.map_err(|e| self.ctx.err(span, format!("cannot allocate `{name}`: {e}"), None))?;
         let fw_name: String = label.unwrap_or(name).chars().take(31).collect();
         let _ = h.set_name(&fw_name);
+        trace_buffer(w, buf, &h);
         let mut objs = w.objs.borrow_mut();
         objs.ids.insert(h.id(), buf);
         objs.bufs[buf.index()] = Some(BufRt::new(h, w.prog.devices.len(), memfd));
@@ -459,6 +470,10 @@ impl Exec<'_, '_> {
             h.attach_with(dev, ImporterCaps { allow_peer2peer: p2p, dynamic: false })
         };
         w.san.borrow_mut().end_copy();
+        if dynamic {
+            // The exporter may have moved the buffer for the new importer.
+            trace_buffer(w, buf, &h);
+        }
         match res {
             Ok(a) => {
                 // Upstream accepts what a rule refuses, and reports the rule: a scenario
@@ -521,8 +536,10 @@ impl Exec<'_, '_> {
     /// After the framework's implicit wait of a CPU bracket: the CPU has synchronised
     /// with the fences it waited for.
     fn implicit_wait_done(&self, h: &dmabuf::DmaBuf, dir: DmaDirection) {
-        let c = resv_clock(h, ResvUsage::rw(dir != DmaDirection::FromDevice));
+        let usage = ResvUsage::rw(dir != DmaDirection::FromDevice);
+        let c = resv_clock(h, usage);
         self.w.jobs.borrow_mut().cpu.join(&c);
+        trace_resv_wait(&self.w, h, usage);
     }
 
     /// `sync`: the ioctl as a program issues it. A ranged one is `DMA_BUF_IOCTL_SYNC_PARTIAL`,
@@ -585,6 +602,7 @@ impl Exec<'_, '_> {
             Ok(()) => {
                 let c = clock_of(&f);
                 w.jobs.borrow_mut().cpu.join(&c);
+                w.trace_waited(&f, Waiter::Cpu { implicit: false });
             }
             Err(_) => {
                 let name = stuck_leaf(&f).unwrap_or_else(|| w.prog.fence(fence).to_string());
@@ -708,6 +726,15 @@ impl Exec<'_, '_> {
                 None => break,
             }
         }
+    }
+}
+
+/// Tells the tracer where buffer variable `buf`'s memory is now.
+fn trace_buffer(w: &World, buf: BufId, h: &dmabuf::DmaBuf) {
+    if w.tracer.is_some() {
+        let pages = h.backing().pages;
+        let name = w.prog.buffer(buf);
+        w.trace(|t| t.trace(&TraceEvent::Buffer { name, pages: &pages }));
     }
 }
 

@@ -8,6 +8,7 @@ use dmabuf_sim::DeviceId;
 
 use super::findings::{Finding as F, first_mismatch, value_bytes};
 use super::program::{BufId, Bytes, JobCmd, JobKind};
+use super::trace::{FenceKey, TraceEvent, Waiter};
 use super::world::{Pending, World, clock_of, fence_name, signal_with_clock, tick_time};
 use crate::sanitizer::{AccessInfo, FindingKind, Path, VClock};
 use crate::scenario::Value;
@@ -62,6 +63,7 @@ pub(crate) fn submit(w: &World, job: &JobCmd, line: u32) {
     });
     let synchronous = fence.is_none();
     let dev = job.dev;
+    w.trace(|t| t.trace(&TraceEvent::JobSubmitted { id, dev, line }));
     w.jobs.borrow_mut().pending.push(Pending { id, dev, job: job.clone(), line, frame, in_loop, submit, after, fence });
     if synchronous {
         w.run_device_until(dev, Some(id));
@@ -79,7 +81,10 @@ pub(crate) fn run_job(w: &World, p: Pending) {
     clock.join(&w.jobs.borrow().devs[p.dev.index()]);
     for (_, f) in &p.after {
         match f.wait() {
-            Ok(()) => clock.join(&clock_of(f)),
+            Ok(()) => {
+                clock.join(&clock_of(f));
+                w.trace_waited(f, Waiter::Job(p.id));
+            }
             Err(_) => {
                 let name = fence_name(f);
                 F::new(FindingKind::Misuse, p.job.kind.buffer())
@@ -93,6 +98,9 @@ pub(crate) fn run_job(w: &World, p: Pending) {
             }
         }
     }
+    let (id, dev, line, iteration) = (p.id, p.dev, p.line, w.pos.get().iteration());
+    let buffer = w.prog.buffer(p.job.kind.buffer());
+    w.trace(|t| t.trace(&TraceEvent::JobStart { id, dev, line, iteration, buffer }));
     let thread = p.dev.index() + 1;
     clock.tick(thread);
     w.jobs.borrow_mut().devs[p.dev.index()] = clock.clone();
@@ -140,6 +148,11 @@ pub(crate) fn run_job(w: &World, p: Pending) {
     tick_time(w);
     if let Some(f) = &p.fence {
         signal_with_clock(f, clock);
+    }
+    if w.tracer.is_some() {
+        let name = p.fence.as_ref().map(fence_name);
+        let fence = p.fence.as_ref().map(|f| FenceKey(f.seqno())).zip(name.as_deref());
+        w.trace(|t| t.trace(&TraceEvent::JobEnd { id, dev, fence }));
     }
     w.pos.set(saved);
 }
@@ -339,6 +352,7 @@ fn check_expect(w: &World, bytes: &Bytes, v: Value, got: &[u8], dev: Option<Devi
 
 /// An access of the scenario starts: the sanitizer watches it, and the explorer knows.
 fn open_access(w: &World, info: AccessInfo) {
+    w.trace(|t| t.trace(&TraceEvent::Access(true)));
     w.san.borrow_mut().begin_access(info);
     if let Some(a) = &w.accessing {
         a.set(true);
@@ -350,5 +364,6 @@ fn close_access(w: &World) -> bool {
     if let Some(a) = &w.accessing {
         a.set(false);
     }
+    w.trace(|t| t.trace(&TraceEvent::Access(false)));
     w.san.borrow_mut().end_access()
 }

@@ -16,6 +16,7 @@
 //! | `exec` | the steps, in order, with an explorer's say between them |
 //! | `jobs` | device jobs and the accesses the sanitizer watches |
 //! | `findings` | the runner's own findings and the framework's reports as findings |
+//! | `trace` | what the program does, told to a [`Tracer`](trace::Tracer) (the HTML report) |
 
 mod error;
 mod exec;
@@ -23,6 +24,7 @@ mod findings;
 mod jobs;
 mod lower;
 mod program;
+pub mod trace;
 mod world;
 
 use std::cell::{Cell, RefCell};
@@ -144,9 +146,8 @@ pub fn run_with_progress(
 ) -> Result<RunResult, RunError> {
     let fname = file.display().to_string();
     let ctx = Ctx { file: &fname, src };
-    let chooser = chooser_from_name(&cfg.chooser).map_err(|e| {
-        ctx.err(Span::new(0, 0), e.to_string(), Some("choosers: adversarial, seeded:N, lru, never".into()))
-    })?;
+    // The error names the choosers already.
+    let chooser = chooser_from_name(&cfg.chooser).map_err(|e| ctx.err(Span::new(0, 0), e.to_string(), None))?;
     run_hooked(scenario, file, src, cfg, Hooks { progress: Some(progress), ..Hooks::new(chooser) })
 }
 
@@ -182,6 +183,8 @@ pub struct Hooks<'a> {
     /// Stop the run (as [`Hooks::visit`] does) at the first step after this moment: an
     /// explorer's time bound, which must hold inside a long run too.
     pub deadline: Option<std::time::Instant>,
+    /// Hears what the program does: steps, jobs, fences and waits (the HTML report).
+    pub tracer: Option<trace::TracerRef>,
 }
 
 impl<'a> Hooks<'a> {
@@ -197,6 +200,7 @@ impl<'a> Hooks<'a> {
             accessing: None,
             observer: None,
             deadline: None,
+            tracer: None,
         }
     }
 }
@@ -212,9 +216,8 @@ pub fn run_observed(
 ) -> Result<RunResult, RunError> {
     let fname = file.display().to_string();
     let ctx = Ctx { file: &fname, src };
-    let chooser = chooser_from_name(&cfg.chooser).map_err(|e| {
-        ctx.err(Span::new(0, 0), e.to_string(), Some("choosers: adversarial, seeded:N, lru, never".into()))
-    })?;
+    // The error names the choosers already.
+    let chooser = chooser_from_name(&cfg.chooser).map_err(|e| ctx.err(Span::new(0, 0), e.to_string(), None))?;
     run_hooked(scenario, file, src, cfg, Hooks { observer: Some(observer), ..Hooks::new(chooser) })
 }
 
@@ -240,8 +243,15 @@ pub fn run_hooked(
         None => builder.observer(san.clone()).build(),
     };
     let sys = System::new(sim, SystemConfig { attach: cfg.attach, maintenance: cfg.maintenance });
-    let w =
-        world::World::new(prog.clone(), sys, san.clone(), hooks.accessing.clone(), hooks.line.clone(), cfg.max_memory);
+    let w = world::World::new(
+        prog.clone(),
+        sys,
+        san.clone(),
+        hooks.accessing.clone(),
+        hooks.line.clone(),
+        hooks.tracer.clone(),
+        cfg.max_memory,
+    );
     w.jobs.borrow_mut().cpu.tick(0);
     let mut ex = exec::Exec { ctx, w: w.clone(), steps: 0, hooks, stopped: false };
     ex.run(&prog.steps)?;

@@ -27,6 +27,7 @@ use dmabuf::{Attachment, BufferId, DmaBuf, Memfd, ResvUsage, System, UserMapping
 use dmabuf_sim::{CpuMapId, DeviceId};
 
 use super::program::{BufId, FenceId, JobCmd, Program};
+use super::trace::{FenceKey, TraceEvent, Tracer, TracerRef, Waiter};
 use crate::sanitizer::{Sanitizer, VClock};
 
 /// How long a device job takes in simulated time (it orders fence timestamps only).
@@ -182,6 +183,8 @@ pub(crate) struct World {
     pub(crate) line_cell: Option<Rc<Cell<u32>>>,
     /// The run's memory bound ([`crate::runner::RunConfig::max_memory`]).
     pub(crate) max_memory: Option<u64>,
+    /// Hears what the program does (the HTML report's recorder).
+    pub(crate) tracer: Option<TracerRef>,
 }
 
 impl World {
@@ -191,6 +194,7 @@ impl World {
         san: Rc<RefCell<Sanitizer>>,
         accessing: Option<Rc<Cell<bool>>>,
         line_cell: Option<Rc<Cell<u32>>>,
+        tracer: Option<TracerRef>,
         max_memory: Option<u64>,
     ) -> Rc<World> {
         let ndev = prog.devices.len();
@@ -217,6 +221,7 @@ impl World {
             accessing,
             line_cell,
             max_memory,
+            tracer,
         });
         WORLDS.with(|w| w.borrow_mut().insert(world.key, Rc::downgrade(&world)));
         world
@@ -229,6 +234,28 @@ impl World {
         self.next_seqno.set(seqno + 1);
         let ops = ScenarioFence { world: self.key, name: name.to_string(), job, clock: Mutex::new(None) };
         Fence::new(self.context, seqno, ops)
+    }
+
+    /// Tells the tracer, if there is one (the event is built only then).
+    pub(crate) fn trace(&self, f: impl FnOnce(&mut dyn Tracer)) {
+        if let Some(t) = &self.tracer {
+            f(&mut *t.borrow_mut());
+        }
+    }
+
+    /// Tells the tracer about every leaf of `f` that is one of this run's fences.
+    pub(crate) fn trace_waited(&self, f: &Fence, by: Waiter) {
+        if self.tracer.is_none() {
+            return;
+        }
+        for leaf in unwrap(f) {
+            if let Some(s) = leaf.ops_as::<ScenarioFence>()
+                && s.world == self.key
+            {
+                let (fence, name) = (FenceKey(leaf.seqno()), s.name.as_str());
+                self.trace(|t| t.trace(&TraceEvent::Waited { fence, name, by }));
+            }
+        }
     }
 
     pub(crate) fn set_pos(&self, line: u32, frame: u64) {
@@ -398,6 +425,22 @@ impl Simulation for RunClock {
 /// Advances simulated time by one job.
 pub(crate) fn tick_time(w: &World) {
     w.jobs.borrow_mut().now += JOB_TIME.as_nanos() as u64;
+}
+
+/// Tells the tracer that the CPU waited (implicitly, as the framework does) for every
+/// fence of `buf`'s reservation object at `usage` and stricter that has signalled.
+pub(crate) fn trace_resv_wait(w: &World, buf: &DmaBuf, usage: ResvUsage) {
+    if w.tracer.is_none() {
+        return;
+    }
+    let fences: Vec<Fence> = {
+        let resv = buf.resv();
+        let guard = resv.lock();
+        guard.iter(usage).filter(|(f, _)| f.is_signaled()).map(|(f, _)| f).collect()
+    };
+    for f in fences {
+        w.trace_waited(&f, Waiter::Cpu { implicit: true });
+    }
 }
 
 /// The clock of every fence of `buf`'s reservation object at `usage` and stricter that

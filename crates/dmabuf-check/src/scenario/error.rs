@@ -323,13 +323,14 @@ pub enum ParseError {
     },
 
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     #[diagnostic(code(dmabuf::scenario::io))]
     Io {
         /// The path that could not be opened or read, as given.
         path: String,
-        /// The operating system's error.
-        source: std::io::Error,
+        /// The operating system's error, named once: in the message, not again as the
+        /// error's source (a report would print it twice).
+        error: std::io::Error,
     },
 }
 

@@ -10,4 +10,4 @@ mod parse;
 pub mod source;
 
 pub use ast::*;
-pub use parse::{MAX_DEPTH, MAX_LEN, ParseError, parse, parse_file};
+pub use parse::{MAX_DEPTH, MAX_LEN, ParseError, parse, parse_file, parse_reader};

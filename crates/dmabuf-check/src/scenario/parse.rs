@@ -82,15 +82,36 @@ pub fn parse(src: &str, file_name: &str) -> Result<Scenario, ParseError> {
 /// A file over [`MAX_LEN`] bytes is refused before it is read.
 pub fn parse_file(path: &Path) -> Result<(Scenario, String), ParseError> {
     let name = path.display().to_string();
-    let io = |source| ParseError::Io { path: name.clone(), source };
     let limit = MAX_LEN as u64;
-    let bytes = dmabuf_sim::read_bounded(path, limit).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::FileTooLarge {
-            ParseError::TooLarge { name: name.clone(), size: limit + 1, limit }
-        } else {
-            io(e)
-        }
-    })?;
+    let bytes = dmabuf_sim::read_bounded(path, limit).map_err(|e| read_error(&name, e))?;
+    parse_bytes(bytes, &name)
+}
+
+/// Reads a scenario from `r` (standard input, for `-`), at most [`MAX_LEN`] bytes, and
+/// parses it; `name` is what errors call it.
+pub fn parse_reader(r: impl std::io::Read, name: &str) -> Result<(Scenario, String), ParseError> {
+    let limit = MAX_LEN as u64;
+    let mut bytes = Vec::new();
+    // One byte past the limit says the input is over it, without reading all of it.
+    std::io::Read::read_to_end(&mut std::io::Read::take(r, limit + 1), &mut bytes).map_err(|e| read_error(name, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(ParseError::TooLarge { name: name.to_string(), size: limit + 1, limit });
+    }
+    parse_bytes(bytes, name)
+}
+
+fn read_error(name: &str, e: std::io::Error) -> ParseError {
+    let limit = MAX_LEN as u64;
+    if e.kind() == std::io::ErrorKind::FileTooLarge {
+        ParseError::TooLarge { name: name.to_string(), size: limit + 1, limit }
+    } else {
+        ParseError::Io { path: name.to_string(), error: e }
+    }
+}
+
+/// Parses a scenario's bytes: UTF-8 without NUL bytes.
+fn parse_bytes(bytes: Vec<u8>, name: &str) -> Result<(Scenario, String), ParseError> {
+    let name = name.to_string();
     if let Some(at) = bytes.iter().position(|&b| b == 0) {
         let before = bytes.get(..at).map_or(0, |b| String::from_utf8_lossy(b).len());
         let src = Arc::new(Quoted::new(&name, &String::from_utf8_lossy(&bytes)));

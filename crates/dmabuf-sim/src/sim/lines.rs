@@ -246,12 +246,20 @@ impl Sim {
             self.write_back(s, pfn, bit, Cause::Capacity);
         }
         let cache = self.hw.cache_mut(s);
+        let mut dropped = false;
         if let Some(cp) = cache.page_mut(pfn) {
+            dropped = cp.valid & bit != 0;
             cp.valid &= !bit;
             cp.dirty &= !bit;
             if cp.valid == 0 {
                 cache.release_if_empty(pfn);
             }
+        }
+        // An observer is told of every line that leaves a cache, a clean one too: what it
+        // draws of the cache would otherwise keep a line the hardware no longer has.
+        if dropped && self.observed() {
+            let range = PhysRange { start: PhysAddr(pfn * PAGE_SIZE + l as u64 * self.hw.line), len: self.hw.line };
+            self.emit(Event::Discard { cache: s.id(), range, cause: Cause::Capacity, lost: &[] });
         }
     }
 }
