@@ -41,8 +41,14 @@ impl DmaBuf {
             if b.vmaps > 0 {
                 return Err(Error::Busy { buffer: b.name.clone(), what: "vmapped by the kernel".into() });
             }
-            if b.mmaps > 0 || b.user_bracket.is_some() {
+            if b.mmaps > 0 {
                 return Err(Error::Busy { buffer: b.name.clone(), what: "mmapped by user space".into() });
+            }
+            if b.user_bracket.is_some() {
+                return Err(Error::Busy {
+                    buffer: b.name.clone(),
+                    what: "inside a sync ioctl bracket of user space (SYNC_START without its END)".into(),
+                });
             }
             Ok(())
         })

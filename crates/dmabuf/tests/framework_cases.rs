@@ -606,3 +606,18 @@ fn two_gpus_write_halves_ordered_by_fences() {
         assert!(all(&bytes[FRAME as usize..], 0xa2), "{policy:?}: second half");
     }
 }
+
+/// A migration refused because user space is inside a sync ioctl bracket says that, not
+/// that the buffer is mmapped (the mapping may be gone while the bracket stays open).
+#[test]
+fn a_migration_refused_for_an_open_sync_bracket_names_the_bracket() {
+    let sys = system("x86-pcie", AttachPolicy::Strict, MaintenancePolicy::Minimal);
+    let vram = sys.device_exporter("dgpu").unwrap().allocate(FRAME).unwrap();
+    let m = vram.mmap().unwrap();
+    raw::sync_ioctl(&m, dmabuf::DMA_BUF_SYNC_START | dmabuf::DMA_BUF_SYNC_READ).unwrap();
+    let Err(Error::Busy { what, .. }) = vram.migrate(dmabuf::Placement::System) else { panic!("mmapped: busy") };
+    assert!(what.contains("mmapped"), "{what}");
+    drop(m);
+    let Err(Error::Busy { what, .. }) = vram.migrate(dmabuf::Placement::System) else { panic!("in a bracket: busy") };
+    assert!(what.contains("sync ioctl bracket") && !what.contains("mmapped"), "{what}");
+}

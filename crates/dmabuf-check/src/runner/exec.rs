@@ -298,7 +298,9 @@ impl Exec<'_, '_> {
                 let id = w.objs.borrow_mut().buf_mut(*buf).and_then(|b| b.importer_maps[dev.index()].take());
                 match id {
                     Some(id) => {
-                        let _ = w.sys.with_sim(|sim| sim.cpu_unmap(id));
+                        if let Err(e) = w.sys.with_sim(|sim| sim.cpu_unmap(id)) {
+                            fw_error(w, *buf, vec![w.prog.device(*dev).to_string()], e.into());
+                        }
                     }
                     None => {
                         let (d, b) = (w.prog.device(*dev), w.prog.buffer(*buf));
@@ -318,7 +320,11 @@ impl Exec<'_, '_> {
             }
             Cmd::Vunmap { buf } => {
                 let Some(h) = self.handle(*buf) else { return Ok(()) };
-                let _ = raw::vunmap(&h);
+                // A vunmap of what is not vmapped is reported by the framework; the
+                // report is the finding, any other error is one too.
+                if let Err(e) = raw::vunmap(&h) {
+                    fw_error(w, *buf, vec!["cpu".into()], e);
+                }
             }
             Cmd::Mmap { buf } => {
                 let Some(h) = self.handle(*buf) else { return Ok(()) };
