@@ -241,6 +241,15 @@ impl PageBytes {
         {
             return;
         }
+        // A whole page of one byte (a frame a device fills) is that byte again.
+        if off == 0
+            && src.len() == PAGE
+            && let Some((&first, rest)) = src.split_first()
+            && rest.iter().all(|&b| b == first)
+        {
+            *self = PageBytes::Uniform(first);
+            return;
+        }
         self.owned()[off..off + src.len()].copy_from_slice(src);
     }
 
@@ -388,6 +397,11 @@ mod tests {
         assert_eq!(out, [7, 1, 2, 7]);
         p.fill(0, PAGE, 3);
         assert!(matches!(p, PageBytes::Uniform(3)), "a whole-page fill makes it compact again");
+        p.write(10, &[1, 2]);
+        p.write(0, &[5; PAGE]);
+        assert!(matches!(p, PageBytes::Uniform(5)), "so does a whole-page write of one byte");
+        p.write(0, &[[5; PAGE - 1].as_slice(), &[6]].concat());
+        assert!(matches!(p, PageBytes::Owned(_)), "but not of two");
     }
 
     #[test]
