@@ -128,11 +128,15 @@ pub fn record(lib: &Path, command: &[OsString], each: &mut dyn FnMut(&Record)) -
     let mut raw = String::new();
     let mut records = Vec::new();
     let mut status = None;
-    let mut exited_at = None;
+    // When the program exited or the last line came, whichever is later.
+    let mut quiet_since: Option<Instant> = None;
     let mut n = 0;
     loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(line) => {
+                if quiet_since.is_some() {
+                    quiet_since = Some(Instant::now());
+                }
                 let line = line?;
                 n += 1;
                 let r = Record::parse(&line, n)?;
@@ -142,17 +146,22 @@ pub fn record(lib: &Path, command: &[OsString], each: &mut dyn FnMut(&Record)) -
                 records.push(r);
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // A descendant that outlives the program and keeps the pipe: stop once the
+            // program has exited and nothing has come for 2 s. Never while lines are
+            // still coming: handling one (symbolizing a backtrace) can take seconds on a
+            // slow machine, and the lines behind it were lost when the clock ran from
+            // the exit.
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if quiet_since.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
+                    break;
+                }
+            }
         }
         if status.is_none()
             && let Some(s) = child.try_wait()?
         {
             status = Some(s);
-            exited_at = Some(Instant::now());
-        }
-        // A descendant that outlives the program and keeps the pipe: stop after 2 s.
-        if exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
-            break;
+            quiet_since = Some(Instant::now());
         }
     }
     let status = match status {

@@ -97,3 +97,26 @@ fn a_statically_linked_or_missing_program_is_refused() {
         "{e}"
     );
 }
+
+/// Handling a record can take seconds (symbolizing a backtrace in a slow guest): the
+/// lines behind it must still be read. The recorder used to stop 2 s after it saw the
+/// program exit, even while lines were still coming, and lost the rest of the run (a
+/// guest test of a forked child lost the parent's job and its exit).
+#[test]
+fn a_slow_record_handler_loses_no_line_after_the_program_exits() {
+    let lib = interposer();
+    let prog = target_dir().join("examples/standin");
+    let all = record(&lib, &[OsString::from(&prog)], &mut |_| {}).unwrap().records.len();
+    // The first handler call outlasts the program (the recorder sees it exit), the
+    // second outlasts the old 2 s grace.
+    let mut calls = 0;
+    let out = record(&lib, &[OsString::from(&prog)], &mut |_| {
+        calls += 1;
+        if calls <= 2 {
+            std::thread::sleep(std::time::Duration::from_millis(if calls == 1 { 1500 } else { 3000 }));
+        }
+    })
+    .unwrap();
+    assert_eq!(out.status, 0);
+    assert_eq!(out.records.len(), all, "every line of the run arrives");
+}
