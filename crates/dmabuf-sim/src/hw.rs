@@ -245,6 +245,16 @@ impl HwView<'_> {
 
     /// Calls `f` for every dirty line of every cache in `range`.
     pub fn dirty_lines(&self, range: &PhysRange, mut f: impl FnMut(CacheId, PhysAddr)) {
+        self.cached_lines(range, |id, line, dirty| {
+            if dirty {
+                f(id, line)
+            }
+        });
+    }
+
+    /// Calls `f` with every line of every cache in `range` that the cache holds, and
+    /// whether it is dirty.
+    fn cached_lines(&self, range: &PhysRange, mut f: impl FnMut(CacheId, PhysAddr, bool)) {
         if range.is_empty() {
             return;
         }
@@ -255,10 +265,10 @@ impl HwView<'_> {
                 let lo = (pfn * PAGE_SIZE).max(r.start.raw());
                 let hi = ((pfn + 1) * PAGE_SIZE).min(r.end().raw());
                 let (mask, _) = self.hw.chunk_masks((lo % PAGE_SIZE) as usize, (hi - lo) as usize);
-                let (_, dirty) = c.state(pfn);
-                for (l0, n) in runs(dirty & mask) {
+                let (valid, dirty) = c.state(pfn);
+                for (l0, n) in runs(valid & mask) {
                     for l in l0..l0 + n {
-                        f(id, PhysAddr(pfn * PAGE_SIZE + l as u64 * self.hw.line));
+                        f(id, PhysAddr(pfn * PAGE_SIZE + l as u64 * self.hw.line), dirty >> l & 1 == 1);
                     }
                 }
             }
@@ -290,29 +300,9 @@ impl HwView<'_> {
     /// back a dirty line, drop a clean one (in any cache), prefetch an absent one. The
     /// choice points an explorer enumerates.
     pub fn candidates(&self, range: &PhysRange, out: &mut Vec<Freedom>) {
-        if range.is_empty() {
-            return;
-        }
-        let r = range.align_out(self.hw.line);
-        let (first, last) = (r.start.raw() / PAGE_SIZE, (r.end().raw() - 1) / PAGE_SIZE);
-        for (id, c) in self.caches() {
-            for pfn in c.pages_in(first, last) {
-                let lo = (pfn * PAGE_SIZE).max(r.start.raw());
-                let hi = ((pfn + 1) * PAGE_SIZE).min(r.end().raw());
-                let (mask, _) = self.hw.chunk_masks((lo % PAGE_SIZE) as usize, (hi - lo) as usize);
-                let (valid, dirty) = c.state(pfn);
-                for (l0, n) in runs(valid & mask) {
-                    for l in l0..l0 + n {
-                        let line = PhysAddr(pfn * PAGE_SIZE + l as u64 * self.hw.line);
-                        out.push(if dirty >> l & 1 == 1 {
-                            Freedom::WriteBack { cache: id, line }
-                        } else {
-                            Freedom::Drop { cache: id, line }
-                        });
-                    }
-                }
-            }
-        }
+        self.cached_lines(range, |cache, line, dirty| {
+            out.push(if dirty { Freedom::WriteBack { cache, line } } else { Freedom::Drop { cache, line } })
+        });
         self.prefetch_candidates(range, out);
     }
 }
