@@ -4,10 +4,14 @@
 //! `dmabuf check` runs one choice sequence (one chooser). A protocol is correct only if it
 //! is correct for every write-back, drop and speculative fill the hardware may do, and
 //! for every order in which device jobs that nothing orders may complete. The explorer
-//! enumerates them depth-first by re-execution: a path is the list of choices made at
-//! each choice point, a run follows a prefix and then takes the first option everywhere,
-//! and the next path changes the last choice that has an option left. Scenarios are
-//! small and runs take microseconds, so re-running beats snapshotting the simulator.
+//! enumerates them depth-first: a path is the list of choices made at each choice point,
+//! a run follows a prefix and then takes the first option everywhere, and the next path
+//! changes the last choice that has an option left. A path does not re-run from the
+//! start: it branches from a snapshot of the run (a forked process) at or above the point
+//! where it turns, so a run of `F` frames costs about `F log F` runs of a frame, not `F^2`
+//! (`explore/snapshot.rs` places the snapshots and argues the bounds). Line classes are searched in
+//! parallel. `ExploreConfig::snapshots` off re-runs every path from the start, in one
+//! process: the same search (a test holds the two to the same states and verdicts).
 //!
 //! Choice points:
 //! - after every hardware operation, for each line of the operation's range that holds
@@ -74,7 +78,7 @@ use std::time::{Duration, Instant};
 
 use dmabuf_sim::{CacheId, Chooser, Freedom, HwView, OpInfo, OpKind, PhysAddr};
 
-use crate::runner::{Hooks, RunConfig, RunError, RunResult, run_hooked};
+use crate::runner::{Hooks, Prepared, RunConfig, RunError, RunResult, prepare, run_hooked};
 use crate::sanitizer::{Finding, FindingKind};
 use crate::scenario::Scenario;
 
@@ -87,11 +91,27 @@ pub struct ExploreConfig {
     pub max_states: u64,
     /// Stop as inconclusive after this long.
     pub timeout: Option<Duration>,
+    /// Branch from snapshots of the run (forked processes: `explore/snapshot.rs`) instead of
+    /// re-running every path from the start.
+    pub snapshots: bool,
+    /// Line classes explored at once (processes), with snapshots.
+    pub jobs: usize,
+    /// With snapshots: how long a run goes past its last checkpoint before it leaves
+    /// another (a checkpoint pays when replaying to it costs more than a fork). Zero
+    /// forks at every point the placement allows (tests use it).
+    pub checkpoint_after: Duration,
 }
 
 impl Default for ExploreConfig {
     fn default() -> Self {
-        ExploreConfig { run: RunConfig::default(), max_states: 1_000_000, timeout: None }
+        ExploreConfig {
+            run: RunConfig::default(),
+            max_states: 1_000_000,
+            timeout: None,
+            snapshots: true,
+            jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            checkpoint_after: snapshot::CHECKPOINT_AFTER,
+        }
     }
 }
 
@@ -163,53 +183,17 @@ pub struct Exploration {
     /// The kinds of the other findings (misuse, refused attaches: what a proof does not
     /// cover) that the first path has, by name, each once: `dmabuf check` reports them.
     pub not_covered: Vec<&'static str>,
-}
-
-struct Point {
-    chosen: u8,
-    n: u8,
-    mv: Option<Move>,
-}
-
-/// A choice of a replayed prefix that its point had no option for: (its index, the
-/// choice, the options there were).
-type BadChoice = (usize, u8, usize);
-
-/// The path being followed: a prefix of choices to replay, then first options.
-#[derive(Default)]
-struct Trail {
-    prefix: Vec<u8>,
-    taken: Vec<Point>,
-    /// The line of the step being executed.
-    line: Rc<Cell<u32>>,
-    /// The first choice of the prefix that the path had no such option for.
-    bad: Option<BadChoice>,
-}
-
-impl Trail {
-    fn next(&mut self, n: usize, describe: impl Fn(usize) -> String) -> usize {
-        let n = n.min(u8::MAX as usize);
-        let i = self.taken.len();
-        if let Some(&c) = self.prefix.get(i)
-            && c as usize >= n
-            && self.bad.is_none()
-        {
-            self.bad = Some((i, c, n));
-        }
-        let c = self.prefix.get(i).map_or(0, |&c| (c as usize).min(n - 1));
-        let mv = (c != 0).then(|| Move { line: self.line.get(), what: describe(c) });
-        self.taken.push(Point { chosen: c as u8, n: n as u8, mv });
-        c
-    }
-
-    fn replaying(&self) -> bool {
-        self.taken.len() < self.prefix.len()
-    }
+    /// Snapshots taken (checkpoint processes forked); 0 when re-executing.
+    pub checkpoints: u64,
 }
 
 mod pilot;
+mod snapshot;
+mod trail;
 
 use pilot::LineRecord;
+use snapshot::{Bounds, PathEnd, RunEnd, Stop};
+use trail::{BadChoice, Point, Trail};
 
 /// The explorer's chooser: records the lines accesses touch (in the pilot run) and asks
 /// the trail at every candidate freedom on them.
@@ -318,8 +302,9 @@ fn is_violation(f: &Finding) -> bool {
 /// representative of its symmetry class (index into the lines).
 type Classes = Vec<usize>;
 
-/// The pilot's lines, their classes, and the kinds of its findings a proof does not cover.
-type Pilot = (LineRecord, Classes, Vec<&'static str>);
+/// The pilot's lines, their classes, the kinds of its findings a proof does not cover,
+/// and the prepared scenario every later run starts from.
+type Pilot = (LineRecord, Classes, Vec<&'static str>, Rc<Prepared>);
 
 /// The pilot run: records the lines the scenario's accesses touch, and groups them into
 /// classes of lines that every operation treats alike.
@@ -341,7 +326,9 @@ fn pilot(
         steps: steps.clone(),
     };
     let mut count = move |n: u64| steps.set(n);
+    let prepared = Rc::new(prepare(scenario, file, src, cfg)?);
     let mut hooks = Hooks::new(Box::new(chooser));
+    hooks.prepared = Some(prepared.clone());
     hooks.accessing = Some(accessing);
     hooks.progress = Some(&mut count);
     hooks.deadline = deadline;
@@ -357,24 +344,37 @@ fn pilot(
     }
     let record = Rc::try_unwrap(record).map_or_else(|_| unreachable!("the run is over"), RefCell::into_inner);
     let reps = record.classes();
-    Ok(Some((record, reps, others)))
+    Ok(Some((record, reps, others, prepared)))
 }
 
-/// One run along `prefix`, offering freedoms on `choice` lines and hashing the state of
-/// `all` lines; returns the result and the points passed.
+/// How a run along a path counts its states.
+enum Visited<'v> {
+    /// Not at all: a replay.
+    No,
+    /// In this set (re-execution).
+    Local(&'v mut HashSet<u64>),
+    /// In the snapshot search's shared table (the trail's).
+    Shared,
+}
+
+/// One run along `trail` (its prefix, then first options), offering freedoms on `choice`
+/// lines and hashing the state of those lines; returns the result and the trail with the
+/// points passed. A run that counts states stops at `deadline`.
 #[allow(clippy::too_many_arguments)]
-fn run_path(
+fn run_trail(
     scenario: &Scenario,
     file: &Path,
     src: &str,
     cfg: &RunConfig,
-    prefix: Vec<u8>,
+    trail: Trail,
     choice: &Rc<RefCell<Vec<PhysAddr>>>,
-    visited: Option<(&mut HashSet<u64>, Option<Instant>)>,
+    visited: Visited<'_>,
+    deadline: Option<Instant>,
     watch: Option<Hooks<'_>>,
-) -> Result<(RunResult, Vec<Point>, Option<BadChoice>), RunError> {
-    let line = Rc::new(Cell::new(0));
-    let trail = Rc::new(RefCell::new(Trail { prefix, taken: Vec::new(), line: line.clone(), bad: None }));
+    prepared: &Rc<Prepared>,
+) -> (Result<RunResult, RunError>, Trail) {
+    let line = trail.line.clone();
+    let trail = Rc::new(RefCell::new(trail));
     let chooser = ExploreChooser {
         trail: trail.clone(),
         lines: choice.clone(),
@@ -390,6 +390,7 @@ fn run_path(
     let mut visit_fn;
     let mut hooks = Hooks::new(Box::new(chooser));
     hooks.schedule = Some(&mut schedule);
+    hooks.prepared = Some(prepared.clone());
     // The state hash covers the hardware state of the explored lines only: the other
     // lines take no choices, so their state follows from the program position and the
     // order in which jobs ran, which the runner's part of the hash holds.
@@ -399,17 +400,54 @@ fn run_path(
         hooks.observer = w.observer;
         hooks.tracer = w.tracer;
     }
-    if let Some((visited, deadline)) = visited {
+    let mut local = match visited {
+        Visited::No => None,
+        Visited::Local(set) => Some(Some(set)),
+        Visited::Shared => Some(None),
+    };
+    if let Some(set) = local.as_mut() {
         // A run that is still going at the deadline stops there: a bound is a bound
         // inside a run too (one run of a long scenario can take seconds).
         hooks.deadline = deadline;
-        visit_fn = move |key: u64| -> bool { visit_trail.borrow().replaying() || visited.insert(key) };
+        visit_fn = move |key: u64| -> bool {
+            let t = visit_trail.borrow();
+            if t.replaying() {
+                return true;
+            }
+            match (set.as_mut(), t.snap.as_ref()) {
+                (Some(set), _) => set.insert(key),
+                (None, Some(snap)) => snap.visit(key),
+                (None, None) => true,
+            }
+        };
         hooks.visit = Some(&mut visit_fn);
     }
-    let result = run_hooked(scenario, file, src, cfg, hooks)?;
-    let mut trail = trail.borrow_mut();
-    let taken = std::mem::take(&mut trail.taken);
-    Ok((result, taken, trail.bad))
+    let result = run_hooked(scenario, file, src, cfg, hooks);
+    let trail = std::mem::take(&mut *trail.borrow_mut());
+    (result, trail)
+}
+
+/// One replayed or re-executed run along `prefix`: the result, the points passed and the
+/// first choice of the prefix the path had no option for.
+#[allow(clippy::too_many_arguments)]
+fn run_path(
+    scenario: &Scenario,
+    file: &Path,
+    src: &str,
+    cfg: &RunConfig,
+    prefix: Vec<u8>,
+    choice: &Rc<RefCell<Vec<PhysAddr>>>,
+    visited: Option<(&mut HashSet<u64>, Option<Instant>)>,
+    watch: Option<Hooks<'_>>,
+    prepared: &Rc<Prepared>,
+) -> Result<(RunResult, Vec<Point>, Option<BadChoice>), RunError> {
+    let trail = Trail { prefix, ..Trail::default() };
+    let (visited, deadline) = match visited {
+        Some((set, deadline)) => (Visited::Local(set), deadline),
+        None => (Visited::No, None),
+    };
+    let (result, trail) = run_trail(scenario, file, src, cfg, trail, choice, visited, deadline, watch, prepared);
+    Ok((result?, trail.taken, trail.bad))
 }
 
 /// Explores every path of `scenario`. `progress` is called now and then with
@@ -432,10 +470,11 @@ pub fn explore(
         counterexample: None,
         bound: Some(bound),
         not_covered: Vec::new(),
+        checkpoints: 0,
     };
     let deadline = cfg.timeout.and_then(|t| start.checked_add(t));
     let timed_out = || format!("--timeout {:.1}s reached", cfg.timeout.unwrap_or_default().as_secs_f64());
-    let (lines, reps, not_covered) = match pilot(scenario, file, src, &cfg.run, deadline) {
+    let (lines, reps, not_covered, prepared) = match pilot(scenario, file, src, &cfg.run, deadline) {
         Ok(Some(x)) => x,
         Ok(None) => return Ok(inconclusive(timed_out())),
         Err(e) if e.over_memory() => return Ok(inconclusive(e.message().to_string())),
@@ -451,6 +490,13 @@ pub fn explore(
     } else {
         reps.iter().filter_map(|&i| Some((Some(i), vec![lines.nth(i)?]))).collect()
     };
+    if cfg.snapshots {
+        return explore_snapshots(scenario, file, src, cfg, &groups, deadline, &prepared, progress).map(|mut e| {
+            e.elapsed = start.elapsed();
+            e.not_covered = not_covered;
+            e
+        });
+    }
     let (mut paths, mut max_depth, mut states) = (0u64, 0usize, 0u64);
     let mut best: Option<Counterexample> = None;
     let mut bound = None;
@@ -459,7 +505,17 @@ pub fn explore(
         let mut visited = HashSet::new();
         let mut prefix = Vec::new();
         loop {
-            let run = run_path(scenario, file, src, &cfg.run, prefix, &choice, Some((&mut visited, deadline)), None);
+            let run = run_path(
+                scenario,
+                file,
+                src,
+                &cfg.run,
+                prefix,
+                &choice,
+                Some((&mut visited, deadline)),
+                None,
+                &prepared,
+            );
             let (result, taken, _) = match run {
                 Err(e) if e.over_memory() => {
                     bound = Some(e.message().to_string());
@@ -525,6 +581,109 @@ pub fn explore(
         counterexample: best,
         bound,
         not_covered,
+        checkpoints: 0,
+    })
+}
+
+/// [`explore`] by snapshots: the same search, in the same order, with forked processes
+/// as checkpoints (see [`snapshot`]); line classes in parallel.
+#[allow(clippy::too_many_arguments)]
+fn explore_snapshots(
+    scenario: &Scenario,
+    file: &Path,
+    src: &str,
+    cfg: &ExploreConfig,
+    groups: &[(Option<usize>, Vec<PhysAddr>)],
+    deadline: Option<Instant>,
+    prepared: &Rc<Prepared>,
+    progress: &mut dyn FnMut(u64, usize, u64),
+) -> Result<Exploration, RunError> {
+    let bounds = Bounds { deadline, max_states: cfg.max_states, checkpoint_after: cfg.checkpoint_after };
+    let choice_of = |class: usize| Rc::new(RefCell::new(groups[class].1.clone()));
+    let start = |class: usize, trail: Trail| {
+        snapshot::follow(trail, bounds, |trail| {
+            let choice = choice_of(class);
+            let (r, trail) =
+                run_trail(scenario, file, src, &cfg.run, trail, &choice, Visited::Shared, deadline, None, prepared);
+            let end = match r {
+                Ok(result) => RunEnd::Path(PathEnd {
+                    complete: !result.stopped,
+                    violation: result
+                        .findings
+                        .iter()
+                        .any(is_violation)
+                        .then(|| trail.taken.iter().filter(|p| p.mv.is_some()).count()),
+                }),
+                Err(e) if e.over_memory() => RunEnd::OverMemory(e.message().to_string()),
+                Err(_) => RunEnd::Failed,
+            };
+            (end, trail)
+        })
+    };
+    let internal = |msg: String| {
+        let fname = file.display().to_string();
+        crate::runner::internal_error(
+            &fname,
+            src,
+            format!("{msg} (a bug in the explorer: `--no-snapshots` searches without forking)"),
+        )
+    };
+    let out =
+        snapshot::search(groups.len(), cfg.jobs, bounds, progress, &start).map_err(|m| internal(m.to_string()))?;
+    // A path that failed fails again here, in this process, with its error.
+    if let Some((class, choices)) = out.failed {
+        let (r, _) = run_trail(
+            scenario,
+            file,
+            src,
+            &cfg.run,
+            Trail { prefix: choices, ..Trail::default() },
+            &choice_of(class),
+            Visited::No,
+            None,
+            None,
+            prepared,
+        );
+        r?;
+        return Err(internal("a path failed in an explorer process but not when run again".into()));
+    }
+    let bound = match out.stop {
+        None | Some((Stop::Failed, _)) => None,
+        Some((Stop::Died, msg)) => return Err(internal(msg)),
+        Some((Stop::Timeout, _)) => {
+            Some(format!("--timeout {:.1}s reached", cfg.timeout.unwrap_or_default().as_secs_f64()))
+        }
+        Some((Stop::MaxStates, _)) => Some(format!("--max-states {} reached", cfg.max_states)),
+        Some((Stop::OverMemory | Stop::TooBig, msg)) => Some(msg),
+    };
+    // The counterexample's run, again in this process: its findings and moves.
+    let counterexample = match out.best {
+        Some((class, choices)) => {
+            let trail = Trail { prefix: choices.clone(), ..Trail::default() };
+            let (r, trail) =
+                run_trail(scenario, file, src, &cfg.run, trail, &choice_of(class), Visited::No, None, None, prepared);
+            let result = r?;
+            let moves = trail.taken.into_iter().filter_map(|p| p.mv).collect();
+            Some(Counterexample { line: groups[class].0, choices, moves, result })
+        }
+        None => None,
+    };
+    progress(out.states, out.max_depth, out.paths);
+    let verdict = match (&counterexample, &bound) {
+        (Some(_), _) => Verdict::Counterexample,
+        (None, Some(_)) => Verdict::Inconclusive,
+        (None, None) => Verdict::Proved,
+    };
+    Ok(Exploration {
+        verdict,
+        states: out.states,
+        paths: out.paths,
+        max_depth: out.max_depth,
+        elapsed: Duration::ZERO,
+        counterexample,
+        bound,
+        not_covered: Vec::new(),
+        checkpoints: out.checkpoints,
     })
 }
 
@@ -599,7 +758,7 @@ fn replay_watched(
     choices: &[u8],
     watch: Option<Hooks<'_>>,
 ) -> Result<(RunResult, Vec<Move>), ReplayMismatch> {
-    let (lines, _, _) = pilot(scenario, file, src, cfg, None)?.expect("a pilot without a deadline finishes");
+    let (lines, _, _, prepared) = pilot(scenario, file, src, cfg, None)?.expect("a pilot without a deadline finishes");
     let n = lines.len();
     if let Some(i) = line
         && i >= n
@@ -608,7 +767,7 @@ fn replay_watched(
     }
     let group: Vec<PhysAddr> = line.and_then(|i| lines.nth(i)).into_iter().collect();
     let choice = Rc::new(RefCell::new(group));
-    let (result, taken, bad) = run_path(scenario, file, src, cfg, choices.to_vec(), &choice, None, watch)?;
+    let (result, taken, bad) = run_path(scenario, file, src, cfg, choices.to_vec(), &choice, None, watch, &prepared)?;
     if let Some((index, choice, options)) = bad {
         return Err(ReplayMismatch::Choice { index, choice, options });
     }
@@ -616,21 +775,4 @@ fn replay_watched(
         return Err(ReplayMismatch::TooMany { given: choices.len(), points: taken.len() });
     }
     Ok((result, taken.into_iter().filter_map(|p| p.mv).collect()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_trail_replays_its_prefix_then_takes_first_options() {
-        let mut t = Trail { prefix: vec![1, 2], ..Trail::default() };
-        assert!(t.replaying());
-        assert_eq!(t.next(2, |_| "a".into()), 1);
-        assert_eq!(t.next(2, |_| "b".into()), 1, "clamped to the options there are");
-        assert!(!t.replaying());
-        assert_eq!(t.next(3, |_| "c".into()), 0);
-        let moves: Vec<_> = t.taken.iter().filter_map(|p| p.mv.as_ref().map(|m| m.what.clone())).collect();
-        assert_eq!(moves, vec!["a", "b"]);
-    }
 }

@@ -36,6 +36,14 @@ pub struct ExploreArgs {
     /// the counterexample's path with the hardware's moves on the timeline.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+    /// Line classes explored at once, each in its own process (default: the machine's
+    /// cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    jobs: Option<u16>,
+    /// Re-run every path from the start instead of branching from snapshots (forked
+    /// copies of the run); the same search, one process, slower on long runs.
+    #[arg(long)]
+    no_snapshots: bool,
 }
 
 /// The longest `--timeout`, in seconds: eleven days and a half, beyond any exploration
@@ -81,6 +89,7 @@ fn json(e: &Exploration, file: &str, replay: Option<&str>) -> serde_json::Value 
         "bound": e.bound,
         "counterexample": ce,
         "not_covered": e.not_covered,
+        "checkpoints": e.checkpoints,
     })
 }
 
@@ -97,7 +106,11 @@ pub fn run(a: ExploreArgs, run: RunConfig) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cfg = ExploreConfig { run, max_states: a.max_states, timeout: a.timeout };
+    let mut cfg = ExploreConfig { run, max_states: a.max_states, timeout: a.timeout, ..ExploreConfig::default() };
+    cfg.snapshots = !a.no_snapshots;
+    if let Some(j) = a.jobs {
+        cfg.jobs = j.into();
+    }
     let bar = spinner();
     let mut tick = |states: u64, depth: usize, paths: u64| {
         if let Some(b) = &bar {

@@ -142,7 +142,12 @@ impl Runner {
         let s = parse(&src, FILE).map_err(|e| PlanError::Protocol(format!("{e}\n{src}")))?;
         let mut out = Vec::new();
         for (policy, name) in POLICIES {
-            let cfg = ExploreConfig { run: self.config(policy), max_states: req.max_states, timeout: req.timeout };
+            let cfg = ExploreConfig {
+                run: self.config(policy),
+                max_states: req.max_states,
+                timeout: req.timeout,
+                ..ExploreConfig::default()
+            };
             let e = explore(&s, Path::new(FILE), &src, &cfg, &mut |_, _, _| {})
                 .map_err(|e| PlanError::Protocol(format!("{e}\n{src}")))?;
             let counterexample = match (&e.counterexample, &e.bound) {

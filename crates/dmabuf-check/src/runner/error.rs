@@ -120,3 +120,8 @@ pub(crate) fn suggest(name: &str, known: &[String]) -> Option<String> {
     let names: Vec<String> = list.iter().map(|s| format!("`{s}`")).collect();
     Some(if names.len() == 1 { format!("did you mean {}?", names[0]) } else { format!("known: {}", names.join(", ")) })
 }
+
+/// An error of the checker itself, not of the scenario: pointed at the file's start.
+pub(crate) fn internal_error(file: &str, src: &str, message: String) -> RunError {
+    Ctx { file, src }.err(crate::scenario::Span::new(0, 0), message, None)
+}

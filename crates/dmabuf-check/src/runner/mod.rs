@@ -34,6 +34,7 @@ use std::rc::Rc;
 use dmabuf::{AttachPolicy, MaintenancePolicy, System, SystemConfig};
 use dmabuf_sim::{Chooser, Observer, PhysAddr, Platform, Sim, Stats, chooser_from_name};
 
+pub(crate) use error::internal_error;
 pub use error::{RunError, line_col};
 pub use lower::{MAX_STEPS, lower, total_steps};
 pub use program::{BufId, Bytes, Cmd, FenceId, JobCmd, JobKind, Program, Source, Stmt};
@@ -185,6 +186,24 @@ pub struct Hooks<'a> {
     pub deadline: Option<std::time::Instant>,
     /// Hears what the program does: steps, jobs, fences and waits (the HTML report).
     pub tracer: Option<trace::TracerRef>,
+    /// The platform and the lowered program, from [`prepare`] with the same scenario and
+    /// config: an explorer runs a scenario thousands of times and parses it once.
+    pub prepared: Option<Rc<Prepared>>,
+}
+
+/// A scenario checked against its platform and lowered, ready to run.
+pub struct Prepared {
+    platform: Platform,
+    prog: Rc<Program>,
+}
+
+/// Loads the scenario's platform and lowers the scenario for it (what every run of it
+/// starts with).
+pub fn prepare(scenario: &Scenario, file: &FsPath, src: &str, cfg: &RunConfig) -> Result<Prepared, RunError> {
+    let platform = load_platform(scenario, file, src, cfg.platform.as_deref())?;
+    let fname = file.display().to_string();
+    let prog = Rc::new(lower(scenario, &platform, &fname, src)?);
+    Ok(Prepared { platform, prog })
 }
 
 impl<'a> Hooks<'a> {
@@ -201,6 +220,7 @@ impl<'a> Hooks<'a> {
             observer: None,
             deadline: None,
             tracer: None,
+            prepared: None,
         }
     }
 }
@@ -228,14 +248,18 @@ pub fn run_hooked(
     file: &FsPath,
     src: &str,
     cfg: &RunConfig,
-    hooks: Hooks<'_>,
+    mut hooks: Hooks<'_>,
 ) -> Result<RunResult, RunError> {
-    let platform = load_platform(scenario, file, src, cfg.platform.as_deref())?;
     let fname = file.display().to_string();
-    let prog = Rc::new(lower(scenario, &platform, &fname, src)?);
+    let (platform, prog) = match hooks.prepared.take() {
+        Some(p) => (p.platform.clone(), p.prog.clone()),
+        None => {
+            let p = prepare(scenario, file, src, cfg)?;
+            (p.platform, p.prog)
+        }
+    };
     let ctx = Ctx { file: &fname, src };
     let san = Rc::new(RefCell::new(Sanitizer::new()));
-    let mut hooks = hooks;
     let chooser = std::mem::replace(&mut hooks.chooser, Box::new(dmabuf_sim::Never));
     let builder = Sim::builder(platform.clone()).chooser_boxed(chooser);
     let sim = match hooks.observer.take() {

@@ -1,0 +1,105 @@
+//! The snapshot search is the re-execution search with checkpoints: on every litmus test
+//! and on a multi-frame pipeline, both give the same verdict, states, paths, depth and
+//! counterexample, with snapshots forced at every point the placement allows; and line
+//! classes in parallel give the same verdict and counterexample.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dmabuf_check::explore::{Exploration, ExploreConfig, explore};
+use dmabuf_check::scenario::parse;
+
+fn litmus() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/litmus");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "dmabuf"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn run(path: &Path, src: &str, cfg: &ExploreConfig) -> Exploration {
+    let s = parse(src, &path.display().to_string()).unwrap();
+    explore(&s, path, src, cfg, &mut |_, _, _| {}).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// What must not change with the way the search branches: verdict, states, paths,
+/// depth, and the counterexample's line, choices and number of findings.
+fn summary(e: &Exploration) -> String {
+    let c = e.counterexample.as_ref().map(|c| (c.line, c.choices.clone(), c.result.findings.len()));
+    format!("{} {} states {} paths depth {} {c:?}", e.verdict.name(), e.states, e.paths, e.max_depth)
+}
+
+fn config(snapshots: bool, jobs: usize) -> ExploreConfig {
+    ExploreConfig {
+        snapshots,
+        jobs,
+        // Fork wherever the placement allows, so that short runs branch from snapshots too.
+        checkpoint_after: Duration::ZERO,
+        timeout: Some(Duration::from_secs(120)),
+        ..ExploreConfig::default()
+    }
+}
+
+/// A capture pipeline of `frames` frames: a decoder writes, the CPU reads in a bracket.
+fn frames(frames: u32) -> String {
+    format!(
+        "platform arm64-noncoherent\nbuffer cap size=8KiB heap=system\nattach vdec cap\nmmap cap\n\
+         repeat {frames} {{\n  map vdec cap from_device\n  vdec write cap = frame\n  unmap vdec cap\n  \
+         sync cap start read\n  cpu read cap expect frame\n  sync cap end read\n}}\nmunmap cap\ndetach vdec cap\nrelease cap\n"
+    )
+}
+
+#[test]
+fn snapshots_search_the_same_states_as_reexecution_on_every_litmus_test() {
+    let mut checkpoints = 0;
+    for f in litmus() {
+        let src = std::fs::read_to_string(&f).unwrap();
+        let again = run(&f, &src, &config(false, 1));
+        let snap = run(&f, &src, &config(true, 1));
+        assert_eq!(summary(&snap), summary(&again), "{}", f.display());
+        assert_eq!(again.checkpoints, 0);
+        checkpoints += snap.checkpoints;
+    }
+    assert!(checkpoints > 10, "the suite branched from only {checkpoints} snapshots");
+}
+
+#[test]
+fn a_long_pipeline_branches_from_snapshots_to_the_same_proof() {
+    let src = frames(12);
+    let path = Path::new("frames.dmabuf");
+    let again = run(path, &src, &config(false, 1));
+    let snap = run(path, &src, &config(true, 1));
+    assert_eq!(again.verdict.name(), "proved");
+    assert_eq!(summary(&snap), summary(&again));
+    assert!(snap.checkpoints >= 8, "{} checkpoints", snap.checkpoints);
+}
+
+#[test]
+fn a_broken_pipeline_gives_the_same_counterexample_from_snapshots() {
+    // The CPU reads without the bracket's start: a stale read the hardware can cause.
+    let src = frames(6).replace("  sync cap start read\n", "");
+    let path = Path::new("frames-broken.dmabuf");
+    let again = run(path, &src, &config(false, 1));
+    let snap = run(path, &src, &config(true, 1));
+    assert_eq!(again.verdict.name(), "counterexample");
+    assert_eq!(summary(&snap), summary(&again));
+}
+
+#[test]
+fn line_classes_in_parallel_reach_the_same_verdict_and_counterexample() {
+    for f in litmus() {
+        let src = std::fs::read_to_string(&f).unwrap();
+        let one = run(&f, &src, &config(true, 1));
+        let two = run(&f, &src, &config(true, 2));
+        assert_eq!(two.verdict, one.verdict, "{}", f.display());
+        let cex = |e: &Exploration| e.counterexample.as_ref().map(|c| (c.line, c.choices.clone()));
+        assert_eq!(cex(&two), cex(&one), "{}", f.display());
+        if one.verdict.name() == "proved" {
+            // Every class is searched to its end either way.
+            assert_eq!((two.states, two.paths), (one.states, one.paths), "{}", f.display());
+        }
+    }
+}
