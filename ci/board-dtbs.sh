@@ -2,9 +2,8 @@
 # Fetches Debian's arm64 kernel image package (bookworm-backports) and prints the
 # directory holding its device tree blobs (about a thousand boards), for the board tests.
 #
-# Like ci/kernel-tests.sh, the archive is the one the machine's apt configuration names
-# (there is no default), fetched with the ordinary apt client through a private sources
-# list and private state directories, leaving the machine's apt configuration alone.
+# The package comes from the archive the machine's apt configuration names (there is no
+# default), through tools/debian-kernel.sh, as for ci/kernel-tests.sh.
 #
 # Usage: ci/board-dtbs.sh            prints the DTB directory on stdout, logs on stderr
 # Environment:
@@ -19,32 +18,9 @@ mkdir -p "$CACHE"
 if [ -n "${DMABUF_DTB_DEB:-}" ]; then
     DEB=$DMABUF_DTB_DEB
 else
-    DEB=$(ls "$CACHE"/linux-image-*-arm64_*_arm64.deb 2>/dev/null | head -1 || true)
-fi
-if [ -z "$DEB" ]; then
-    SOURCES=(/etc/apt/sources.list.d/*.sources)
-    LISTS=(/etc/apt/sources.list /etc/apt/sources.list.d/*.list)
-    URI=$(for f in "${SOURCES[@]}"; do [ -f "$f" ] && cat "$f"; done |
-          awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i ~ /^https?:\/\/.*\/debian\/?$/) { print $i; exit } }')
-    [ -n "$URI" ] || URI=$(for f in "${LISTS[@]}"; do [ -f "$f" ] && cat "$f"; done |
-          awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^https?:\/\/.*\/debian\/?$/) { print $i; exit } }')
-    [ -n "$URI" ] || die "no Debian archive in the machine's apt configuration: looked for a URIs: line in ${SOURCES[*]} and a deb line in ${LISTS[*]} whose URI ends in /debian; add one, or set DMABUF_DTB_DEB to a linux-image arm64 .deb"
-    KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
-    SIGNED="arch=arm64"
-    [ -f "$KEYRING" ] && SIGNED="$SIGNED signed-by=$KEYRING"
-    APTDIR=$CACHE/apt
-    mkdir -p "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial"
-    echo "deb [$SIGNED] ${URI%/} bookworm-backports main" > "$APTDIR/sources.list"
-    APTO=(-o "Dir::Etc::SourceList=$APTDIR/sources.list" -o Dir::Etc::SourceParts=/dev/null
-          -o "Dir::State::Lists=$APTDIR/lists" -o "Dir::Cache=$APTDIR/cache"
-          -o APT::Sandbox::User=root -o APT::Architecture=arm64 -o APT::Architectures::=arm64)
-    log "arm64 kernel from ${URI%/} bookworm-backports"
-    apt-get "${APTO[@]}" update -qq >/dev/null || die "apt-get update of bookworm-backports"
-    PKG=$(apt-cache "${APTO[@]}" depends linux-image-arm64 2>/dev/null |
-          awk '/Depends: linux-image-[0-9.]*\+deb12-arm64$/ { print $2; exit }')
-    [ -n "$PKG" ] || die "no linux-image-*+deb12-arm64 in bookworm-backports"
-    (cd "$CACHE" && apt-get "${APTO[@]}" download -qq "$PKG:arm64" >/dev/null) || die "download $PKG"
-    DEB=$(ls "$CACHE"/"$PKG"_*_arm64.deb | head -1)
+    # shellcheck source=tools/debian-kernel.sh
+    . "$(dirname "$0")/../tools/debian-kernel.sh"
+    DEB=$(debian_kernel_deb "$CACHE" arm64) || die "no arm64 kernel package (set DMABUF_DTB_DEB to a linux-image arm64 .deb)"
 fi
 DIR=$CACHE/$(basename "$DEB" .deb)
 if [ ! -f "$DIR/.done" ]; then

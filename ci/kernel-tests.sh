@@ -18,8 +18,7 @@
 #
 # Installs what it needs (qemu-system-x86, busybox-static) with apt-get; the kernel is
 # fetched from the Debian archive the machine's apt configuration names (there is no
-# default), with a private apt sources list and state directories, leaving the machine's
-# apt configuration alone.
+# default) by tools/debian-kernel.sh, leaving the machine's apt configuration alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -66,35 +65,10 @@ mkdir -p "$CACHE"
 if [ -n "${DMABUF_KERNEL_DEB:-}" ]; then
     DEB=$DMABUF_KERNEL_DEB
 else
-    # The Debian archive the machine's apt already uses (never a host of our own choosing),
-    # with the bookworm-backports suite: the deb822 form's URIs: lines, then the one-line
-    # deb form. The archive is the URI whose path ends in /debian (not debian-security).
-    SOURCES=(/etc/apt/sources.list.d/*.sources)
-    LISTS=(/etc/apt/sources.list /etc/apt/sources.list.d/*.list)
-    URI=$(for f in "${SOURCES[@]}"; do [ -f "$f" ] && cat "$f"; done |
-          awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i ~ /^https?:\/\/.*\/debian\/?$/) { print $i; exit } }')
-    [ -n "$URI" ] || URI=$(for f in "${LISTS[@]}"; do [ -f "$f" ] && cat "$f"; done |
-          awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^https?:\/\/.*\/debian\/?$/) { print $i; exit } }')
-    [ -n "$URI" ] || die "no Debian archive in the machine's apt configuration: looked for a URIs: line in ${SOURCES[*]} and a deb line in ${LISTS[*]} whose URI ends in /debian; add one, or set DMABUF_KERNEL_DEB to a linux-image .deb"
-    KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
-    SIGNED=""
-    [ -f "$KEYRING" ] && SIGNED="[signed-by=$KEYRING] "
-    APTDIR=$CACHE/apt
-    mkdir -p "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial"
-    echo "deb ${SIGNED}${URI%/} bookworm-backports main" > "$APTDIR/sources.list"
-    APTO=(-o "Dir::Etc::SourceList=$APTDIR/sources.list" -o Dir::Etc::SourceParts=/dev/null
-          -o "Dir::State::Lists=$APTDIR/lists" -o "Dir::Cache=$APTDIR/cache"
-          -o APT::Sandbox::User=root)
-    log "kernel from ${URI%/} bookworm-backports"
-    apt-get "${APTO[@]}" update -qq >/dev/null || die "apt-get update of bookworm-backports"
-    PKG=$(apt-cache "${APTO[@]}" depends linux-image-amd64 2>/dev/null |
-          awk '/Depends: linux-image-[0-9.]*\+deb12-amd64$/ { print $2; exit }')
-    [ -n "$PKG" ] || die "no linux-image-*+deb12-amd64 in bookworm-backports"
-    DEB=$(ls "$CACHE"/"$PKG"_*.deb 2>/dev/null | head -1 || true)
-    if [ -z "$DEB" ]; then
-        (cd "$CACHE" && apt-get "${APTO[@]}" download -qq "$PKG" >/dev/null) || die "download $PKG"
-        DEB=$(ls "$CACHE"/"$PKG"_*.deb | head -1)
-    fi
+    # shellcheck source=tools/debian-kernel.sh
+    . "$(dirname "$0")/../tools/debian-kernel.sh"
+    DEB=$(debian_kernel_deb "$CACHE" amd64) || die "no kernel package (set DMABUF_KERNEL_DEB to a linux-image .deb)"
+    log "kernel package $(basename "$DEB")"
 fi
 KDIR=$CACHE/$(basename "$DEB" .deb)
 if [ ! -f "$KDIR/.done" ]; then

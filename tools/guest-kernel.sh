@@ -27,35 +27,13 @@ guest_tools() {
 }
 
 guest_kernel() {
-    local deb=${1:-} cache uri keyring signed aptdir pkg kdir
+    local deb=${1:-} cache kdir
     cache=${DMABUF_KERNEL_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/dmabuf-kernel-tests}
     mkdir -p "$cache"
     if [ -z "$deb" ]; then
-        # The archive this machine already uses, with the bookworm-backports suite.
-        uri=$(sed -n 's/^URIs:[[:space:]]*\(http[^[:space:]]*debian\/\?\)[[:space:]]*$/\1/p' \
-                /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
-        [ -n "$uri" ] || uri=$(sed -n 's/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\(http[^[:space:]]*debian\/\?\)[[:space:]]\+bookworm[[:space:]].*/\2/p' \
-                /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -1)
-        [ -n "$uri" ] || die "no Debian archive in this machine's apt sources (pass --kernel-deb)"
-        keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-        signed=""
-        [ -f "$keyring" ] && signed="[signed-by=$keyring] "
-        aptdir=$cache/apt
-        mkdir -p "$aptdir/lists/partial" "$aptdir/cache/archives/partial"
-        echo "deb ${signed}${uri%/} bookworm-backports main" > "$aptdir/sources.list"
-        local apto=(-o "Dir::Etc::SourceList=$aptdir/sources.list" -o Dir::Etc::SourceParts=/dev/null
-                    -o "Dir::State::Lists=$aptdir/lists" -o "Dir::Cache=$aptdir/cache"
-                    -o APT::Sandbox::User=root)
-        deb=$(ls "$cache"/linux-image-6.12.*+deb12-amd64_*.deb 2>/dev/null | sort -V | tail -1 || true)
-        if [ -z "$deb" ]; then
-            log "fetching the kernel from bookworm-backports"
-            apt-get "${apto[@]}" update -qq >/dev/null || die "apt-get update of bookworm-backports"
-            pkg=$(apt-cache "${apto[@]}" depends linux-image-amd64 2>/dev/null |
-                  awk '/Depends: linux-image-[0-9.]*\+deb12-amd64$/ { print $2; exit }')
-            [ -n "$pkg" ] || die "no linux-image-*+deb12-amd64 in bookworm-backports"
-            (cd "$cache" && apt-get "${apto[@]}" download -qq "$pkg" >/dev/null) || die "download of $pkg"
-            deb=$(ls "$cache"/"$pkg"_*.deb | head -1)
-        fi
+        # shellcheck source=tools/debian-kernel.sh
+        . "$(dirname "${BASH_SOURCE[0]}")/debian-kernel.sh"
+        deb=$(debian_kernel_deb "$cache" amd64) || die "no kernel package (pass --kernel-deb)"
     fi
     [ -f "$deb" ] || die "no such kernel package: $deb"
     kdir=$cache/guest-$(basename "$deb" .deb)

@@ -106,3 +106,78 @@ fn a_proof_says_which_findings_it_does_not_cover() {
         .unwrap();
     assert!(text(&o.stdout).contains("not covered by the exploration: misuse"), "{}", text(&o.stdout));
 }
+
+/// A pipeline of `frames` frames: a decoder writes, the CPU reads in a bracket.
+fn frames(name: &str, frames: u32) -> PathBuf {
+    let body = "  map vdec cap from_device\n  vdec write cap = frame\n  unmap vdec cap\n  sync cap start read\n  cpu read cap expect frame\n  sync cap end read\n";
+    tmp(
+        name,
+        &format!(
+            "platform arm64-noncoherent\nbuffer cap size=64KiB heap=system\nattach vdec cap\nmmap cap\nrepeat {frames} {{\n{body}}}\nmunmap cap\n"
+        ),
+    )
+}
+
+#[test]
+fn explore_branches_from_snapshots_and_without_them_finds_the_same() {
+    let f = frames("snap.dmabuf", 40);
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let o = Command::new(env!("CARGO_BIN_EXE_dmabuf"))
+            .args(["explore", "--format", "json"])
+            .args(extra)
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let snap = json(&["--jobs", "2"]);
+    let again = json(&["--no-snapshots"]);
+    assert_eq!(snap["verdict"], "proved");
+    assert!(snap["checkpoints"].as_u64().unwrap() > 0, "{snap}");
+    assert_eq!(again["checkpoints"], 0);
+    for k in ["verdict", "states", "paths", "max_depth"] {
+        assert_eq!(snap[k], again[k], "{k}");
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_dmabuf")).args(["explore", "--jobs", "0"]).arg(&f).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn a_killed_explore_leaves_no_process_behind() {
+    // Long enough to be searching when it is killed, short enough for the pilot run (one
+    // run of the whole scenario, before any fork) to end soon in a debug build.
+    let f = frames("killed.dmabuf", 3_000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dmabuf"))
+        .args(["explore", "--timeout", "100"])
+        .arg(&f)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The search is under way when its processes (workers, checkpoints) run the scenario.
+    let running = || -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok().map(|c| (e.file_name(), c)))
+            .filter(|(_, c)| String::from_utf8_lossy(c).contains(f.to_str().unwrap()))
+            .map(|(pid, _)| pid.to_string_lossy().into_owned())
+            .collect()
+    };
+    let t0 = std::time::Instant::now();
+    while running().len() < 2 && t0.elapsed() < std::time::Duration::from_secs(90) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(running().len() >= 2, "no search processes after 90 s: {:?}", running());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut left = running();
+    for _ in 0..50 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        left = running();
+    }
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+}

@@ -131,6 +131,8 @@ struct Area {
     next_len: AtomicU64,
     /// Checkpoints forked.
     checkpoints: AtomicU64,
+    /// States in the current class's table.
+    in_table: AtomicU64,
 }
 
 /// An anonymous shared mapping, unmapped when dropped (only the process that made it
@@ -307,13 +309,28 @@ struct Rewind;
 pub(super) const CHECKPOINT_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// `fork(2)`: `Ok(None)` in the child, `Ok(Some(pid))` in the parent.
+/// The child dies with its parent (`PR_SET_PDEATHSIG`): a search whose root is killed
+/// leaves no process behind, each chain falling from the top.
 fn fork() -> std::io::Result<Option<libc::pid_t>> {
+    // SAFETY: `getpid` has no preconditions.
+    let parent = unsafe { libc::getpid() };
     // SAFETY: the child runs only the search (the run and this module) and ends with
     // `_exit`; glibc's `fork` leaves `malloc` usable in the child even when other threads
     // (a progress bar's ticker, a test harness) exist in the parent.
     match unsafe { libc::fork() } {
         -1 => Err(std::io::Error::last_os_error()),
-        0 => Ok(None),
+        0 => {
+            // SAFETY: `prctl(PR_SET_PDEATHSIG, sig)` takes a signal number and touches no
+            // memory; `getppid` has no preconditions.
+            let orphan = unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 || libc::getppid() != parent
+            };
+            if orphan {
+                // The parent died before the signal was armed (or it cannot be).
+                exit_child(0);
+            }
+            Ok(None)
+        }
         pid => Ok(Some(pid)),
     }
 }
@@ -427,8 +444,9 @@ impl Snap {
     /// Records a state: whether it is new. A full table stops the search.
     pub(super) fn visit(&self, key: u64) -> bool {
         let area = self.region.area(self.worker);
-        match self.table.insert(area.states.load(Relaxed), key) {
+        match self.table.insert(area.in_table.load(Relaxed), key) {
             Some(true) => {
+                area.in_table.fetch_add(1, Relaxed);
                 area.states.fetch_add(1, Relaxed);
                 self.region.global().states.fetch_add(1, Relaxed);
                 true
@@ -686,6 +704,7 @@ fn worker(
             };
             let table = Table { slots: map.ptr.cast(), mask: table_slots - 1 };
             let area = region.area(w);
+            area.in_table.store(0, Relaxed);
             let mut prefix = Vec::new();
             loop {
                 area.next_len.store(0, Relaxed);
@@ -719,5 +738,68 @@ fn worker(
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
         Ok(()) => exit_child(0),
         Err(p) => panic_path(region, &*p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region() -> (Mapping, Region) {
+        let map = Mapping::new(Region::size(1)).expect("a small shared mapping");
+        let region = Region { base: map.ptr, workers: 1 };
+        region.global().cutoff.store(u64::MAX, Relaxed);
+        (map, region)
+    }
+
+    fn snap(region: Region, table: Table, ancestors: Vec<usize>, gap: usize) -> Snap {
+        let since = Instant::now() - std::time::Duration::from_secs(1);
+        let after = std::time::Duration::ZERO;
+        Snap { region, worker: 0, class: 0, table, ancestors, gap, root: false, since, after }
+    }
+
+    #[test]
+    fn a_table_tells_new_states_from_visited_ones_and_fills_up() {
+        let map = Mapping::new(1024 * 8).unwrap();
+        let t = Table { slots: map.ptr.cast(), mask: 1023 };
+        assert_eq!(t.insert(0, 42), Some(true));
+        assert_eq!(t.insert(1, 42), Some(false));
+        assert_eq!(t.insert(1, 42 + 1024), Some(true), "a collision on the slot probes on");
+        assert_eq!(t.insert(2, 0), Some(true), "hash 0 is stored (as 1)");
+        assert_eq!(t.insert(768, 7), None, "three quarters full");
+    }
+
+    #[test]
+    fn checkpoints_go_forward_at_doubling_gaps_and_bisect_towards_a_turn() {
+        let (_map, region) = region();
+        let table = Table { slots: std::ptr::null(), mask: 0 };
+        // Forward from a checkpoint at 8 with gap 4: the next at 12 or later.
+        let s = snap(region, table, vec![0, 8], 4);
+        assert!(!s.wants_checkpoint(11, None));
+        assert!(s.wants_checkpoint(12, None));
+        // Replaying from 8 towards a turn at 40: past the middle (24), and the turn itself.
+        assert!(!s.wants_checkpoint(23, Some(40)));
+        assert!(s.wants_checkpoint(24, Some(40)));
+        assert!(s.wants_checkpoint(40, Some(40)));
+        // A full chain takes no more.
+        let full = snap(region, table, (0..MAX_CHAIN).collect(), 1);
+        assert!(!full.wants_checkpoint(1000, None));
+        // Nor does a run that has not gone long enough since its last checkpoint.
+        let fresh =
+            Snap { since: Instant::now(), after: std::time::Duration::from_secs(60), ..snap(region, table, vec![], 1) };
+        assert!(!fresh.wants_checkpoint(5, None));
+        // Nor a stopped search.
+        region.stop(Stop::Timeout, "");
+        assert!(!s.wants_checkpoint(12, None));
+    }
+
+    #[test]
+    fn the_first_stop_and_its_message_win() {
+        let (_map, region) = region();
+        assert!(!region.stopped());
+        region.stop(Stop::OverMemory, "this step needs 2048 MiB more");
+        region.stop(Stop::Timeout, "later");
+        assert_eq!(Stop::from_u32(region.global().stop.load(Relaxed)), Some(Stop::OverMemory));
+        assert_eq!(region.message(), "this step needs 2048 MiB more");
     }
 }
