@@ -19,29 +19,12 @@ BIN=$PWD/target/release/dmabuf
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 
-scenario() { # SIZE FRAMES
-    cat <<SCN
-platform arm64-noncoherent
-buffer cap size=$1 heap=system
-attach vdec cap
-mmap cap
-repeat $2 {
-  map vdec cap from_device
-  vdec write cap = frame
-  unmap vdec cap
-  sync cap start read
-  cpu read cap expect frame
-  sync cap end read
-}
-munmap cap
-detach vdec cap
-release cap
-SCN
-}
+# shellcheck source=bench/pipeline.sh
+. bench/pipeline.sh
 
 run() { # WHAT SIZE FRAMES
     local f=$W/p-$2-$3.dmabuf out=$W/out rc
-    scenario "$2" "$3" > "$f"
+    pipeline "$2" "$3" > "$f"
     set +e
     if [ "$1" = check ]; then
         timeout "$LIMIT" /usr/bin/time -f '%e %M' -o "$W/time" "$BIN" check "$f" > "$out" 2>&1

@@ -129,6 +129,15 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// A counterexample wins over a bound; a search that ended without either proved.
+    fn of(counterexample: bool, bound: bool) -> Verdict {
+        match (counterexample, bound) {
+            (true, _) => Verdict::Counterexample,
+            (false, true) => Verdict::Inconclusive,
+            (false, false) => Verdict::Proved,
+        }
+    }
+
     /// The name in reports and JSON.
     pub fn name(self) -> &'static str {
         match self {
@@ -567,13 +576,8 @@ pub fn explore(
         states += visited.len() as u64;
     }
     progress(states, max_depth, paths);
-    let verdict = match (&best, &bound) {
-        (Some(_), _) => Verdict::Counterexample,
-        (None, Some(_)) => Verdict::Inconclusive,
-        (None, None) => Verdict::Proved,
-    };
     Ok(Exploration {
-        verdict,
+        verdict: Verdict::of(best.is_some(), bound.is_some()),
         states,
         paths,
         max_depth,
@@ -669,13 +673,8 @@ fn explore_snapshots(
         None => None,
     };
     progress(out.states, out.max_depth, out.paths);
-    let verdict = match (&counterexample, &bound) {
-        (Some(_), _) => Verdict::Counterexample,
-        (None, Some(_)) => Verdict::Inconclusive,
-        (None, None) => Verdict::Proved,
-    };
     Ok(Exploration {
-        verdict,
+        verdict: Verdict::of(counterexample.is_some(), bound.is_some()),
         states: out.states,
         paths: out.paths,
         max_depth: out.max_depth,

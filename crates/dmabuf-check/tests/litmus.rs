@@ -2,23 +2,14 @@
 //! `# verdict: proved|counterexample` header, and the explorer must reach it. A
 //! counterexample must replay to the same findings.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::time::Duration;
 
 use dmabuf_check::explore::{ExploreConfig, Verdict, explore, replay};
 use dmabuf_check::runner::RunConfig;
 use dmabuf_check::scenario::parse;
-
-fn suite() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/litmus");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "dmabuf"))
-        .collect();
-    v.sort();
-    v
-}
 
 fn verdict(src: &str) -> Option<Verdict> {
     let line = src.lines().find_map(|l| l.trim().strip_prefix("# verdict:"))?;
@@ -31,7 +22,7 @@ fn verdict(src: &str) -> Option<Verdict> {
 
 #[test]
 fn every_litmus_test_reaches_its_verdict() {
-    let files = suite();
+    let files = common::litmus();
     assert!(files.len() >= 20, "only {} litmus tests", files.len());
     let (mut proved, mut broken) = (0, 0);
     let mut wrong = Vec::new();
@@ -105,7 +96,7 @@ cpu end b read
 
 #[test]
 fn a_bound_gives_inconclusive_never_proved() {
-    let f = suite().into_iter().find(|p| p.ends_with("riscv-bracketed.dmabuf")).unwrap();
+    let f = common::litmus().into_iter().find(|p| p.ends_with("riscv-bracketed.dmabuf")).unwrap();
     let src = std::fs::read_to_string(&f).unwrap();
     let s = parse(&src, "x").unwrap();
     let cfg = ExploreConfig { max_states: 3, ..ExploreConfig::default() };

@@ -3,22 +3,13 @@
 //! counterexample, with snapshots forced at every point the placement allows; and line
 //! classes in parallel give the same verdict and counterexample.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::time::Duration;
 
 use dmabuf_check::explore::{Exploration, ExploreConfig, explore};
 use dmabuf_check::scenario::parse;
-
-fn litmus() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/litmus");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "dmabuf"))
-        .collect();
-    v.sort();
-    v
-}
 
 fn run(path: &Path, src: &str, cfg: &ExploreConfig) -> Exploration {
     let s = parse(src, &path.display().to_string()).unwrap();
@@ -55,7 +46,7 @@ fn frames(frames: u32) -> String {
 #[test]
 fn snapshots_search_the_same_states_as_reexecution_on_every_litmus_test() {
     let mut checkpoints = 0;
-    for f in litmus() {
+    for f in common::litmus() {
         let src = std::fs::read_to_string(&f).unwrap();
         let again = run(&f, &src, &config(false, 1));
         let snap = run(&f, &src, &config(true, 1));
@@ -90,7 +81,7 @@ fn a_broken_pipeline_gives_the_same_counterexample_from_snapshots() {
 
 #[test]
 fn line_classes_in_parallel_reach_the_same_verdict_and_counterexample() {
-    for f in litmus() {
+    for f in common::litmus() {
         let src = std::fs::read_to_string(&f).unwrap();
         let one = run(&f, &src, &config(true, 1));
         let two = run(&f, &src, &config(true, 2));
