@@ -793,6 +793,28 @@ mod tests {
         assert!(!s.wants_checkpoint(12, None));
     }
 
+    fn bounds() -> Bounds {
+        Bounds { deadline: None, max_states: 1000, checkpoint_after: std::time::Duration::ZERO }
+    }
+
+    #[test]
+    fn a_panicking_run_stops_the_search_with_its_message_never_a_proof() {
+        let start = |_: usize, trail: Trail| follow(trail, bounds(), |_| panic!("the simulator broke an invariant"));
+        let out = search(1, 1, bounds(), &mut |_, _, _| {}, &start).unwrap();
+        let (why, msg) = out.stop.expect("the search stopped");
+        assert_eq!(why, Stop::Died);
+        assert!(msg.contains("panicked: the simulator broke an invariant"), "{msg}");
+    }
+
+    #[test]
+    fn a_worker_killed_by_a_signal_is_named_by_it() {
+        let start = |_: usize, _: Trail| std::process::abort();
+        let out = search(2, 2, bounds(), &mut |_, _, _| {}, &start).unwrap();
+        let (why, msg) = out.stop.expect("the search stopped");
+        assert_eq!(why, Stop::Died);
+        assert!(msg.contains("killed by signal 6"), "{msg}");
+    }
+
     #[test]
     fn the_first_stop_and_its_message_win() {
         let (_map, region) = region();
