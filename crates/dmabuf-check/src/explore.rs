@@ -202,7 +202,7 @@ mod trail;
 
 use pilot::LineRecord;
 use snapshot::{Bounds, PathEnd, RunEnd, Stop};
-use trail::{BadChoice, Point, Trail};
+use trail::Trail;
 
 /// The explorer's chooser: records the lines accesses touch (in the pilot run) and asks
 /// the trail at every candidate freedom on them.
@@ -301,6 +301,11 @@ impl Chooser for ExploreChooser {
             }
         }
     }
+}
+
+/// What a search stopped by `--timeout` says.
+fn timeout_bound(timeout: Option<Duration>) -> String {
+    format!("--timeout {:.1}s reached", timeout.unwrap_or_default().as_secs_f64())
 }
 
 fn is_violation(f: &Finding) -> bool {
@@ -409,24 +414,17 @@ fn run_trail(
         hooks.observer = w.observer;
         hooks.tracer = w.tracer;
     }
-    let mut local = match visited {
-        Visited::No => None,
-        Visited::Local(set) => Some(Some(set)),
-        Visited::Shared => Some(None),
-    };
-    if let Some(set) = local.as_mut() {
+    if !matches!(visited, Visited::No) {
+        let mut visited = visited;
         // A run that is still going at the deadline stops there: a bound is a bound
         // inside a run too (one run of a long scenario can take seconds).
         hooks.deadline = deadline;
         visit_fn = move |key: u64| -> bool {
             let t = visit_trail.borrow();
-            if t.replaying() {
-                return true;
-            }
-            match (set.as_mut(), t.snap.as_ref()) {
-                (Some(set), _) => set.insert(key),
-                (None, Some(snap)) => snap.visit(key),
-                (None, None) => true,
+            match &mut visited {
+                _ if t.replaying() => true,
+                Visited::Local(set) => set.insert(key),
+                _ => t.snap.as_ref().is_none_or(|snap| snap.visit(key)),
             }
         };
         hooks.visit = Some(&mut visit_fn);
@@ -434,29 +432,6 @@ fn run_trail(
     let result = run_hooked(scenario, file, src, cfg, hooks);
     let trail = std::mem::take(&mut *trail.borrow_mut());
     (result, trail)
-}
-
-/// One replayed or re-executed run along `prefix`: the result, the points passed and the
-/// first choice of the prefix the path had no option for.
-#[allow(clippy::too_many_arguments)]
-fn run_path(
-    scenario: &Scenario,
-    file: &Path,
-    src: &str,
-    cfg: &RunConfig,
-    prefix: Vec<u8>,
-    choice: &Rc<RefCell<Vec<PhysAddr>>>,
-    visited: Option<(&mut HashSet<u64>, Option<Instant>)>,
-    watch: Option<Hooks<'_>>,
-    prepared: &Rc<Prepared>,
-) -> Result<(RunResult, Vec<Point>, Option<BadChoice>), RunError> {
-    let trail = Trail { prefix, ..Trail::default() };
-    let (visited, deadline) = match visited {
-        Some((set, deadline)) => (Visited::Local(set), deadline),
-        None => (Visited::No, None),
-    };
-    let (result, trail) = run_trail(scenario, file, src, cfg, trail, choice, visited, deadline, watch, prepared);
-    Ok((result?, trail.taken, trail.bad))
 }
 
 /// Explores every path of `scenario`. `progress` is called now and then with
@@ -482,7 +457,7 @@ pub fn explore(
         checkpoints: 0,
     };
     let deadline = cfg.timeout.and_then(|t| start.checked_add(t));
-    let timed_out = || format!("--timeout {:.1}s reached", cfg.timeout.unwrap_or_default().as_secs_f64());
+    let timed_out = || timeout_bound(cfg.timeout);
     let (lines, reps, not_covered, prepared) = match pilot(scenario, file, src, &cfg.run, deadline) {
         Ok(Some(x)) => x,
         Ok(None) => return Ok(inconclusive(timed_out())),
@@ -514,18 +489,11 @@ pub fn explore(
         let mut visited = HashSet::new();
         let mut prefix = Vec::new();
         loop {
-            let run = run_path(
-                scenario,
-                file,
-                src,
-                &cfg.run,
-                prefix,
-                &choice,
-                Some((&mut visited, deadline)),
-                None,
-                &prepared,
-            );
-            let (result, taken, _) = match run {
+            let trail = Trail { prefix, ..Trail::default() };
+            let visit = Visited::Local(&mut visited);
+            let (run, trail) =
+                run_trail(scenario, file, src, &cfg.run, trail, &choice, visit, deadline, None, &prepared);
+            let result = match run {
                 Err(e) if e.over_memory() => {
                     bound = Some(e.message().to_string());
                     states += visited.len() as u64;
@@ -533,14 +501,16 @@ pub fn explore(
                 }
                 r => r?,
             };
-            max_depth = max_depth.max(taken.len());
+            max_depth = max_depth.max(trail.taken.len());
             if !result.stopped {
                 paths += 1;
             }
+            // The next path: change the last choice that has an option left.
+            let next = trail.next_prefix(0);
             if result.findings.iter().any(is_violation) {
-                let moves: Vec<Move> = taken.iter().filter_map(|p| p.mv.clone()).collect();
-                if best.as_ref().is_none_or(|b| moves.len() < b.moves.len()) {
-                    let choices = taken.iter().map(|p| p.chosen).collect();
+                if best.as_ref().is_none_or(|b| trail.moves() < b.moves.len()) {
+                    let choices = trail.choices();
+                    let moves = trail.taken.into_iter().filter_map(|p| p.mv).collect();
                     best = Some(Counterexample { line: index, choices, moves, result });
                 }
                 if best.as_ref().is_some_and(|b| b.moves.is_empty()) {
@@ -557,16 +527,12 @@ pub fn explore(
                 states += visited.len() as u64;
                 break 'lines;
             }
-            // The next path: change the last choice that has an option left.
-            let Some(i) = taken.iter().rposition(|p| p.chosen + 1 < p.n) else { break };
-            prefix = taken[..i].iter().map(|p| p.chosen).collect();
-            prefix.push(taken[i].chosen + 1);
+            let Some(next) = next else { break };
+            prefix = next;
             if states + visited.len() as u64 >= cfg.max_states {
                 bound = Some(format!("--max-states {} reached", cfg.max_states));
-            } else if let Some(t) = cfg.timeout
-                && start.elapsed() >= t
-            {
-                bound = Some(format!("--timeout {:.1}s reached", t.as_secs_f64()));
+            } else if cfg.timeout.is_some_and(|t| start.elapsed() >= t) {
+                bound = Some(timed_out());
             }
             if bound.is_some() {
                 states += visited.len() as u64;
@@ -612,11 +578,7 @@ fn explore_snapshots(
             let end = match r {
                 Ok(result) => RunEnd::Path(PathEnd {
                     complete: !result.stopped,
-                    violation: result
-                        .findings
-                        .iter()
-                        .any(is_violation)
-                        .then(|| trail.taken.iter().filter(|p| p.mv.is_some()).count()),
+                    violation: result.findings.iter().any(is_violation).then(|| trail.moves()),
                 }),
                 Err(e) if e.over_memory() => RunEnd::OverMemory(e.message().to_string()),
                 Err(_) => RunEnd::Failed,
@@ -654,9 +616,7 @@ fn explore_snapshots(
     let bound = match out.stop {
         None | Some((Stop::Failed, _)) => None,
         Some((Stop::Died, msg)) => return Err(internal(msg)),
-        Some((Stop::Timeout, _)) => {
-            Some(format!("--timeout {:.1}s reached", cfg.timeout.unwrap_or_default().as_secs_f64()))
-        }
+        Some((Stop::Timeout, _)) => Some(timeout_bound(cfg.timeout)),
         Some((Stop::MaxStates, _)) => Some(format!("--max-states {} reached", cfg.max_states)),
         Some((Stop::OverMemory | Stop::TooBig, msg)) => Some(msg),
     };
@@ -766,8 +726,10 @@ fn replay_watched(
     }
     let group: Vec<PhysAddr> = line.and_then(|i| lines.nth(i)).into_iter().collect();
     let choice = Rc::new(RefCell::new(group));
-    let (result, taken, bad) = run_path(scenario, file, src, cfg, choices.to_vec(), &choice, None, watch, &prepared)?;
-    if let Some((index, choice, options)) = bad {
+    let trail = Trail { prefix: choices.to_vec(), ..Trail::default() };
+    let (result, trail) = run_trail(scenario, file, src, cfg, trail, &choice, Visited::No, None, watch, &prepared);
+    let (result, taken) = (result?, trail.taken);
+    if let Some((index, choice, options)) = trail.bad {
         return Err(ReplayMismatch::Choice { index, choice, options });
     }
     if taken.len() < choices.len() {

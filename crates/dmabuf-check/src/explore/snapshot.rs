@@ -64,7 +64,7 @@ use std::time::Instant;
 use super::trail::Trail;
 
 /// The most checkpoints (waiting processes) one path keeps.
-pub(super) const MAX_CHAIN: usize = 64;
+const MAX_CHAIN: usize = 64;
 
 /// The longest path (in choice points) whose choices the search can hand on.
 const PATH_CAP: usize = 1 << 22;
@@ -204,8 +204,11 @@ impl Region {
         unsafe { self.base.add(Self::buffers_at(self.workers) + (2 * w + which) * PATH_CAP) }
     }
 
+    /// Writes a path into buffer `which` of worker `w`; a path too long for it stops the
+    /// search ([`Stop::TooBig`]) and returns false.
     fn write(&self, w: usize, which: usize, bytes: &[u8]) -> bool {
         if bytes.len() > PATH_CAP {
+            self.stop(Stop::TooBig, &format!("a path longer than {PATH_CAP} choice points"));
             return false;
         }
         // SAFETY: `bytes` fits the buffer; one process of a class runs at a time, and a
@@ -359,7 +362,7 @@ fn wait(pid: libc::pid_t) -> Result<(), String> {
 }
 
 /// Ends this child process now: no destructor, no buffered output of the parent's.
-pub(super) fn exit_child(code: i32) -> ! {
+fn exit_child(code: i32) -> ! {
     // SAFETY: `_exit` only ends the process; nothing of it runs after.
     unsafe { libc::_exit(code) }
 }
@@ -481,7 +484,7 @@ fn end_path(trail: &Trail, end: PathEnd, bounds: &Bounds) {
     if let Some(moves) = end.violation
         && (moves as u64) < area.best_moves.load(Relaxed)
     {
-        let choices: Vec<u8> = trail.taken.iter().map(|p| p.chosen).collect();
+        let choices = trail.choices();
         if region.write(w, 0, &choices) {
             area.best_moves.store(moves as u64, Relaxed);
             area.best_class.store(snap.class, Relaxed);
@@ -489,8 +492,6 @@ fn end_path(trail: &Trail, end: PathEnd, bounds: &Bounds) {
             if moves == 0 {
                 region.global().cutoff.fetch_min(snap.class, Relaxed);
             }
-        } else {
-            region.stop(Stop::TooBig, &format!("a counterexample longer than {PATH_CAP} choice points"));
         }
     }
     if bounds.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -508,8 +509,6 @@ fn end_path(trail: &Trail, end: PathEnd, bounds: &Bounds) {
         if region.write(w, 1, &next) {
             area.next_from.store(from as u64, Relaxed);
             area.next_len.store(next.len() as u64, Relaxed);
-        } else {
-            region.stop(Stop::TooBig, &format!("a path longer than {PATH_CAP} choice points"));
         }
     }
     if !snap.root {
@@ -525,15 +524,13 @@ fn fail_path(trail: &Trail, over_memory: Option<String>) {
     match over_memory {
         Some(msg) => region.stop(Stop::OverMemory, &msg),
         None => {
-            let choices: Vec<u8> = trail.taken.iter().map(|p| p.chosen).collect();
+            let choices = trail.choices();
             if region.write(snap.worker, 1, &choices) {
                 let g = region.global();
                 g.failed_worker.store(snap.worker as u64, Relaxed);
                 g.failed_class.store(snap.class, Relaxed);
                 region.area(snap.worker).next_len.store(choices.len() as u64, Relaxed);
                 region.stop(Stop::Failed, "");
-            } else {
-                region.stop(Stop::TooBig, &format!("a path longer than {PATH_CAP} choice points"));
             }
         }
     }

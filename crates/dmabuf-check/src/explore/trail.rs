@@ -10,7 +10,6 @@ use super::snapshot::Snap;
 /// One choice point passed on a path.
 pub(super) struct Point {
     pub(super) chosen: u8,
-    pub(super) n: u8,
     pub(super) mv: Option<Move>,
 }
 
@@ -58,13 +57,23 @@ impl Trail {
         if c + 1 < n {
             self.open.push(i);
         }
-        self.taken.push(Point { chosen: c as u8, n: n as u8, mv });
+        self.taken.push(Point { chosen: c as u8, mv });
         c
     }
 
     /// Whether the run is still replaying its prefix (its states were visited before).
     pub(super) fn replaying(&self) -> bool {
         self.taken.len() < self.base + self.prefix.len()
+    }
+
+    /// The choice made at every point, in order: what a replay file stores.
+    pub(super) fn choices(&self) -> Vec<u8> {
+        self.taken.iter().map(|p| p.chosen).collect()
+    }
+
+    /// The hardware's moves on the path (the choices that were not "nothing").
+    pub(super) fn moves(&self) -> usize {
+        self.taken.iter().filter(|p| p.mv.is_some()).count()
     }
 
     /// The next path's prefix: this one's choices up to the last point with an option
@@ -132,7 +141,7 @@ mod tests {
         let mut v = Trail {
             base: 2,
             prefix: vec![1],
-            taken: (0..2).map(|_| Point { chosen: 0, n: 1, mv: None }).collect(),
+            taken: (0..2).map(|_| Point { chosen: 0, mv: None }).collect(),
             ..Trail::default()
         };
         assert!(v.replaying());
