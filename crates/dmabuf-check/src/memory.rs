@@ -4,15 +4,16 @@
 //! one repeated byte as that byte), but a scenario can touch more than the machine has. A
 //! program that runs out of memory in Rust aborts; so the checker watches instead: a
 //! binary installs [`CountingAlloc`] as its global allocator, and the runner compares
-//! [`in_use`] with [`crate::runner::RunConfig::max_memory`] before every step and before every
-//! access that allocates its bytes, and stops with an error (`check`: exit 2) or a bound
+//! [`in_use`], plus what the step's access will allocate, with
+//! [`crate::runner::RunConfig::max_memory`] before every step, and stops with an error (`check`: exit 2) or a bound
 //! (`explore`: inconclusive) well before the allocator would fail.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Bytes held; 0 until [`CountingAlloc`], installed, serves its first allocation (a run
+/// always holds some, so 0 means "not installed").
 static IN_USE: AtomicUsize = AtomicUsize::new(0);
-static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// The system allocator, counting the bytes it holds. Install it with
 /// `#[global_allocator] static A: CountingAlloc = CountingAlloc;` to bound runs.
@@ -26,7 +27,6 @@ unsafe impl GlobalAlloc for CountingAlloc {
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
             IN_USE.fetch_add(layout.size(), Ordering::Relaxed);
-            INSTALLED.store(true, Ordering::Relaxed);
         }
         p
     }
@@ -36,7 +36,6 @@ unsafe impl GlobalAlloc for CountingAlloc {
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
             IN_USE.fetch_add(layout.size(), Ordering::Relaxed);
-            INSTALLED.store(true, Ordering::Relaxed);
         }
         p
     }
@@ -60,7 +59,8 @@ unsafe impl GlobalAlloc for CountingAlloc {
 
 /// Bytes the process holds from the allocator, when [`CountingAlloc`] is installed.
 pub fn in_use() -> Option<u64> {
-    INSTALLED.load(Ordering::Relaxed).then(|| IN_USE.load(Ordering::Relaxed) as u64)
+    let n = IN_USE.load(Ordering::Relaxed);
+    (n != 0).then_some(n as u64)
 }
 
 /// Why a run stopped for memory: what it held, what it was about to take, the bound.

@@ -245,16 +245,12 @@ impl HwView<'_> {
 
     /// Calls `f` for every dirty line of every cache in `range`.
     pub fn dirty_lines(&self, range: &PhysRange, mut f: impl FnMut(CacheId, PhysAddr)) {
-        self.cached_lines(range, |id, line, dirty| {
-            if dirty {
-                f(id, line)
-            }
-        });
+        self.cached_lines(range, true, |id, line, _| f(id, line));
     }
 
-    /// Calls `f` with every line of every cache in `range` that the cache holds, and
-    /// whether it is dirty.
-    fn cached_lines(&self, range: &PhysRange, mut f: impl FnMut(CacheId, PhysAddr, bool)) {
+    /// Calls `f` with every line of every cache in `range` that the cache holds (only the
+    /// dirty ones with `dirty_only`: it walks those alone), and whether it is dirty.
+    fn cached_lines(&self, range: &PhysRange, dirty_only: bool, mut f: impl FnMut(CacheId, PhysAddr, bool)) {
         if range.is_empty() {
             return;
         }
@@ -266,7 +262,7 @@ impl HwView<'_> {
                 let hi = ((pfn + 1) * PAGE_SIZE).min(r.end().raw());
                 let (mask, _) = self.hw.chunk_masks((lo % PAGE_SIZE) as usize, (hi - lo) as usize);
                 let (valid, dirty) = c.state(pfn);
-                for (l0, n) in runs(valid & mask) {
+                for (l0, n) in runs(if dirty_only { dirty } else { valid } & mask) {
                     for l in l0..l0 + n {
                         f(id, PhysAddr(pfn * PAGE_SIZE + l as u64 * self.hw.line), dirty >> l & 1 == 1);
                     }
@@ -300,7 +296,7 @@ impl HwView<'_> {
     /// back a dirty line, drop a clean one (in any cache), prefetch an absent one. The
     /// choice points an explorer enumerates.
     pub fn candidates(&self, range: &PhysRange, out: &mut Vec<Freedom>) {
-        self.cached_lines(range, |cache, line, dirty| {
+        self.cached_lines(range, false, |cache, line, dirty| {
             out.push(if dirty { Freedom::WriteBack { cache, line } } else { Freedom::Drop { cache, line } })
         });
         self.prefetch_candidates(range, out);

@@ -374,11 +374,8 @@ impl<B: CpuMapping> Mapping<B> {
     /// kernel without the flag (or without `DMA_BUF_IOCTL_SYNC_PARTIAL`) it is a plain
     /// write bracket.
     pub fn overwrite(&mut self, offset: usize, data: &[u8]) -> Result<()> {
-        let range = offset..offset.checked_add(data.len()).ok_or(Error::RangeOutOfBounds {
-            start: offset,
-            end: usize::MAX,
-            len: self.len(),
-        })?;
+        // An end past `usize::MAX` saturates there, and `begin` refuses it as out of bounds.
+        let range = offset..offset.saturating_add(data.len());
         self.begin(SyncFlags::Write, &range, true)?;
         // SAFETY: `&mut self` is the only borrow of the mapping, so no guard (hence no
         // bytes) of it is alive.

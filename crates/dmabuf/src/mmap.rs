@@ -30,10 +30,7 @@ pub const DMA_BUF_SYNC_RW: u64 = 3;
 pub const DMA_BUF_SYNC_START: u64 = 0;
 /// `DMA_BUF_SYNC_END`.
 pub const DMA_BUF_SYNC_END: u64 = 4;
-/// `DMA_BUF_SYNC_OVERWRITE` (proposed; no kernel has it): with `START | WRITE` on
-/// `DMA_BUF_IOCTL_SYNC_PARTIAL`, the CPU writes every byte of the range before the `END`,
-/// so their previous contents need not be made visible to it.
-pub const DMA_BUF_SYNC_OVERWRITE: u64 = 1 << 3;
+pub use crate::uapi::DMA_BUF_SYNC_OVERWRITE;
 
 /// Decodes `DMA_BUF_IOCTL_SYNC` flags as the kernel does: any bit outside RW|END, or no
 /// direction, is EINVAL. Returns (is end, direction).

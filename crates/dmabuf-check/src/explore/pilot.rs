@@ -97,11 +97,11 @@ impl LineRecord {
         let mut reps = Vec::new();
         let mut base = 0usize;
         for r in self.accessed.iter() {
+            // An accessed line always has a record: `touch` records a range before it
+            // counts it as accessed.
+            debug_assert!(self.sigs.gaps(r).next().is_none(), "an accessed line without a record");
             let mut pieces: Vec<(u64, u64)> =
                 self.sigs.overlapping(r).map(|(rg, &v)| (rg.start.max(r.start), v)).collect();
-            // An accessed line always has a record (its access made one); a gap is one
-            // class of its own all the same.
-            pieces.extend(self.sigs.gaps(r).map(|g| (g.start, u64::MAX)));
             pieces.sort_unstable();
             for (start, sig) in pieces {
                 if seen.insert(sig) {

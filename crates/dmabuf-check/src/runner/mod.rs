@@ -261,7 +261,8 @@ pub fn run_hooked(
     let ctx = Ctx { file: &fname, src };
     let san = Rc::new(RefCell::new(Sanitizer::new()));
     let chooser = std::mem::replace(&mut hooks.chooser, Box::new(dmabuf_sim::Never));
-    let builder = Sim::builder(platform.clone()).chooser_boxed(chooser);
+    let platform_name = platform.name.clone();
+    let builder = Sim::builder(platform).chooser_boxed(chooser);
     let sim = match hooks.observer.take() {
         Some(o) => builder.observer((san.clone(), o)).build(),
         None => builder.observer(san.clone()).build(),
@@ -300,7 +301,7 @@ pub fn run_hooked(
         san.finish();
     }
     let findings = std::mem::take(&mut *san).into_findings();
-    Ok(RunResult { platform: platform.name.clone(), findings, stats, steps, stopped })
+    Ok(RunResult { platform: platform_name, findings, stats, steps, stopped })
 }
 
 /// `[start, end)` of a range for JSON.

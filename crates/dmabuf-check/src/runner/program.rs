@@ -95,6 +95,18 @@ pub struct Bytes {
     pub range: Range<u64>,
 }
 
+impl Bytes {
+    /// How many bytes.
+    pub fn len(&self) -> u64 {
+        self.range.end - self.range.start
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.range.is_empty()
+    }
+}
+
 /// What a device job does.
 #[derive(Clone, Debug)]
 pub enum JobKind {
@@ -126,11 +138,10 @@ pub enum JobKind {
 impl JobKind {
     /// The bytes the job moves: read, written, or both for a copy.
     pub fn bytes_moved(&self) -> u64 {
-        let n = |b: &Bytes| b.range.end - b.range.start;
         match self {
-            JobKind::Read { src, .. } => n(src),
-            JobKind::Write { dst, .. } => n(dst),
-            JobKind::Copy { src, dst, .. } => n(src) + n(dst),
+            JobKind::Read { src, .. } => src.len(),
+            JobKind::Write { dst, .. } => dst.len(),
+            JobKind::Copy { src, dst, .. } => src.len() + dst.len(),
         }
     }
 
@@ -412,11 +423,10 @@ impl Cmd {
     /// The bytes the step moves through memory the runner allocates (a read's copy, a
     /// written value; a job's, when it runs): what it needs besides what the run holds.
     pub fn bytes_moved(&self) -> u64 {
-        let n = |b: &Bytes| b.range.end - b.range.start;
         match self {
-            Cmd::CpuRead { bytes, .. } | Cmd::CpuWrite { bytes, .. } => n(bytes),
+            Cmd::CpuRead { bytes, .. } | Cmd::CpuWrite { bytes, .. } => bytes.len(),
             Cmd::Job(j) => j.kind.bytes_moved(),
-            // The simulator's bookkeeping of a buffer's pages: about 1/20 of its size
+            // The simulator's bookkeeping of a buffer's pages: about 1/16 of its size
             // (a page of one repeated byte costs its descriptor, not its bytes).
             Cmd::Alloc { size, .. } => size / 16,
             _ => 0,

@@ -165,22 +165,16 @@ impl Sim {
     fn cpu_store(&mut self, id: CpuMapId, offset: u64, len: u64, src: Src<'_>) -> Result<WriteId, SimError> {
         let (attr, chunks) = self.resolve(id, offset, len)?;
         let w = self.new_write();
+        // The access's pages, physically contiguous ones merged (page chunks come in
+        // order, back to back in the access).
+        let ranges = coalesce(chunks.iter().map(|&(pa, _, n)| (pa, n as u64)));
         if attr == MemAttr::WriteCombine {
             // Physically contiguous pages in one go: a store to many lines mostly drains
             // straight to memory (see `wc_write`), whatever the pages.
-            let mut run: Option<Chunk> = None;
-            for &(pa, off, n) in &chunks {
-                match &mut run {
-                    Some((rpa, roff, rn)) if *rpa + *rn as u64 == pa && *roff + *rn == off => *rn += n,
-                    _ => {
-                        if let Some((rpa, roff, rn)) = run.replace((pa, off, n)) {
-                            self.wc_write(rpa, rn, src, roff, w);
-                        }
-                    }
-                }
-            }
-            if let Some((rpa, roff, rn)) = run {
-                self.wc_write(rpa, rn, src, roff, w);
+            let mut off = 0;
+            for r in &ranges {
+                self.wc_write(r.start.raw(), r.len as usize, src, off, w);
+                off += r.len as usize;
             }
         }
         for &(pa, off, n) in &chunks {
@@ -199,7 +193,6 @@ impl Sim {
         }
         self.stats.cpu_write_bytes = self.stats.cpu_write_bytes.saturating_add(len);
         self.emit(Event::CpuWrite { map: id, offset, len, attr, write: w });
-        let ranges = coalesce(chunks.iter().map(|&(pa, _, n)| (pa, n as u64)));
         let writes_memory = attr != MemAttr::Cached;
         self.after_op(OpInfo { kind: OpKind::CpuWrite, agent: Agent::Cpu, attr: Some(attr), ranges, writes_memory });
         Ok(w)
@@ -303,7 +296,7 @@ impl Sim {
         self.stats.charge(cycles(0, self.hw.platform.costs.cpu_uncached_read_line, self.lines_of(pa, out.len())));
     }
 
-    /// A write-combined write of one page chunk: bytes join the write-combining buffer;
+    /// A write-combined write of physically contiguous bytes: bytes join the write-combining buffer;
     /// when it holds more lines than it has, the oldest drains to memory.
     fn wc_write(&mut self, pa: u64, n: usize, src: Src<'_>, off: usize, w: WriteId) {
         let line = self.hw.line;
