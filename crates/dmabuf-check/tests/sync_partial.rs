@@ -106,6 +106,21 @@ sync b[4GiB..5GiB] start read
     assert!(e.to_string().contains("32-bit"), "{e}");
 }
 
+/// An overwrite goes through `DMA_BUF_IOCTL_SYNC_PARTIAL` even without a range: on a
+/// buffer past 4 GiB its length did not fit the ioctl's 32 bits, and was cut silently.
+#[test]
+fn an_overwrite_of_a_buffer_past_4_gib_is_refused_at_lowering() {
+    let src = "platform arm64-noncoherent
+buffer b size=5GiB heap=system
+mmap b
+sync b start write overwrite
+";
+    let s = parse(src, "t.dmabuf").expect("parse");
+    let cfg = CheckConfig { maintenance: Some(MaintenancePolicy::Minimal), ..CheckConfig::default() };
+    let e = check(&s, Path::new("t.dmabuf"), src, &cfg, &mut |_| {}).expect_err("refused");
+    assert!(e.to_string().contains("an overwrite of the whole buffer") && e.to_string().contains("32-bit"), "{e}");
+}
+
 /// Rockchip's system heap syncs a ranged bracket with the heap's own device
 /// (`system_heap_dma_buf_begin_cpu_access_partial`, `dma_heap_get_dev`), not with each
 /// attachment's mapping: a bounced attachment's slot is never copied back, and the CPU

@@ -199,6 +199,7 @@ impl Lower<'_> {
             Op::SetName { buf, name } => Cmd::SetName { buf: self.buffer(buf)?, name: name.node.clone() },
             Op::CpuEnd { buf, dir } => Cmd::CpuEnd { buf: self.buffer(buf)?, dir: dma_dir(dir.node) },
             Op::Sync { target, flags } => {
+                let flags_span = flags.span;
                 let (flags, overwrite) = match flags.node {
                     SyncFlags::Raw(f) => (f, false),
                     SyncFlags::Named { end, access, overwrite } => {
@@ -212,17 +213,22 @@ impl Lower<'_> {
                     }
                 };
                 let bytes = self.target(target)?;
-                // `struct dma_buf_sync_partial` has a 32-bit offset and length.
-                if let Some(r) = &target.range
-                    && bytes.range.end > u64::from(u32::MAX)
+                // `struct dma_buf_sync_partial` has a 32-bit offset and length: a ranged sync,
+                // and an overwrite (which goes through that ioctl), stay below 4 GiB.
+                let partial = (target.range.is_some() || overwrite).then_some(bytes.range);
+                if let Some(p) = &partial
+                    && p.end > u64::from(u32::MAX)
                 {
+                    let (span, what) = match &target.range {
+                        Some(r) => (r.span, format!("range {}", r.node)),
+                        None => (flags_span, format!("an overwrite of the whole buffer ({} bytes)", p.end)),
+                    };
                     return Err(self.ctx.err(
-                        r.span,
-                        format!("range {} does not fit DMA_BUF_IOCTL_SYNC_PARTIAL's 32-bit offset and length", r.node),
-                        Some("a ranged sync covers bytes below 4 GiB".to_string()),
+                        span,
+                        format!("{what} does not fit DMA_BUF_IOCTL_SYNC_PARTIAL's 32-bit offset and length"),
+                        Some("a ranged or overwrite sync covers bytes below 4 GiB".to_string()),
                     ));
                 }
-                let partial = (target.range.is_some() || overwrite).then_some(bytes.range);
                 Cmd::Sync { buf: bytes.buf, flags, partial }
             }
             Op::DeviceBegin { dev, target } => Cmd::DeviceBegin { dev: self.device(dev)?, bytes: self.target(target)? },
