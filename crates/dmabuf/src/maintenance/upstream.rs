@@ -206,43 +206,48 @@ fn heap_device_sync(inner: &mut Inner, buf: usize, range: Range<u64>, op: SyncOp
     Ok(())
 }
 
+/// A ranged bracket's begin or end on a vendor kernel: `op` is what the heap's device
+/// does over the range (`for_cpu` at a begin: nothing for `DMA_TO_DEVICE`, the hook's
+/// `if (direction == DMA_TO_DEVICE) return 0;`; `for_device` at an end), `full` the full
+/// call's maintenance that `rk-cma-heap` does besides.
+fn vendor_partial(
+    inner: &mut Inner,
+    buf: usize,
+    bracket: &CpuBracket,
+    op: SyncOp,
+    full: impl FnOnce(&mut Inner) -> Result<(), Error>,
+) -> Result<(), Error> {
+    match partial_hook(inner, buf) {
+        PartialHook::Range => heap_device_sync(inner, buf, bracket.range.clone(), op),
+        PartialHook::WholeBuffer => {
+            if inner.bufs[buf].attachments.iter().flatten().next().is_none() {
+                heap_device_sync(inner, buf, bracket.range.clone(), op)?;
+            }
+            full(inner)
+        }
+        PartialHook::None => Ok(()),
+    }
+}
+
 impl Maintenance for Vendor {
     fn begin_cpu_access(&self, inner: &mut Inner, buf: usize, bracket: &CpuBracket) -> Result<(), Error> {
         if !bracket.partial {
             return Upstream.begin_cpu_access(inner, buf, bracket);
         }
-        let profile = inner.sim.platform().dma_profile;
-        match partial_hook(inner, buf) {
-            // `if (direction == DMA_TO_DEVICE) return 0;`
-            PartialHook::Range if bracket.dir == DmaDirection::ToDevice => Ok(()),
-            PartialHook::Range => heap_device_sync(inner, buf, bracket.range.clone(), profile.for_cpu(bracket.dir)),
-            PartialHook::WholeBuffer => {
-                if inner.bufs[buf].attachments.iter().flatten().next().is_none() {
-                    heap_device_sync(inner, buf, bracket.range.clone(), profile.for_cpu(bracket.dir))?;
-                }
-                Upstream.begin_cpu_access(inner, buf, bracket)
-            }
-            PartialHook::None => Ok(()),
-        }
+        let op = inner.sim.platform().dma_profile.for_cpu(bracket.dir);
+        vendor_partial(inner, buf, bracket, op, |inner| Upstream.begin_cpu_access(inner, buf, bracket))
     }
 
     fn end_cpu_access(&self, inner: &mut Inner, buf: usize, end: &CpuBracket, written: &RangeSet) -> Result<(), Error> {
         if !end.partial {
             return Upstream.end_cpu_access(inner, buf, end, written);
         }
-        let profile = inner.sim.platform().dma_profile;
-        match partial_hook(inner, buf) {
-            PartialHook::Range => heap_device_sync(inner, buf, end.range.clone(), profile.for_device(end.dir)),
-            PartialHook::WholeBuffer => {
-                if inner.bufs[buf].attachments.iter().flatten().next().is_none() {
-                    heap_device_sync(inner, buf, end.range.clone(), profile.for_device(end.dir))?;
-                }
-                Upstream.end_cpu_access(inner, buf, end, written)
-            }
-            PartialHook::None => Ok(()),
-        }
+        let op = inner.sim.platform().dma_profile.for_device(end.dir);
+        vendor_partial(inner, buf, end, op, |inner| Upstream.end_cpu_access(inner, buf, end, written))
     }
 
+    // The rest is upstream's (every method, the defaulted ones too, so that a change to
+    // upstream's reaches the vendor kernel).
     fn map(&self, inner: &mut Inner, buf: usize, att: usize, dir: DmaDirection) -> Result<(), Error> {
         Upstream.map(inner, buf, att, dir)
     }
@@ -261,6 +266,10 @@ impl Maintenance for Vendor {
 
     fn begin_job(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
         Upstream.begin_job(inner, buf, att, range)
+    }
+
+    fn device_access(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
+        Upstream.device_access(inner, buf, att, range)
     }
 
     fn end_job(&self, inner: &mut Inner, buf: usize, att: usize, range: Range<u64>) -> Result<(), Error> {
