@@ -267,6 +267,9 @@ impl PageBytes {
         use std::hash::Hash;
         match self {
             PageBytes::Owned(b) => b[off..off + len].hash(h),
+            // A line (at most 256 bytes, the platform's bound) without a page of scratch:
+            // the explorer hashes its lines before every step.
+            PageBytes::Uniform(v) if len <= 256 => [*v; 256][..len].hash(h),
             PageBytes::Uniform(v) => {
                 let mut tmp = [0u8; PAGE];
                 tmp[..len].fill(*v);
