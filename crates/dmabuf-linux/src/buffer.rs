@@ -8,9 +8,7 @@ use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use dmabuf_uapi::mapping::{self, CpuMapping, MapRegistry};
-use dmabuf_uapi::{
-    DMA_BUF_SYNC_OVERWRITE, Errno, Error, FdFlags, Op, Readiness, Result, SyncFlags, SyncPhase, traits, validate,
-};
+use dmabuf_uapi::{Errno, Error, FdFlags, Op, Readiness, Result, SyncFlags, SyncPhase, traits, validate};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::fs::OFlags;
 use rustix::mm::{MapFlags, ProtFlags};
@@ -355,14 +353,13 @@ impl CpuMapping for LinuxMap<'_> {
 
     #[inline]
     fn sync(&self, phase: SyncPhase, flags: SyncFlags) -> Result<()> {
-        let bits = phase.bits() | u64::from(flags.bits());
-        retried(|| sys::dma_buf_sync(self.fd, bits)).map_err(Error::os(Op::sync(phase, false)))
+        retried(|| sys::dma_buf_sync(self.fd, phase.word(flags, false))).map_err(Error::os(Op::sync(phase, false)))
     }
 
     #[inline]
     fn sync_partial(&self, phase: SyncPhase, flags: SyncFlags, offset: u32, len: u32, overwrite: bool) -> Result<()> {
-        let bits = phase.bits() | u64::from(flags.bits()) | if overwrite { DMA_BUF_SYNC_OVERWRITE } else { 0 };
-        retried(|| sys::dma_buf_sync_partial(self.fd, bits, offset, len)).map_err(Error::os(Op::sync(phase, true)))
+        retried(|| sys::dma_buf_sync_partial(self.fd, phase.word(flags, overwrite), offset, len))
+            .map_err(Error::os(Op::sync(phase, true)))
     }
 
     #[inline]

@@ -78,6 +78,12 @@ impl SyncPhase {
             SyncPhase::End => 1 << 2,
         }
     }
+
+    /// The `flags` word of `struct dma_buf_sync` (and `dma_buf_sync_partial`) for a
+    /// bracket's end over `flags`, with [`DMA_BUF_SYNC_OVERWRITE`] when `overwrite`.
+    pub const fn word(self, flags: SyncFlags, overwrite: bool) -> u64 {
+        self.bits() | flags.bits() as u64 | if overwrite { DMA_BUF_SYNC_OVERWRITE } else { 0 }
+    }
 }
 
 /// `DMA_BUF_SYNC_OVERWRITE` (proposed in docs/proposals/sync-partial.md; no kernel has it

@@ -68,6 +68,13 @@ pub trait CpuMapping {
         self.len()
     }
 
+    /// Whether the guards issue the sync ioctls at all. A simulated backend may be told to
+    /// leave them out, to show what a program that forgets them gets; the guards then skip
+    /// them, and learn nothing about the kernel from a call never made.
+    fn issues_sync(&self) -> bool {
+        true
+    }
+
     /// `DMA_BUF_IOCTL_SYNC` with `phase` and `flags`, on the whole buffer.
     fn sync(&self, phase: SyncPhase, flags: SyncFlags) -> Result<()>;
 
@@ -263,7 +270,7 @@ impl<B: CpuMapping> Mapping<B> {
     /// be had (see the module's doc), else `DMA_BUF_IOCTL_SYNC`. An empty range needs
     /// none, as MPP skips it.
     fn sync(&self, phase: SyncPhase, flags: SyncFlags, range: &Range<usize>, overwrite: bool) -> Result<()> {
-        if range.is_empty() {
+        if range.is_empty() || !self.backend.issues_sync() {
             return Ok(());
         }
         let total = self.backend.buffer_len();

@@ -260,6 +260,26 @@ fn ranged_guards_fall_back_to_the_full_sync_on_upstream() {
     assert!(h.reports().is_empty(), "a probe is no misuse: {:?}", h.reports());
 }
 
+/// With the sync ioctls left out, a ranged guard asks the kernel nothing, so it learns
+/// nothing: the probe stays open and the first issued guard makes it.
+#[test]
+fn guards_that_omit_the_sync_ioctls_do_not_probe_for_the_ranged_one() {
+    use Op::*;
+    let h = heaps_under("arm64-noncoherent", MaintenancePolicy::Linux);
+    let buf = alloc(&h, 4 * PAGE);
+    h.clear_ioctls();
+    let mut map = buf.mmap().expect("mmap");
+    h.set_sync_ioctls(SyncIoctls::Omit);
+    drop(map.read_range(8..16).expect("read"));
+    map.overwrite(PAGE, &[9; 64]).expect("overwrite");
+    assert_eq!((map.sync_partial_support(), map.overwrite_support()), (None, None));
+    assert!(sync_ops(&h).is_empty(), "{:?}", sync_ops(&h));
+    h.set_sync_ioctls(SyncIoctls::Issue);
+    drop(map.read_range(8..16).expect("read"));
+    assert_eq!(map.sync_partial_support(), Some(false));
+    assert_eq!(sync_ops(&h), vec![DmaBufIoctlSyncPartialStart, DmaBufIoctlSyncStart, DmaBufIoctlSyncEnd]);
+}
+
 /// A vendor kernel has the ioctl but not `DMA_BUF_SYNC_OVERWRITE`: `EINVAL`, and the
 /// overwrite goes out as a plain ranged write, then and after.
 #[test]

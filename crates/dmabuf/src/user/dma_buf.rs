@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use dmabuf_sim::PAGE_SIZE;
 use dmabuf_uapi::mapping::{self, CpuMapping, MapRegistry};
-use dmabuf_uapi::{
-    DMA_BUF_SYNC_OVERWRITE, Error, FdFlags, Op, Readiness, Result, SyncFlags, SyncPhase, traits, validate,
-};
+use dmabuf_uapi::{Error, FdFlags, Op, Readiness, Result, SyncFlags, SyncPhase, traits, validate};
 
 use super::{Shared, SyncFile, SyncIoctls, framework};
 use crate::{UserMapping, raw};
@@ -183,10 +181,6 @@ impl fmt::Debug for SimMap<'_> {
 }
 
 impl SimMap<'_> {
-    fn issue(&self) -> bool {
-        self.buf.shared.sync_ioctls.get() == SyncIoctls::Issue
-    }
-
     /// `range` of the mapping as a range of the buffer.
     fn in_buffer(&self, range: &Range<usize>) -> Range<usize> {
         self.offset + range.start..self.offset + range.end
@@ -280,24 +274,21 @@ impl CpuMapping for SimMap<'_> {
         self.buf.size()
     }
 
+    fn issues_sync(&self) -> bool {
+        self.buf.shared.sync_ioctls.get() == SyncIoctls::Issue
+    }
+
     fn sync(&self, phase: SyncPhase, flags: SyncFlags) -> Result<()> {
-        if !self.issue() {
-            return Ok(());
-        }
         let op = Op::sync(phase, false);
         self.buf.shared.record(op, self.buf.inner.name(), Some(flags), Some(0..self.buf.size()));
-        raw::sync_ioctl(&self.map, phase.bits() | u64::from(flags.bits())).map_err(framework(op))
+        raw::sync_ioctl(&self.map, phase.word(flags, false)).map_err(framework(op))
     }
 
     fn sync_partial(&self, phase: SyncPhase, flags: SyncFlags, offset: u32, len: u32, overwrite: bool) -> Result<()> {
-        if !self.issue() {
-            return Ok(());
-        }
         let op = Op::sync(phase, true);
         let range = offset as usize..offset as usize + len as usize;
         self.buf.shared.record(op, self.buf.inner.name(), Some(flags), Some(range));
-        let bits = phase.bits() | u64::from(flags.bits()) | if overwrite { DMA_BUF_SYNC_OVERWRITE } else { 0 };
-        raw::sync_ioctl_partial(&self.map, bits, offset, len).map_err(framework(op))
+        raw::sync_ioctl_partial(&self.map, phase.word(flags, overwrite), offset, len).map_err(framework(op))
     }
 
     unsafe fn read_bytes(&self, range: Range<usize>) -> Result<Vec<u8>> {
