@@ -401,10 +401,12 @@ fn run_trail(
         sched_trail.borrow_mut().next(devs.len() + 1, |c| format!("{}'s pending job runs", devs[c - 1]))
     };
     let visit_trail = trail.clone();
+    let exit_trail = trail.clone();
     let mut visit_fn;
     let mut hooks = Hooks::new(Box::new(chooser));
     hooks.schedule = Some(&mut schedule);
     hooks.prepared = Some(prepared.clone());
+    hooks.exits_after = Some(Box::new(move || exit_trail.borrow().snap.as_ref().is_some_and(|s| s.exits_after_run())));
     // The state hash covers the hardware state of the explored lines only: the other
     // lines take no choices, so their state follows from the program position and the
     // order in which jobs ran, which the runner's part of the hash holds.

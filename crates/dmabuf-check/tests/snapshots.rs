@@ -94,3 +94,28 @@ fn line_classes_in_parallel_reach_the_same_verdict_and_counterexample() {
         }
     }
 }
+
+/// A forked run leaves its objects for the exit to free (`Hooks::exits_after`); it must
+/// still report what a run that frees them does, the lost writes found only at its end
+/// included.
+#[test]
+fn a_run_that_exits_after_reports_what_a_run_that_frees_its_objects_does() {
+    use dmabuf_check::runner::{Hooks, RunConfig, run_hooked};
+    // The CPU's dirty line is written back over the decoder's bytes, and nobody reads them
+    // again: the write is lost at the end of the run.
+    let src = "platform arm64-noncoherent\nbuffer b size=4KiB heap=system\nattach vdec b\nvmap b\n\
+               map vdec b from_device\ncpu begin b write\ncpu write b[0..64] = 0x11\n\
+               vdec write b[0..64] = 0x22\ncpu end b write\nunmap vdec b\n";
+    let path = Path::new("lost-at-end.dmabuf");
+    let s = parse(src, "lost-at-end.dmabuf").unwrap();
+    let cfg = RunConfig::default();
+    let findings = |exits: bool| {
+        let chooser = dmabuf_sim::chooser_from_name(&cfg.chooser).unwrap();
+        let hooks = Hooks { exits_after: Some(Box::new(move || exits)), ..Hooks::new(chooser) };
+        let r = run_hooked(&s, path, src, &cfg, hooks).unwrap();
+        r.findings.iter().map(|f| format!("{:?} {} {}", f.kind, f.line, f.message)).collect::<Vec<_>>()
+    };
+    let freed = findings(false);
+    assert!(freed.iter().any(|f| f.starts_with("LostWrite")), "{freed:?}");
+    assert_eq!(findings(true), freed);
+}

@@ -383,6 +383,12 @@ impl Snap {
         }
     }
 
+    /// Whether this process exits when its run ends (a forked child; the worker goes on
+    /// to its next path).
+    pub(super) fn exits_after_run(&self) -> bool {
+        !self.root
+    }
+
     /// Whether the search (or this class) is over.
     fn stopped(&self) -> bool {
         self.region.stopped() || self.class >= self.region.global().cutoff.load(Relaxed)

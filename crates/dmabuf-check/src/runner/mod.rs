@@ -189,6 +189,10 @@ pub struct Hooks<'a> {
     /// The platform and the lowered program, from [`prepare`] with the same scenario and
     /// config: an explorer runs a scenario thousands of times and parses it once.
     pub prepared: Option<Rc<Prepared>>,
+    /// Asked when the run ends: true when the process exits right after it (an explorer's
+    /// forked run). The run's objects are then left for the exit to free: freeing them
+    /// one by one costs as much as the run was long, and a search ends thousands of runs.
+    pub exits_after: Option<Box<dyn Fn() -> bool + 'a>>,
 }
 
 /// A scenario checked against its platform and lowered, ready to run.
@@ -221,6 +225,7 @@ impl<'a> Hooks<'a> {
             deadline: None,
             tracer: None,
             prepared: None,
+            exits_after: None,
         }
     }
 }
@@ -259,6 +264,7 @@ pub fn run_hooked(
         }
     };
     let ctx = Ctx { file: &fname, src };
+    let exits_after = hooks.exits_after.take();
     let san = Rc::new(RefCell::new(Sanitizer::new()));
     let chooser = std::mem::replace(&mut hooks.chooser, Box::new(dmabuf_sim::Never));
     let platform_name = platform.name.clone();
@@ -296,11 +302,17 @@ pub fn run_hooked(
             let _ = dmabuf::raw::unmap_attachment(&a);
         }
     }
-    let mut san = san.borrow_mut();
+    let mut s = san.borrow_mut();
     if !stopped {
-        san.finish();
+        s.finish();
     }
-    let findings = std::mem::take(&mut *san).into_findings();
+    if exits_after.is_some_and(|exits| exits()) {
+        let findings = s.findings().to_vec();
+        drop(s);
+        std::mem::forget((san, w));
+        return Ok(RunResult { platform: platform_name, findings, stats, steps, stopped });
+    }
+    let findings = std::mem::take(&mut *s).into_findings();
     Ok(RunResult { platform: platform_name, findings, stats, steps, stopped })
 }
 
