@@ -8,9 +8,9 @@
 //! a run follows a prefix and then takes the first option everywhere, and the next path
 //! changes the last choice that has an option left. A path does not re-run from the
 //! start: it branches from a snapshot of the run (a forked process) at or above the point
-//! where it turns, so a run of `F` frames costs about `F log F` runs of a frame, not `F^2`
-//! (`explore/snapshot.rs` places the snapshots and argues the bounds). Line classes are searched in
-//! parallel. `ExploreConfig::snapshots` off re-runs every path from the start, in one
+//! where it turns, so a run of `F` frames costs at most `F log F` runs of a frame, not
+//! `F^2` (`explore/snapshot.rs` places the snapshots and argues the bounds; measured, it
+//! is a few runs of each point, whatever `F`). Line classes are searched in parallel. `ExploreConfig::snapshots` off re-runs every path from the start, in one
 //! process: the same search (a test holds the two to the same states and verdicts).
 //!
 //! Choice points:
@@ -194,6 +194,10 @@ pub struct Exploration {
     pub not_covered: Vec<&'static str>,
     /// Snapshots taken (checkpoint processes forked); 0 when re-executing.
     pub checkpoints: u64,
+    /// Choice points the search's runs passed, replays included. Over `states`, it is
+    /// how often the search ran a point again: re-execution runs every path from the
+    /// start, a snapshot search from a checkpoint.
+    pub points: u64,
 }
 
 mod pilot;
@@ -457,6 +461,7 @@ pub fn explore(
         bound: Some(bound),
         not_covered: Vec::new(),
         checkpoints: 0,
+        points: 0,
     };
     let deadline = cfg.timeout.and_then(|t| start.checked_add(t));
     let timed_out = || timeout_bound(cfg.timeout);
@@ -483,7 +488,7 @@ pub fn explore(
             e
         });
     }
-    let (mut paths, mut max_depth, mut states) = (0u64, 0usize, 0u64);
+    let (mut paths, mut max_depth, mut states, mut points) = (0u64, 0usize, 0u64, 0u64);
     let mut best: Option<Counterexample> = None;
     let mut bound = None;
     'lines: for (index, group) in groups {
@@ -504,6 +509,7 @@ pub fn explore(
                 r => r?,
             };
             max_depth = max_depth.max(trail.taken.len());
+            points += trail.taken.len() as u64;
             if !result.stopped {
                 paths += 1;
             }
@@ -554,6 +560,7 @@ pub fn explore(
         bound,
         not_covered,
         checkpoints: 0,
+        points,
     })
 }
 
@@ -645,6 +652,7 @@ fn explore_snapshots(
         bound,
         not_covered: Vec::new(),
         checkpoints: out.checkpoints,
+        points: out.points,
     })
 }
 

@@ -90,6 +90,7 @@ fn json(e: &Exploration, file: &str, replay: Option<&str>) -> serde_json::Value 
         "counterexample": ce,
         "not_covered": e.not_covered,
         "checkpoints": e.checkpoints,
+        "points": e.points,
     })
 }
 

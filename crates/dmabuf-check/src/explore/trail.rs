@@ -42,6 +42,9 @@ impl Trail {
     pub(super) fn next(&mut self, n: usize, describe: impl Fn(usize) -> String) -> usize {
         let n = n.min(u8::MAX as usize);
         let i = self.taken.len();
+        if let Some(snap) = &self.snap {
+            snap.count_point();
+        }
         let given = i.checked_sub(self.base).and_then(|k| self.prefix.get(k)).copied();
         if let Some(c) = given
             && c as usize >= n
