@@ -10,8 +10,9 @@
 //! start: it branches from a snapshot of the run (a forked process) at or above the point
 //! where it turns, so a run of `F` frames costs at most `F log F` runs of a frame, not
 //! `F^2` (`explore/snapshot.rs` places the snapshots and argues the bounds; measured, it
-//! is a few runs of each point, whatever `F`). Line classes are searched in parallel. `ExploreConfig::snapshots` off re-runs every path from the start, in one
-//! process: the same search (a test holds the two to the same states and verdicts).
+//! is a few runs of each point, whatever `F`). Line classes are searched in parallel.
+//! `ExploreConfig::snapshots` off re-runs every path from the start, in one process: the
+//! same search (a test holds the two to the same states and verdicts).
 //!
 //! Choice points:
 //! - after every hardware operation, for each line of the operation's range that holds

@@ -5,8 +5,9 @@
 //! program that runs out of memory in Rust aborts; so the checker watches instead: a
 //! binary installs [`CountingAlloc`] as its global allocator, and the runner compares
 //! [`in_use`], plus what the step's access will allocate, with
-//! [`crate::runner::RunConfig::max_memory`] before every step, and stops with an error (`check`: exit 2) or a bound
-//! (`explore`: inconclusive) well before the allocator would fail.
+//! [`crate::runner::RunConfig::max_memory`] before every step, and stops with an error
+//! (`check`: exit 2) or a bound (`explore`: inconclusive) well before the allocator would
+//! fail.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

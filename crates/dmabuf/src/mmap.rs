@@ -19,18 +19,23 @@ use crate::error::Error;
 use crate::ranges::RangeSet;
 use crate::report::Report;
 use crate::state::{BufferId, Inner};
+use crate::uapi::{SyncFlags, SyncPhase};
 
+// The raw flag words, as the uapi crate defines them (one definition of each bit).
 /// `DMA_BUF_SYNC_READ`.
-pub const DMA_BUF_SYNC_READ: u64 = 1;
+pub const DMA_BUF_SYNC_READ: u64 = SyncFlags::READ_BIT as u64;
 /// `DMA_BUF_SYNC_WRITE`.
-pub const DMA_BUF_SYNC_WRITE: u64 = 2;
+pub const DMA_BUF_SYNC_WRITE: u64 = SyncFlags::WRITE_BIT as u64;
 /// `DMA_BUF_SYNC_RW`.
-pub const DMA_BUF_SYNC_RW: u64 = 3;
+pub const DMA_BUF_SYNC_RW: u64 = DMA_BUF_SYNC_READ | DMA_BUF_SYNC_WRITE;
 /// `DMA_BUF_SYNC_START`.
-pub const DMA_BUF_SYNC_START: u64 = 0;
+pub const DMA_BUF_SYNC_START: u64 = SyncPhase::Start.bits();
 /// `DMA_BUF_SYNC_END`.
-pub const DMA_BUF_SYNC_END: u64 = 4;
+pub const DMA_BUF_SYNC_END: u64 = SyncPhase::End.bits();
 pub use crate::uapi::DMA_BUF_SYNC_OVERWRITE;
+// include/uapi/linux/dma-buf.h's values.
+const _: () =
+    assert!(DMA_BUF_SYNC_READ == 1 && DMA_BUF_SYNC_WRITE == 2 && DMA_BUF_SYNC_START == 0 && DMA_BUF_SYNC_END == 4);
 
 /// Decodes `DMA_BUF_IOCTL_SYNC` flags as the kernel does: any bit outside RW|END, or no
 /// direction, is EINVAL. Returns (is end, direction).
